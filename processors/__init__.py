@@ -1,0 +1,1 @@
+"""Faust processors: materialized views and derived events."""

@@ -1,0 +1,33 @@
+"""The ``psmesh`` command line: one entry point for platform engineers."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from psmesh import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="psmesh")
+@click.option("-v", "--verbose", is_flag=True, help="Log at debug level.")
+def main(verbose: bool) -> None:
+    """psmesh: CDC data mesh for professional-services firms."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _register() -> None:
+    from psmesh.registry.cli import registry
+    from psmesh.stack.cli import dev
+    from psmesh.topology.cli import topology
+
+    main.add_command(dev)
+    main.add_command(topology)
+    main.add_command(registry)
+
+
+_register()

@@ -1,0 +1,99 @@
+"""Settings for psmesh services and the local stack.
+
+Everything comes from environment variables (prefix ``PSMESH_``) with defaults
+that suit one developer machine; secrets never live in files. The topology
+(``topology.yaml``) says *what* runs; these settings say *where*.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Kafka 3.9.1: faust-streaming 0.15.3 needs aiokafka 0.12.0, which cannot talk
+#: to Kafka 4.x (KIP-896 removed the protocol versions it sends). See README.
+KAFKA_VERSION = "3.9.1"
+
+SOURCE_DATABASES = ("crm", "psa", "timeexp", "erp")
+DATABASES = (*SOURCE_DATABASES, "reporting")
+
+
+def _project_root() -> Path:
+    here = Path(__file__).resolve().parent.parent
+    return here if (here / "pyproject.toml").exists() else Path.cwd()
+
+
+class Settings(BaseSettings):
+    """Where the mesh's servers are, and where the local stack keeps its state."""
+
+    model_config = SettingsConfigDict(env_prefix="PSMESH_", extra="ignore")
+
+    #: Runtime directory of the local stack: data, logs, pid files.
+    home: Path = Field(default_factory=lambda: _project_root() / ".psmesh")
+    #: Cache of downloaded Kafka jars, shared by every runtime directory.
+    cache: Path = Field(default_factory=lambda: Path.home() / ".cache" / "psmesh")
+    bind_host: str = "127.0.0.1"
+
+    kafka_version: str = KAFKA_VERSION
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    kafka_heap: str = "768m"
+    #: Set to use an existing cluster instead of the local broker.
+    kafka_bootstrap: str | None = None
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_location: str | None = None
+
+    pg_port: int = 5433
+    pg_user: str = "psmesh"
+    pg_password: SecretStr | None = None
+    #: Set to use an existing PostgreSQL server instead of the local cluster.
+    pg_host: str | None = None
+    pg_sslmode: str = "prefer"
+
+    registry_port: int = 8081
+    #: Set to use an existing Confluent-compatible registry.
+    registry_url: str | None = None
+    registry_topic: str = "_schemas"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap or f"{self.bind_host}:{self.kafka_port}"
+
+    @property
+    def schema_registry_url(self) -> str:
+        return self.registry_url or f"http://{self.bind_host}:{self.registry_port}"
+
+    def kafka_client_config(self) -> dict[str, str]:
+        """librdkafka settings shared by every producer, consumer and admin client."""
+        conf: dict[str, str] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_sasl_mechanism:
+            conf["sasl.mechanism"] = self.kafka_sasl_mechanism
+        if self.kafka_sasl_username:
+            conf["sasl.username"] = self.kafka_sasl_username
+        if self.kafka_sasl_password:
+            conf["sasl.password"] = self.kafka_sasl_password.get_secret_value()
+        if self.kafka_ssl_ca_location:
+            conf["ssl.ca.location"] = self.kafka_ssl_ca_location
+        return conf
+
+    def pg_dsn(self, dbname: str) -> str:
+        """A libpq connection string for one database (password from the environment only)."""
+        host = self.pg_host or self.bind_host
+        parts = [f"host={host}", f"port={self.pg_port}", f"dbname={dbname}", f"user={self.pg_user}"]
+        if self.pg_password:
+            parts.append(f"password={self.pg_password.get_secret_value()}")
+        if self.pg_host:
+            parts.append(f"sslmode={self.pg_sslmode}")
+        return " ".join(parts)
+
+
+def load_settings(**overrides) -> Settings:
+    return Settings(**overrides)

@@ -1,0 +1,1 @@
+"""Sinks: the ERP and the reporting store."""

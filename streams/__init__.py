@@ -1,0 +1,1 @@
+"""Capture and publishing: PostgreSQL logical replication to Avro change events on Kafka."""
