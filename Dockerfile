@@ -1,0 +1,15 @@
+# psmesh services (registry, capture, processors, sinks) for docker-compose.yml.
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY psmesh ./psmesh
+COPY streams ./streams
+COPY processors ./processors
+COPY sinks ./sinks
+COPY schemas ./schemas
+COPY topology.yaml ./
+RUN pip install --no-cache-dir .
+ENV PSMESH_KAFKA_BOOTSTRAP=kafka:29092 \
+    PSMESH_PG_HOST=postgres \
+    PSMESH_PG_PORT=5432 \
+    PSMESH_REGISTRY_URL=http://registry:8081

@@ -1,0 +1,3 @@
+from psmesh.cli import main
+
+main()
