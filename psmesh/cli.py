@@ -21,6 +21,7 @@ def main(verbose: bool) -> None:
 
 
 def _register() -> None:
+    from psmesh.demo import demo
     from psmesh.registry.cli import registry
     from psmesh.stack.cli import dev
     from psmesh.topology.cli import topology
@@ -28,6 +29,7 @@ def _register() -> None:
     main.add_command(dev)
     main.add_command(topology)
     main.add_command(registry)
+    main.add_command(demo)
 
 
 _register()
