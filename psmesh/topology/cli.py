@@ -1,0 +1,198 @@
+"""``psmesh topology``: validate, plan, apply and graph ``topology.yaml``.
+
+Exit codes: 0 success (``plan`` also when it has actions or warnings), 1 an
+invalid topology, a failed action or a missing renderer, 2 a usage error or a
+cluster that cannot be read.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.schema_registry import SchemaRegistryClient
+
+from psmesh.config import load_settings
+from psmesh.topology.apply import apply_plan
+from psmesh.topology.exceptions import ClusterError, RendererMissingError
+from psmesh.topology.graph import lineage, render, to_mermaid
+from psmesh.topology.issues import Issue
+from psmesh.topology.model import Topology, check_topology
+from psmesh.topology.plan import ClusterState, observe, plan_changes
+
+TOPOLOGY_FILE = "topology.yaml"
+
+
+def default_topology_path() -> Path:
+    """``topology.yaml`` in the current directory, else the repository's."""
+    here = Path(TOPOLOGY_FILE)
+    if here.exists():
+        return here
+    repo = Path(__file__).resolve().parents[2] / TOPOLOGY_FILE
+    return repo if repo.exists() else here
+
+
+_file_option = click.option(
+    "--file",
+    "-f",
+    "path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Topology file [default: ./topology.yaml, else the repository's].",
+)
+_cluster_options = [
+    click.option(
+        "--bootstrap-servers",
+        default=lambda: load_settings().bootstrap_servers,
+        show_default="PSMESH_KAFKA_BOOTSTRAP or the local broker",
+        help="Kafka bootstrap servers.",
+    ),
+    click.option(
+        "--registry-url",
+        default=lambda: load_settings().schema_registry_url,
+        show_default="PSMESH_REGISTRY_URL or the local registry",
+        help="Schema registry URL.",
+    ),
+    click.option(
+        "--cluster",
+        envvar="PSMESH_CLUSTER",
+        default=None,
+        help="Apply this entry of the topology's clusters: section (e.g. local) [env: PSMESH_CLUSTER].",
+    ),
+    click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait on Kafka requests."),
+]
+
+
+def _with_cluster_options(fn):
+    for option in reversed(_cluster_options):
+        fn = option(fn)
+    return fn
+
+
+@click.group()
+def topology() -> None:
+    """Validate, plan, apply and draw the mesh's topology.yaml."""
+
+
+@topology.command()
+@_file_option
+def validate(path: Path | None) -> None:
+    """Check the topology file; print every error with its line."""
+    loaded = _load(path)
+    click.echo(f"ok: {loaded.counts()}")
+
+
+@topology.command()
+@_file_option
+@_with_cluster_options
+def plan(path: Path | None, bootstrap_servers: str, registry_url: str, cluster: str | None, timeout: float) -> None:
+    """Show what apply would change in the cluster and the registry (changes nothing)."""
+    loaded = _load(path, quiet_ok=True)
+    _check_cluster_name(loaded, cluster)
+    admin, registry = _clients(bootstrap_servers, registry_url)
+    state = _observe(loaded, admin, registry, timeout)
+    click.echo(f"plan for {bootstrap_servers} ({state.brokers} broker(s)), registry {registry_url}:")
+    for line in plan_changes(loaded, state, cluster).lines():
+        click.echo(f"  {line}")
+
+
+@topology.command()
+@_file_option
+@_with_cluster_options
+def apply(path: Path | None, bootstrap_servers: str, registry_url: str, cluster: str | None, timeout: float) -> None:
+    """Create missing topics, add partitions, set configs, register schemas. Never deletes."""
+    loaded = _load(path, quiet_ok=True)
+    _check_cluster_name(loaded, cluster)
+    admin, registry = _clients(bootstrap_servers, registry_url)
+    state = _observe(loaded, admin, registry, timeout)
+    the_plan = plan_changes(loaded, state, cluster)
+    for warning in the_plan.warnings:
+        click.echo(f"! warning: {warning}")
+    if the_plan.empty:
+        click.echo(f"nothing to do: {bootstrap_servers} matches the topology")
+        return
+    result = apply_plan(the_plan, admin, registry, timeout)
+    for line in result.done:
+        click.echo(f"done: {line}")
+    for line in result.failed:
+        click.echo(f"failed: {line}", err=True)
+    click.echo(f"{len(result.done)} done, {len(result.failed)} failed")
+    if not result.ok:
+        sys.exit(1)
+
+
+@topology.command()
+@_file_option
+@click.option(
+    "--format", "fmt", type=click.Choice(["svg", "png", "mermaid"]), default="svg", show_default=True, help="Output format."
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Output file [default: topology.svg / topology.png; Mermaid to stdout].",
+)
+def graph(path: Path | None, fmt: str, output: Path | None) -> None:
+    """Draw the lineage: sources, topics, processors, sinks and targets."""
+    loaded = _load(path, quiet_ok=True)
+    drawing = lineage(loaded)
+    mermaid = to_mermaid(drawing)
+    if fmt == "mermaid":
+        if output is None:
+            click.echo(mermaid, nl=False)
+        else:
+            output.write_text(mermaid, encoding="utf-8")
+            click.echo(f"wrote {output}")
+        return
+    output = output or Path(f"topology.{fmt}")
+    try:
+        picture = render(drawing, fmt)
+    except RendererMissingError as exc:
+        fallback = output.with_suffix(".mmd")
+        fallback.write_text(mermaid, encoding="utf-8")
+        click.echo(f"error: cannot draw {output}: {exc}", err=True)
+        click.echo(f"wrote the Mermaid text to {fallback} instead", err=True)
+        sys.exit(1)
+    output.write_bytes(picture)
+    click.echo(f"wrote {output}")
+
+
+def _load(path: Path | None, quiet_ok: bool = False) -> Topology:
+    path = path or default_topology_path()
+    loaded, issues = check_topology(path)
+    for issue in issues:
+        if loaded is None or not quiet_ok:
+            _echo_issue(issue)
+    if loaded is None:
+        errors = sum(1 for i in issues if i.is_error)
+        click.echo(f"{path}: {errors} error(s)", err=True)
+        sys.exit(1)
+    return loaded
+
+
+def _echo_issue(issue: Issue) -> None:
+    click.echo(str(issue), err=issue.is_error)
+
+
+def _check_cluster_name(loaded: Topology, cluster: str | None) -> None:
+    if cluster is not None and cluster not in loaded.clusters:
+        known = ", ".join(loaded.clusters) or "none declared"
+        raise click.BadParameter(f"unknown cluster {cluster!r} (clusters: {known})", param_hint="--cluster")
+
+
+def _clients(bootstrap_servers: str, registry_url: str) -> tuple[AdminClient, SchemaRegistryClient]:
+    conf = load_settings().kafka_client_config()
+    conf["bootstrap.servers"] = bootstrap_servers
+    return AdminClient(conf), SchemaRegistryClient({"url": registry_url})
+
+
+def _observe(loaded: Topology, admin: AdminClient, registry: SchemaRegistryClient, timeout: float) -> ClusterState:
+    try:
+        return observe(loaded, admin, registry, timeout)
+    except ClusterError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
