@@ -1,0 +1,46 @@
+"""Errors raised by the capture package (``streams``).
+
+Every error of the package derives from :class:`StreamsError`, so a caller can
+tell the capture's own failures from library errors, which are wrapped with
+``raise ... from``. Messages name positions, types and tables, never a row
+value (values may be personal or confidential data and messages reach logs).
+"""
+
+from __future__ import annotations
+
+
+class StreamsError(Exception):
+    """Base class of every error raised by the capture package."""
+
+
+class DecodeError(StreamsError):
+    """A pgoutput message could not be decoded.
+
+    ``offset`` is the byte offset inside the message where decoding failed;
+    ``type_byte`` is the message's first byte (``None`` for an empty buffer).
+    """
+
+    def __init__(self, reason: str, *, offset: int, type_byte: int | None = None) -> None:
+        self.reason = reason
+        self.offset = offset
+        self.type_byte = type_byte
+        if type_byte is None:
+            where = f"at offset {offset}"
+        else:
+            shown = chr(type_byte) if 0x20 <= type_byte < 0x7F else "?"
+            where = f"in message type {shown!r} (0x{type_byte:02x}) at offset {offset}"
+        super().__init__(f"{reason} {where}")
+
+
+class ValueConversionError(StreamsError, ValueError):
+    """A column's text value has no faithful Python value (e.g. date 'infinity').
+
+    The message names the PostgreSQL type and the reason; the offending text
+    is kept on ``text`` for the dead-letter record, never in the message.
+    """
+
+    def __init__(self, type_name: str, reason: str, text: str | None = None) -> None:
+        self.type_name = type_name
+        self.reason = reason
+        self.text = text
+        super().__init__(f"cannot convert {type_name} value: {reason}")
