@@ -317,6 +317,8 @@ def _describe_configs(admin: AdminClient, names: list[str], timeout: float) -> d
 
 
 def _observe_subjects(registry: SchemaRegistryClient, schemas: list[DeclaredSchema]) -> dict[str, LiveSubject]:
+    # the client caches "latest version" answers for its lifetime; a plan must see the registry as it is now
+    registry.clear_latest_caches()
     present = set(registry.get_subjects())
     out: dict[str, LiveSubject] = {}
     for schema in schemas:
