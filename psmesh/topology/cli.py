@@ -93,7 +93,7 @@ def plan(path: Path | None, bootstrap_servers: str, registry_url: str, cluster: 
     loaded = _load(path, quiet_ok=True)
     _check_cluster_name(loaded, cluster)
     admin, registry = _clients(bootstrap_servers, registry_url)
-    state = _observe(loaded, admin, registry, timeout)
+    state = _observe(loaded, admin, registry, timeout, bootstrap_servers)
     click.echo(f"plan for {bootstrap_servers} ({state.brokers} broker(s)), registry {registry_url}:")
     for line in plan_changes(loaded, state, cluster).lines():
         click.echo(f"  {line}")
@@ -107,14 +107,17 @@ def apply(path: Path | None, bootstrap_servers: str, registry_url: str, cluster:
     loaded = _load(path, quiet_ok=True)
     _check_cluster_name(loaded, cluster)
     admin, registry = _clients(bootstrap_servers, registry_url)
-    state = _observe(loaded, admin, registry, timeout)
+    state = _observe(loaded, admin, registry, timeout, bootstrap_servers)
     the_plan = plan_changes(loaded, state, cluster)
     for warning in the_plan.warnings:
         click.echo(f"! warning: {warning}")
-    if the_plan.empty:
+    result = apply_plan(the_plan, admin, registry, timeout)
+    if state.subjects is None:
+        # declared schemas that could not be checked are not "done": say so in the exit code
+        result.failed.append(f"schemas not checked: registry {registry_url} not read ({state.registry_problem})")
+    if the_plan.empty and result.ok:
         click.echo(f"nothing to do: {bootstrap_servers} matches the topology")
         return
-    result = apply_plan(the_plan, admin, registry, timeout)
     for line in result.done:
         click.echo(f"done: {line}")
     for line in result.failed:
@@ -190,9 +193,11 @@ def _clients(bootstrap_servers: str, registry_url: str) -> tuple[AdminClient, Sc
     return AdminClient(conf), SchemaRegistryClient({"url": registry_url})
 
 
-def _observe(loaded: Topology, admin: AdminClient, registry: SchemaRegistryClient, timeout: float) -> ClusterState:
+def _observe(
+    loaded: Topology, admin: AdminClient, registry: SchemaRegistryClient, timeout: float, bootstrap_servers: str
+) -> ClusterState:
     try:
         return observe(loaded, admin, registry, timeout)
     except ClusterError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {bootstrap_servers}: {exc}", err=True)
         sys.exit(2)

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
@@ -278,7 +278,7 @@ def observe(
     try:
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
-        raise ClusterError(f"cannot read the cluster's topics: {exc.args[0] if exc.args else exc}") from exc
+        raise ClusterError(f"cannot read the cluster's topics: {_kafka_message(exc)}") from exc
     declared = {t.name for t in topology.topics}
     live: dict[str, LiveTopic] = {}
     configs = _describe_configs(admin, [n for n in metadata.topics if n in declared], timeout)
@@ -311,9 +311,14 @@ def _describe_configs(admin: AdminClient, names: list[str], timeout: float) -> d
         try:
             entries = future.result()
         except KafkaException as exc:
-            raise ClusterError(f"cannot read the configs of topic {resource.name}: {exc.args[0]}") from exc
+            raise ClusterError(f"cannot read the configs of topic {resource.name}: {_kafka_message(exc)}") from exc
         out[resource.name] = {k: e.value for k, e in entries.items() if k in MANAGED_CONFIGS and e.value is not None}
     return out
+
+
+def _kafka_message(exc: KafkaException) -> str:
+    error = exc.args[0] if exc.args else None
+    return error.str() if isinstance(error, KafkaError) else str(exc)
 
 
 def _observe_subjects(registry: SchemaRegistryClient, schemas: list[DeclaredSchema]) -> dict[str, LiveSubject]:

@@ -241,3 +241,18 @@ def test_a_schema_the_registry_refuses_is_reported_and_apply_fails(kafka_bootstr
         if subject in registry.get_subjects():
             registry.delete_subject(subject)
             registry.delete_subject(subject, permanent=True)
+
+
+def test_apply_with_an_unreachable_registry_creates_topics_but_fails_naming_the_registry(
+    kafka_bootstrap, admin, prefix, tmp_path
+):
+    (tmp_path / "order.avsc").write_text(json.dumps(SCHEMA_V1))
+    path = _write(tmp_path / "topology.yaml", _topology(prefix, value_schema="order.avsc"))
+    result = _cli(
+        "apply", "--file", str(path), "--bootstrap-servers", kafka_bootstrap, "--registry-url", NO_REGISTRY, "--cluster", "local"
+    )
+    assert result.exit_code == 1
+    assert "schema registry not read" in result.output
+    assert f"failed: schemas not checked: registry {NO_REGISTRY} not read" in result.output
+    assert f"done: created topic {prefix}.orders" in result.output
+    assert _describe(admin, f"{prefix}.orders")[0] == 2
