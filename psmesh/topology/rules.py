@@ -33,6 +33,15 @@ class Parts:
         """Names declared in a section, valid items or not."""
         return [name for _, name in _named(self.raw[section])]
 
+    def consumers(self) -> dict[str, list[str]]:
+        """Each declared topic's consumers as written, valid topic or not (so one bad field hides no rule)."""
+        out: dict[str, list[str]] = {}
+        for item in self.raw["topics"]:
+            if isinstance(item, dict) and isinstance(item.get("name"), str):
+                listed = item.get("consumers") or []
+                out.setdefault(item["name"], [c for c in listed if isinstance(c, str)] if isinstance(listed, list) else [])
+        return out
+
     def topics(self) -> dict[str, Topic]:
         out: dict[str, Topic] = {}
         for _, topic in self.items["topics"]:
@@ -96,7 +105,9 @@ def schema_files_exist(parts: Parts, loc: Locator) -> Iterator[Issue]:
                 continue
             path = parts.base_dir / relative
             if not path.is_file():
-                yield loc.issue(("topics", index, field), f"schema file {relative!r} does not exist (looked for {path})")
+                yield loc.issue(
+                    ("topics", index, field), f"schema file {relative!r} does not exist (looked for {path.absolute()})"
+                )
                 continue
             try:
                 json.loads(path.read_text(encoding="utf-8"))
@@ -146,26 +157,25 @@ def sources_are_captured_into_declared_topics(parts: Parts, loc: Locator) -> Ite
 
 def references_resolve(parts: Parts, loc: Locator) -> Iterator[Issue]:
     """Processors and sinks read, write and dead-letter only declared topics, and read only where they are consumers."""
-    topics = parts.topics()
-    declared = set(parts.declared("topics"))
+    consumers = parts.consumers()
     for section in ("processors", "sinks"):
         for index, item in parts.items[section]:
             item: Processor | Sink
             kind = _SINGULAR[section]
             for i, name in enumerate(item.inputs):
                 path = (section, index, "inputs", i)
-                if name not in declared:
+                if name not in consumers:
                     yield loc.issue(path, f"unknown topic {name!r}")
-                elif name in topics and item.name not in topics[name].consumers:
+                elif item.name not in consumers[name]:
                     yield loc.issue(
                         path,
                         f"{kind} {item.name!r} reads {name!r} but is not in that topic's consumers "
-                        f"({', '.join(topics[name].consumers) or 'empty'}); add it to topics[{name}].consumers",
+                        f"({', '.join(consumers[name]) or 'empty'}); add it to topics[{name}].consumers",
                     )
             for i, name in enumerate(getattr(item, "outputs", [])):
-                if name not in declared:
+                if name not in consumers:
                     yield loc.issue((section, index, "outputs", i), f"unknown topic {name!r}")
-            if item.dead_letter is not None and item.dead_letter not in declared:
+            if item.dead_letter is not None and item.dead_letter not in consumers:
                 yield loc.issue((section, index, "dead_letter"), f"unknown topic {item.dead_letter!r}")
 
 

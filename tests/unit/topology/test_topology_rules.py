@@ -424,3 +424,14 @@ def test_schema_path_is_relative_to_the_topology_file(doc, docs, tmp_path):
     path.write_text(docs.dump(doc))
     topology = load_topology(path)
     assert topology.schema_path("schemas/pipeline.avsc").is_file()
+
+
+def test_consumers_are_still_checked_on_a_topic_with_another_error(doc, docs):
+    topic = _topic(doc, "crm.public.accounts")
+    topic["partitions"] = 0
+    topic["consumers"] = []
+    _, issues, _ = docs.check(doc)
+    assert sorted(i.location for i in issues if i.is_error) == [
+        "processors[pipeline].inputs[0]",
+        "topics[crm.public.accounts].partitions",
+    ]
