@@ -118,6 +118,7 @@ def schema_files_exist(parts: Parts, loc: Locator) -> Iterator[Issue]:
 def sources_are_captured_into_declared_topics(parts: Parts, loc: Locator) -> Iterator[Issue]:
     """Each captured table has its change topic declared; slots are unique (they are cluster-wide in PostgreSQL)."""
     topics = parts.topics()
+    declared = set(parts.declared("topics"))
     slots: dict[str, str] = {}
     for index, source in parts.items["sources"]:
         source: Source
@@ -147,9 +148,9 @@ def sources_are_captured_into_declared_topics(parts: Parts, loc: Locator) -> Ite
                 )
             topic_name = source.change_topic(table)
             topic = topics.get(topic_name)
-            if topic is None:
+            if topic_name not in declared:
                 yield loc.issue(path, f"captures {source.database}.{table} but its topic {topic_name!r} is not declared in topics")
-            elif topic.owner != source.domain:
+            elif topic is not None and topic.owner != source.domain:
                 yield loc.warning(
                     path, f"change topic {topic_name!r} is owned by {topic.owner!r}, not by the source's domain {source.domain!r}"
                 )
