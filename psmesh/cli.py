@@ -25,11 +25,13 @@ def _register() -> None:
     from psmesh.registry.cli import registry
     from psmesh.stack.cli import dev
     from psmesh.topology.cli import topology
+    from streams.cli import cdc
 
     main.add_command(dev)
     main.add_command(topology)
     main.add_command(registry)
     main.add_command(demo)
+    main.add_command(cdc)
 
 
 _register()

@@ -18,8 +18,9 @@ usual DDL changes (add column, drop column) BACKWARD compatible.
 
 Type mapping (DESIGN.md "Change events"): numeric(p,s) → bytes/decimal(p,s),
 date → int/date, timestamptz → long/timestamp-micros, timestamp →
-long/local-timestamp-micros, text[] and other arrays → array, json/jsonb →
-string, boolean, int2/int4 → int, int8 → long, everything else → string.
+long/local-timestamp-micros, time → long/time-micros, text[] and other
+arrays → array, json/jsonb → string, bytea → bytes, boolean, int2/int4 →
+int, int8 → long, everything else (uuid, enums, intervals ...) → string.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ SOURCE_NAMESPACE = "io.psmesh.connector.postgresql"
 # PostgreSQL type oids (pg_type.dat)
 BOOL, INT8, INT2, INT4, TEXT, JSON, FLOAT4, FLOAT8 = 16, 20, 21, 23, 25, 114, 700, 701
 BPCHAR, VARCHAR, DATE, TIMESTAMP, TIMESTAMPTZ, NUMERIC, UUID, JSONB = 1042, 1043, 1082, 1114, 1184, 1700, 2950, 3802
+BYTEA, TIME = 17, 1083
 ARRAY_ELEMENT = {1000: BOOL, 1005: INT2, 1007: INT4, 1016: INT8, 1009: TEXT, 1015: VARCHAR, 1014: BPCHAR, 1231: NUMERIC, 1182: DATE, 1185: TIMESTAMPTZ, 2951: UUID}
 
 
@@ -81,8 +83,10 @@ def avro_type(type_oid: int, typmod: int = -1) -> Any:
         return {"type": "long", "logicalType": "local-timestamp-micros"}
     if type_oid in (JSON, JSONB):
         return {"type": "string", "connect.name": "io.debezium.data.Json"}
-    if type_oid == UUID:
-        return {"type": "string", "logicalType": "uuid"}
+    if type_oid == BYTEA:
+        return "bytes"
+    if type_oid == TIME:
+        return {"type": "long", "logicalType": "time-micros"}
     return "string"
 
 

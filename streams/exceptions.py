@@ -44,3 +44,26 @@ class ValueConversionError(StreamsError, ValueError):
         self.reason = reason
         self.text = text
         super().__init__(f"cannot convert {type_name} value: {reason}")
+
+
+class ReplicationError(StreamsError):
+    """The replication connection or stream failed (slot, START_REPLICATION, copy)."""
+
+
+class SchemaRefused(StreamsError):
+    """The registry refused a table's new schema under the subject's compatibility rule.
+
+    The capture stops before publishing anything with it: nothing after it is
+    published out of order and nothing is confirmed past it, so nothing is lost.
+    """
+
+    def __init__(self, table: str, subject: str, columns: list[str], rule: str, detail: str) -> None:
+        self.table = table
+        self.subject = subject
+        self.columns = columns
+        self.rule = rule
+        named = ", ".join(columns) if columns else "(no single column)"
+        super().__init__(
+            f"table {table}: schema change refused by the registry under {rule} compatibility "
+            f"(subject {subject}); column(s): {named}; {detail}"
+        )

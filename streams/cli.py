@@ -1,0 +1,129 @@
+"""``psmesh cdc``: run and inspect the capture of a source database."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from psmesh.config import load_settings
+
+logger = logging.getLogger(__name__)
+
+
+def _topology(path: Path | None):
+    from psmesh.topology.exceptions import TopologyError
+    from psmesh.topology.model import load_topology
+
+    target = path or Path("topology.yaml")
+    if not target.exists():
+        target = Path(__file__).resolve().parent.parent / "topology.yaml"
+    try:
+        return load_topology(target)
+    except TopologyError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def capture_config(source_name: str, topology_file: Path | None = None):
+    from streams.source import CaptureConfig
+
+    settings = load_settings()
+    topology = _topology(topology_file)
+    source = next((s for s in topology.sources if s.name == source_name), None)
+    if source is None:
+        names = ", ".join(s.name for s in topology.sources)
+        raise click.ClickException(f"no source {source_name!r} in the topology (sources: {names})")
+    partitions = {}
+    for table in source.tables:
+        name = source.change_topic(table)
+        try:
+            partitions[name] = topology.topic(name).partitions
+        except KeyError:
+            pass
+    return CaptureConfig(
+        name=source.name,
+        dsn=settings.pg_dsn(source.database),
+        database=source.database,
+        tables=tuple(f"{source.pg_schema}.{t}" for t in source.tables),
+        slot=source.slot,
+        publication=source.publication,
+        registry_url=settings.schema_registry_url,
+        kafka=settings.kafka_client_config(),
+        state_dir=settings.home / "cdc",
+        topic_partitions=partitions,
+    )
+
+
+@click.group()
+def cdc() -> None:
+    """Change data capture from the source databases."""
+
+
+@cdc.command()
+@click.argument("source")
+@click.option("--file", "topology_file", type=click.Path(path_type=Path), default=None)
+@click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on this port.")
+def run(source: str, topology_file: Path | None, metrics_port: int | None) -> None:
+    """Capture SOURCE (a source of topology.yaml) into its change topics until stopped."""
+    from prometheus_client import start_http_server
+
+    from streams.exceptions import StreamsError
+    from streams.source import CaptureSource
+
+    config = capture_config(source, topology_file)
+    if metrics_port:
+        start_http_server(metrics_port)
+    capture = CaptureSource(config)
+    capture.install_signal_handlers()
+    logger.info("capturing %s (%d tables) with slot %s", source, len(config.tables), config.slot)
+    try:
+        capture.run()
+    except StreamsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    logger.info("capture of %s stopped", source)
+
+
+@cdc.command()
+@click.option("--file", "topology_file", type=click.Path(path_type=Path), default=None)
+@click.option("--json", "as_json", is_flag=True)
+def status(topology_file: Path | None, as_json: bool) -> None:
+    """Slot position, lag and last event time per source; exit 1 if a slot is missing or inactive."""
+    import psycopg
+
+    settings = load_settings()
+    topology = _topology(topology_file)
+    rows = []
+    ok = True
+    for source in topology.sources:
+        row = {"source": source.name, "slot": source.slot, "active": False, "confirmed_lsn": None,
+               "lag_bytes": None, "last_event_at": None, "state": "no slot"}
+        try:
+            with psycopg.connect(settings.pg_dsn(source.database), connect_timeout=5) as conn:
+                slot = conn.execute(
+                    "select active, confirmed_flush_lsn::text, pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint "
+                    "from pg_replication_slots where slot_name = %s", (source.slot,)
+                ).fetchone()
+        except psycopg.Error as exc:
+            row["state"] = f"database unreachable: {exc.__class__.__name__}"
+            slot = None
+        if slot:
+            row.update(active=slot[0], confirmed_lsn=slot[1], lag_bytes=slot[2], state="streaming" if slot[0] else "inactive")
+        status_file = settings.home / "cdc" / f"{source.name}.status.json"
+        if status_file.exists():
+            data = json.loads(status_file.read_text())
+            row["last_event_at"] = data.get("last_event_at")
+            if data.get("errors"):
+                row["state"] = "errored: " + "; ".join(data["errors"].values())
+        ok &= bool(row["active"])
+        rows.append(row)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        click.echo(f"{'source':9} {'slot':16} {'state':10} {'confirmed':14} {'lag bytes':>10}  last event")
+        for r in rows:
+            lag = "" if r["lag_bytes"] is None else str(r["lag_bytes"])
+            click.echo(f"{r['source']:9} {r['slot']:16} {r['state']:10} {r['confirmed_lsn'] or '-':14} {lag:>10}  {r['last_event_at'] or '-'}")
+    sys.exit(0 if ok else 1)

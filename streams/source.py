@@ -1,0 +1,578 @@
+"""The capture loop of one source database: snapshot, then stream, never lose.
+
+Guarantees (DESIGN.md "Semantics that must hold"):
+
+* **No loss.** The position reported to PostgreSQL as flushed is what
+  :class:`~streams.offsets.FlushTracker` allows: the end LSN of the last
+  transaction whose events Kafka acknowledged, with every earlier one. A crash
+  anywhere replays from there: duplicates are possible, loss is not.
+* **Order.** Events are produced in commit order by one idempotent producer,
+  keyed by primary key, so each key's events reach its partition in commit
+  order.
+* **Rolled back = nothing.** pgoutput sends only committed transactions;
+  streamed in-progress ones are spilled to disk and published at their
+  Stream Commit, never before (:mod:`streams.spill`).
+* **Schema first.** A Relation message registers the table's schemas before
+  any event uses them; a refusal stops the capture (SchemaRefused) with
+  nothing after it published and nothing confirmed past it.
+
+Event shapes follow Debezium's PostgreSQL connector: insert → ``c``, update →
+``u``, a primary-key change → ``d`` + tombstone for the old key, then ``c``
+for the new one; delete → ``d`` then a tombstone; snapshot rows → ``r``;
+truncate → ``t`` (only on topics that accept null keys; on compacted topics it
+is logged and counted, since compaction cannot hold a keyless record).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import psycopg
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from psycopg import sql
+
+from psmesh import __version__
+from streams import metrics
+from streams.envelope import CONNECTOR, ColumnSpec
+from streams.exceptions import ReplicationError, StreamsError
+from streams.offsets import FlushTracker, PendingTransaction
+from streams.pgoutput import (
+    UNCHANGED_TOAST,
+    Begin,
+    Commit,
+    Delete,
+    Insert,
+    LogicalMessage,
+    PgOutputDecoder,
+    Relation,
+    ReplicaIdentity,
+    StreamAbort,
+    StreamCommit,
+    StreamStart,
+    StreamStop,
+    Truncate,
+    Update,
+)
+from streams.pgtypes import RowConverter
+from streams.publisher import ChangePublisher, producer_config
+from streams.registration import SchemaRegistrar, TableSchemas
+from streams.replication import Keepalive, ReplicationStream, XLogData, lsn_text
+from streams.snapshot import Snapshotter, TableRef
+from streams.spill import SpilledTransaction
+from streams.state import CaptureState, TableState
+
+logger = logging.getLogger(__name__)
+
+PG_EPOCH_MS = 946_684_800_000
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    """What one capture process reads and where it writes."""
+
+    name: str  # source name: topic prefix, e.g. "crm" → crm.public.accounts
+    dsn: str
+    database: str
+    tables: tuple[str, ...]  # "accounts" or "schema.table"
+    slot: str
+    publication: str
+    registry_url: str
+    kafka: dict[str, Any]
+    state_dir: Path
+    partitions: int = 1
+    replication_factor: int = 1
+    create_topics: bool = True
+    status_interval: float = 1.0
+    heartbeat_interval: float = 10.0
+    snapshot: bool = True
+    snapshot_chunk_rows: int = 5000
+    topic_partitions: dict[str, int] = field(default_factory=dict)
+
+    def table_refs(self) -> list[TableRef]:
+        refs = []
+        for t in self.tables:
+            schema, _, table = t.rpartition(".")
+            refs.append(TableRef(schema or "public", table))
+        return refs
+
+    def topic(self, schema: str, table: str) -> str:
+        return f"{self.name}.{schema}.{table}"
+
+
+class _TableInfo:
+    """A table's current shape: columns, converters, registered encoders, metric children."""
+
+    __slots__ = ("ref", "topic", "columns", "names", "key_idx", "convert", "schemas", "captured", "produced", "compacted")
+
+    def __init__(self, ref: TableRef, topic: str, columns: Sequence[ColumnSpec], convert: Callable | None,
+                 schemas: TableSchemas, source: str, compacted: bool) -> None:
+        self.ref = ref
+        self.topic = topic
+        self.columns = tuple(columns)
+        self.names = tuple(c.name for c in columns)
+        self.key_idx = tuple(i for i, c in enumerate(columns) if c.key)
+        self.convert = convert
+        self.schemas = schemas
+        self.captured = {op: metrics.EVENTS_CAPTURED.labels(source, ref.table, op) for op in "cudrt"}
+        self.produced = metrics.EVENTS_PRODUCED.labels(source, ref.table)
+        self.compacted = compacted
+
+
+class CaptureSource:
+    """One source database → its change topics. ``run()`` until stopped or failed."""
+
+    def __init__(self, config: CaptureConfig) -> None:
+        self.config = config
+        self.registrar = SchemaRegistrar(config.registry_url)
+        self.publisher = ChangePublisher(producer_config(config.kafka, f"psmesh-cdc-{config.name}"))
+        self.tracker = FlushTracker()
+        self.decoder = PgOutputDecoder(protocol_version=2)
+        self.state = CaptureState.load(config.state_dir / f"{config.name}.state.json", [r.qualified for r in config.table_refs()])
+        self.tables: dict[int, _TableInfo] = {}
+        self._by_name: dict[str, _TableInfo] = {}
+        self._spills: dict[int, SpilledTransaction] = {}
+        self._stream_xid: int | None = None
+        self._stop = threading.Event()
+        self._compacted: dict[str, bool] = {}
+        self._pk_cache: dict[str, frozenset[str]] = {}
+        self._txn: PendingTransaction | None = None
+        self._txn_meta: tuple[int, int] = (0, 0)  # xid, commit ts (µs since 2000)
+        self._server_lsn = 0
+        self._written = 0
+        self._confirmed = 0
+        self._last_event_at: float | None = None
+        self._last_commit_ts_ms: int | None = None
+        self._labels = config.name
+        self.status_path = config.state_dir / f"{config.name}.status.json"
+
+    # --- lifecycle --------------------------------------------------------------
+    def stop(self) -> None:
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop())
+
+    def run(self, until: Callable[["CaptureSource"], bool] | None = None) -> None:
+        """Capture until :meth:`stop` (or ``until(self)`` is true); flush and confirm on the way out."""
+        self._ensure_publication()
+        self._ensure_topics()
+        stream = self._open_stream()
+        try:
+            self._stream_loop(stream, until)
+            self.publisher.flush(60)
+            self._send_status(stream, force=True)
+        finally:
+            for spill in self._spills.values():
+                spill.discard()
+            stream.close()
+
+    # --- setup ------------------------------------------------------------------
+    def _ensure_publication(self) -> None:
+        refs = self.config.table_refs()
+        with psycopg.connect(self.config.dsn, autocommit=True) as conn:
+            row = conn.execute("select puballtables from pg_publication where pubname = %s", (self.config.publication,)).fetchone()
+            idents = [sql.Identifier(r.schema, r.table) for r in refs]
+            if row is None:
+                conn.execute(sql.SQL("create publication {} for table {}").format(
+                    sql.Identifier(self.config.publication), sql.SQL(", ").join(idents)))
+                logger.info("created publication %s for %d tables", self.config.publication, len(refs))
+                return
+            present = {
+                f"{s}.{t}" for s, t in conn.execute(
+                    "select schemaname, tablename from pg_publication_tables where pubname = %s", (self.config.publication,))
+            }
+            missing = [i for r, i in zip(refs, idents) if r.qualified not in present]
+            if missing and not row[0]:
+                conn.execute(sql.SQL("alter publication {} add table {}").format(
+                    sql.Identifier(self.config.publication), sql.SQL(", ").join(missing)))
+                logger.info("added %d tables to publication %s", len(missing), self.config.publication)
+
+    def _ensure_topics(self) -> None:
+        admin = AdminClient(self.config.kafka)
+        topics = [self.config.topic(r.schema, r.table) for r in self.config.table_refs()]
+        existing = admin.list_topics(timeout=15).topics
+        missing = [t for t in topics if t not in existing]
+        if missing:
+            if not self.config.create_topics:
+                raise StreamsError(f"topics missing: {', '.join(missing)}; run psmesh topology apply")
+            futures = admin.create_topics([
+                NewTopic(t, self.config.topic_partitions.get(t, self.config.partitions), self.config.replication_factor,
+                         config={"cleanup.policy": "compact"})
+                for t in missing
+            ])
+            for topic, future in futures.items():
+                try:
+                    future.result()
+                    logger.info("created topic %s", topic)
+                except Exception as exc:  # noqa: BLE001 - a racing creator is fine
+                    if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                        raise StreamsError(f"cannot create topic {topic}: {exc}") from exc
+        resources = [ConfigResource(ConfigResource.Type.TOPIC, t) for t in topics]
+        for resource, future in admin.describe_configs(resources).items():
+            policy = future.result().get("cleanup.policy")
+            self._compacted[resource.name] = bool(policy and "compact" in policy.value)
+
+    def _slot_exists(self) -> bool:
+        with psycopg.connect(self.config.dsn, autocommit=True) as conn:
+            row = conn.execute(
+                "select database from pg_replication_slots where slot_name = %s", (self.config.slot,)
+            ).fetchone()
+        if row and row[0] != self.config.database:
+            raise ReplicationError(f"slot {self.config.slot} belongs to database {row[0]}, not {self.config.database}")
+        return row is not None
+
+    def _drop_slot(self) -> None:
+        with psycopg.connect(self.config.dsn, autocommit=True) as conn:
+            conn.execute("select pg_drop_replication_slot(%s)", (self.config.slot,))
+
+    def _open_stream(self) -> ReplicationStream:
+        exists = self._slot_exists()
+        if exists and self.state.any_in(TableState.SNAPSHOTTING):
+            logger.warning("slot %s exists but the snapshot was interrupted; dropping it and snapshotting again", self.config.slot)
+            self._drop_slot()
+            exists = False
+        stream = ReplicationStream(self.config.dsn)
+        try:
+            if exists:
+                stream.start(self.config.slot, self.config.publication, 0)
+                self.state.move_all(TableState.STREAMING)
+                self.state.save()
+                return stream
+            consistent_lsn, snapshot_name = stream.create_slot(self.config.slot)
+            logger.info("created slot %s at %s", self.config.slot, lsn_text(consistent_lsn))
+            if self.config.snapshot:
+                self.state.move_all(TableState.SNAPSHOTTING)
+                self.state.save()
+                self._snapshot(snapshot_name, consistent_lsn)
+            self.state.move_all(TableState.STREAMING)
+            self.state.save()
+            self.tracker = FlushTracker(consistent_lsn)
+            stream.start(self.config.slot, self.config.publication, consistent_lsn)
+        except BaseException:
+            stream.close()
+            raise
+        return stream
+
+    # --- snapshot ---------------------------------------------------------------
+    def _snapshot(self, snapshot_name: str, consistent_lsn: int) -> None:
+        snap = Snapshotter(self.config.dsn, snapshot_name, self.config.snapshot_chunk_rows)
+        try:
+            refs = self.config.table_refs()
+            txn = self.tracker.begin()
+            ack = self._acker(txn, None)
+            ts_ms = int(time.time() * 1000)
+            for n, ref in enumerate(refs):
+                columns = snap.columns(ref)
+                info = self._table(ref, columns, convert=None)
+                rows_counter = metrics.SNAPSHOT_ROWS.labels(self.config.name, ref.table)
+                started = time.monotonic()
+
+                def progress(done: int, total: int, ref=ref, started=started) -> None:
+                    logger.info("snapshot %s: %d/%d rows (%.0f rows/s)", ref.qualified, done, total,
+                                done / max(time.monotonic() - started, 1e-6))
+
+                last = n == len(refs) - 1
+                for row in snap.rows(ref, columns, progress):
+                    source = self._source_block(ref, ts_ms, None, None, "last" if last else "true")
+                    self._publish(info, txn, ack, "r", None, row, source, ())
+                    rows_counter.inc()
+                self.publisher.poll(0)
+            self.tracker.seal(txn, consistent_lsn)
+            remaining = self.publisher.flush(300)
+            if remaining:
+                raise StreamsError(f"snapshot: {remaining} events not acknowledged by Kafka after 300 s")
+            self.tracker.flushable  # raises DeliveryFailed if any event was refused
+        finally:
+            snap.close()
+
+    # --- tables -----------------------------------------------------------------
+    def _table(self, ref: TableRef, columns: Sequence[ColumnSpec], convert: Callable | None) -> _TableInfo:
+        topic = self.config.topic(ref.schema, ref.table)
+        try:
+            schemas = self.registrar.schemas_for(topic, ref.qualified, columns)
+        except StreamsError as exc:
+            self.state.move(ref.qualified, TableState.ERRORED, str(exc))
+            self.state.save()
+            raise
+        info = _TableInfo(ref, topic, columns, convert, schemas, self.config.name, self._compacted.get(topic, True))
+        self._by_name[ref.qualified] = info
+        return info
+
+    def _primary_key(self, ref: TableRef) -> frozenset[str]:
+        if ref.qualified not in self._pk_cache:
+            with psycopg.connect(self.config.dsn, autocommit=True) as conn:
+                from streams.snapshot import table_columns
+
+                self._pk_cache[ref.qualified] = frozenset(c.name for c in table_columns(conn, ref) if c.key)
+        return self._pk_cache[ref.qualified]
+
+    def _on_relation(self, rel: Relation) -> None:
+        ref = TableRef(rel.namespace or "pg_catalog", rel.name)
+        if rel.replica_identity == ReplicaIdentity.FULL:
+            # Under REPLICA IDENTITY FULL pgoutput flags every column as identity;
+            # the event key stays the primary key, as in the snapshot.
+            pk = self._primary_key(ref)
+            columns = [ColumnSpec(c.name, c.type_oid, c.type_modifier, c.name in pk) for c in rel.columns]
+        else:
+            columns = [ColumnSpec(c.name, c.type_oid, c.type_modifier, c.is_key) for c in rel.columns]
+        if not any(c.key for c in columns):
+            raise StreamsError(f"table {ref.qualified} has no replica identity key; give it a primary key")
+        self.tables[rel.relation_id] = self._table(ref, columns, RowConverter(rel.columns))
+
+    # --- the stream -------------------------------------------------------------
+    def _stream_loop(self, stream: ReplicationStream, until) -> None:
+        next_status = time.monotonic() + self.config.status_interval
+        next_heartbeat = time.monotonic() + self.config.heartbeat_interval
+        decode = self.decoder.decode
+        while not self._stop.is_set():
+            msg = stream.read(0.1)
+            if msg.__class__ is XLogData:
+                if msg.wal_end > self._server_lsn:
+                    self._server_lsn = msg.wal_end
+                self._handle(decode(msg.payload), msg)
+                self._written = max(self._written, msg.wal_start)
+            elif msg.__class__ is Keepalive:
+                if msg.wal_end > self._server_lsn:
+                    self._server_lsn = msg.wal_end
+                if self._txn is None and not self._spills:
+                    self.tracker.idle(msg.wal_end)
+                if msg.reply_requested:
+                    self._send_status(stream, force=True)
+            self.publisher.poll(0)
+            now = time.monotonic()
+            if now >= next_status:
+                self._send_status(stream)
+                next_status = now + self.config.status_interval
+                if until is not None and until(self):
+                    return
+            if now >= next_heartbeat:
+                self._heartbeat()
+                next_heartbeat = now + self.config.heartbeat_interval
+
+    def _handle(self, m: Any, x: XLogData) -> None:
+        if self._stream_xid is not None and m.__class__ is not StreamStop:
+            # Inside a stream block: keep the raw message until the transaction's fate is known.
+            self._spills[self._stream_xid].append(getattr(m, "xid", None) or self._stream_xid, x.wal_start, x.payload)
+            return
+        cls = m.__class__
+        if cls is Insert or cls is Update or cls is Delete:
+            self._change(m, x.wal_start)
+        elif cls is Begin:
+            self._txn = self.tracker.begin()
+            self._txn_meta = (m.xid, m.commit_ts)
+            self._ack = self._acker(self._txn, m.commit_ts)
+        elif cls is Commit:
+            self._commit(m.end_lsn, m.commit_ts)
+        elif cls is Relation:
+            self._on_relation(m)
+        elif cls is Truncate:
+            self._truncate(m, x.wal_start)
+        elif cls is StreamStart:
+            self._stream_xid = m.xid
+            if m.xid not in self._spills:
+                self._spills[m.xid] = SpilledTransaction(self.config.state_dir / "spill" / self.config.name, m.xid)
+        elif cls is StreamStop:
+            self._stream_xid = None
+            metrics.SPILLED_BYTES.labels(self._labels).set(sum(s.bytes for s in self._spills.values()))
+        elif cls is StreamCommit:
+            self._replay(m)
+        elif cls is StreamAbort:
+            spill = self._spills.get(m.xid)
+            if spill is not None:
+                if m.is_whole_transaction:
+                    spill.discard()
+                    del self._spills[m.xid]
+                else:
+                    spill.abort_subtransaction(m.subxid)
+        elif cls is LogicalMessage:
+            if not m.transactional and self._txn is None and not self._spills:
+                self.tracker.idle(x.wal_end)
+        # Origin and Type need nothing: origins are not filtered, types map to strings.
+
+    def _commit(self, end_lsn: int, commit_ts: int) -> None:
+        txn = self._txn
+        if txn is None:
+            raise ReplicationError("commit without begin on the replication stream")
+        self.tracker.seal(txn, end_lsn)
+        if txn.pending == 0:
+            self._transaction_acked(commit_ts)
+        self._txn = None
+        self._last_commit_ts_ms = commit_ts // 1000 + PG_EPOCH_MS
+
+    def _replay(self, m: StreamCommit) -> None:
+        spill = self._spills.pop(m.xid, None)
+        if spill is None:
+            return
+        self._txn = self.tracker.begin()
+        self._txn_meta = (m.xid, m.commit_ts)
+        self._ack = self._acker(self._txn, m.commit_ts)
+        decoder = PgOutputDecoder(protocol_version=2)
+        decoder.decode(b"S" + m.xid.to_bytes(4, "big") + b"\x01")
+        try:
+            for _xid, wal_start, payload in spill.replay():
+                msg = decoder.decode(payload)
+                cls = msg.__class__
+                if cls is Insert or cls is Update or cls is Delete:
+                    self._change(msg, wal_start)
+                elif cls is Relation:
+                    self._on_relation(msg)
+                elif cls is Truncate:
+                    self._truncate(msg, wal_start)
+                self.publisher.poll(0)
+        finally:
+            spill.discard()
+        self._commit(m.end_lsn, m.commit_ts)
+
+    # --- events -----------------------------------------------------------------
+    def _acker(self, txn: PendingTransaction, commit_ts: int | None) -> Callable:
+        tracker = self.tracker
+
+        def on_delivery(err, msg) -> None:
+            tracker.delivered(txn, err)
+            if err is None and txn.sealed and txn.pending == 0 and commit_ts is not None:
+                self._transaction_acked(commit_ts)
+
+        return on_delivery
+
+    def _transaction_acked(self, commit_ts: int) -> None:
+        commit_s = commit_ts / 1e6 + PG_EPOCH_MS / 1000
+        now = time.time()
+        metrics.COMMIT_TO_ACK.labels(self._labels).observe(max(0.0, now - commit_s))
+        metrics.LAG_SECONDS.labels(self._labels).set(max(0.0, now - commit_s))
+
+    def _source_block(self, ref: TableRef, ts_ms: int, xid: int | None, lsn: int | None, snapshot: str) -> dict:
+        return {
+            "version": __version__,
+            "connector": CONNECTOR,
+            "name": self.config.name,
+            "ts_ms": ts_ms,
+            "snapshot": snapshot,
+            "db": self.config.database,
+            "schema": ref.schema,
+            "table": ref.table,
+            "txId": xid,
+            "lsn": lsn,
+            "sequence": None,
+        }
+
+    def _row(self, info: _TableInfo, values) -> tuple[dict | None, tuple[str, ...]]:
+        if values is None:
+            return None, ()
+        converted = info.convert(values)
+        unchanged = tuple(n for n, v in zip(info.names, converted) if v is UNCHANGED_TOAST)
+        if unchanged:
+            converted = [None if v is UNCHANGED_TOAST else v for v in converted]
+        return dict(zip(info.names, converted)), unchanged
+
+    def _change(self, m: Insert | Update | Delete, lsn: int) -> None:
+        info = self.tables.get(m.relation_id)
+        if info is None:
+            raise ReplicationError(f"change for relation {m.relation_id} before its Relation message")
+        txn = self._txn
+        if txn is None:
+            raise ReplicationError("change outside a transaction on the replication stream")
+        xid, commit_ts = self._txn_meta
+        source = self._source_block(info.ref, commit_ts // 1000 + PG_EPOCH_MS, xid, lsn, "false")
+        cls = m.__class__
+        if cls is Insert:
+            after, unchanged = self._row(info, m.new)
+            self._publish(info, txn, self._ack, "c", None, after, source, unchanged)
+        elif cls is Update:
+            after, unchanged = self._row(info, m.new)
+            old_values = m.old if m.old is not None else m.key
+            before, _ = self._row(info, old_values)
+            if before is not None and any(before[info.names[i]] != after[info.names[i]] for i in info.key_idx):
+                # Primary key changed: the old key is deleted (and forgotten), the new one created.
+                self._publish(info, txn, self._ack, "d", before, None, source, ())
+                self._tombstone(info, txn, before)
+                self._publish(info, txn, self._ack, "c", None, after, source, unchanged)
+            else:
+                self._publish(info, txn, self._ack, "u", before if m.old is not None else None, after, source, unchanged)
+        else:
+            before, _ = self._row(info, m.old if m.old is not None else m.key)
+            self._publish(info, txn, self._ack, "d", before, None, source, ())
+            self._tombstone(info, txn, before)
+
+    def _truncate(self, m: Truncate, lsn: int) -> None:
+        xid, commit_ts = self._txn_meta
+        for relation_id in m.relation_ids:
+            info = self.tables.get(relation_id)
+            if info is None:
+                continue
+            info.captured["t"].inc()
+            if info.compacted:
+                logger.warning("truncate of %s not published: compacted topic %s cannot hold a keyless event", info.ref.qualified, info.topic)
+                continue
+            source = self._source_block(info.ref, commit_ts // 1000 + PG_EPOCH_MS, xid, lsn, "false")
+            value = {"before": None, "after": None, "source": source, "op": "t",
+                     "ts_ms": int(time.time() * 1000), "unchanged_toasted": []}
+            self.tracker.sent(self._txn)
+            self.publisher.send(info.topic, None, info.schemas.value.encode(value), self._ack)
+
+    def _publish(self, info: _TableInfo, txn: PendingTransaction, ack: Callable, op: str,
+                 before: dict | None, after: dict | None, source: dict, unchanged: tuple[str, ...]) -> None:
+        row = after if after is not None else before
+        key = info.schemas.key.encode({n: row[n] for n in info.schemas.key_names})
+        value = info.schemas.value.encode({
+            "before": before, "after": after, "source": source, "op": op,
+            "ts_ms": int(time.time() * 1000), "unchanged_toasted": list(unchanged),
+        })
+        self.tracker.sent(txn)
+        self.publisher.send(info.topic, key, value, ack)
+        info.captured[op].inc()
+        info.produced.inc()
+        self._last_event_at = time.time()
+
+    def _tombstone(self, info: _TableInfo, txn: PendingTransaction, before: dict) -> None:
+        key = info.schemas.key.encode({n: before[n] for n in info.schemas.key_names})
+        self.tracker.sent(txn)
+        self.publisher.send(info.topic, key, None, self._ack)
+
+    # --- status -----------------------------------------------------------------
+    def _send_status(self, stream: ReplicationStream, force: bool = False) -> None:
+        flushed = self.tracker.flushable  # raises DeliveryFailed: stop without confirming
+        if flushed != self._confirmed or force:
+            stream.send_status(max(self._written, flushed), flushed)
+            self._confirmed = flushed
+        metrics.CONFIRMED_LSN.labels(self._labels).set(flushed)
+        metrics.LAG_BYTES.labels(self._labels).set(max(0, self._server_lsn - flushed))
+        self._write_status()
+
+    def _write_status(self) -> None:
+        import json
+        import os
+
+        status = {
+            "source": self.config.name,
+            "slot": self.config.slot,
+            "confirmed_lsn": lsn_text(self._confirmed),
+            "server_lsn": lsn_text(self._server_lsn),
+            "lag_bytes": max(0, self._server_lsn - self._confirmed),
+            "in_flight": self.tracker.in_flight,
+            "last_event_at": datetime.fromtimestamp(self._last_event_at, timezone.utc).isoformat() if self._last_event_at else None,
+            "tables": {t: s.value for t, s in self.state.tables.items()},
+            "errors": self.state.errors,
+            "updated_at": datetime.now(timezone.utc).isoformat(),
+            "pid": os.getpid(),
+        }
+        tmp = self.status_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(status, indent=2))
+        os.replace(tmp, self.status_path)
+
+    def _heartbeat(self) -> None:
+        """Emit a non-transactional logical message so an idle slot still advances (no WAL pinned)."""
+        if self.config.heartbeat_interval <= 0:
+            return
+        try:
+            with psycopg.connect(self.config.dsn, autocommit=True, connect_timeout=5) as conn:
+                conn.execute("select pg_logical_emit_message(false, 'psmesh.heartbeat', '')")
+        except psycopg.Error as exc:
+            logger.warning("heartbeat on %s failed: %s", self.config.database, exc)
