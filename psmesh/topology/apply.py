@@ -58,9 +58,18 @@ def apply_topology(
     cluster: str | None = None,
     timeout: float = 30.0,
 ) -> tuple[Plan, ApplyResult]:
-    """Observe, plan and apply; returns the plan that was applied and what happened."""
-    plan = plan_changes(topology, observe(topology, admin, registry, timeout), cluster)
-    return plan, apply_plan(plan, admin, registry, timeout)
+    """Observe, plan and apply; returns the plan that was applied and what happened.
+
+    Declared schema files that could not be checked because the registry was
+    not readable count as a failure: the topology is not fully applied.
+    Raises ClusterError when Kafka cannot be read.
+    """
+    state = observe(topology, admin, registry, timeout)
+    plan = plan_changes(topology, state, cluster)
+    result = apply_plan(plan, admin, registry, timeout)
+    if state.subjects is None:
+        result.failed.append(f"schemas not checked: the schema registry was not read ({state.registry_problem})")
+    return plan, result
 
 
 def apply_plan(

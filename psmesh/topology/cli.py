@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
-
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from psmesh.config import load_settings
-from psmesh.topology.apply import apply_plan
+from psmesh.topology.apply import apply_topology
 from psmesh.topology.exceptions import ClusterError, RendererMissingError
 from psmesh.topology.graph import lineage, render, to_mermaid
 from psmesh.topology.issues import Issue
 from psmesh.topology.model import Topology, check_topology
-from psmesh.topology.plan import ClusterState, observe, plan_changes
+from psmesh.topology.plan import observe, plan_changes
 
 TOPOLOGY_FILE = "topology.yaml"
 
@@ -93,7 +93,10 @@ def plan(path: Path | None, bootstrap_servers: str, registry_url: str, cluster: 
     loaded = _load(path, quiet_ok=True)
     _check_cluster_name(loaded, cluster)
     admin, registry = _clients(bootstrap_servers, registry_url)
-    state = _observe(loaded, admin, registry, timeout, bootstrap_servers)
+    try:
+        state = observe(loaded, admin, registry, timeout)
+    except ClusterError as exc:
+        _cluster_unreadable(bootstrap_servers, exc)
     click.echo(f"plan for {bootstrap_servers} ({state.brokers} broker(s)), registry {registry_url}:")
     for line in plan_changes(loaded, state, cluster).lines():
         click.echo(f"  {line}")
@@ -107,14 +110,12 @@ def apply(path: Path | None, bootstrap_servers: str, registry_url: str, cluster:
     loaded = _load(path, quiet_ok=True)
     _check_cluster_name(loaded, cluster)
     admin, registry = _clients(bootstrap_servers, registry_url)
-    state = _observe(loaded, admin, registry, timeout, bootstrap_servers)
-    the_plan = plan_changes(loaded, state, cluster)
+    try:
+        the_plan, result = apply_topology(loaded, admin, registry, cluster, timeout)
+    except ClusterError as exc:
+        _cluster_unreadable(bootstrap_servers, exc)
     for warning in the_plan.warnings:
         click.echo(f"! warning: {warning}")
-    result = apply_plan(the_plan, admin, registry, timeout)
-    if state.subjects is None:
-        # declared schemas that could not be checked are not "done": say so in the exit code
-        result.failed.append(f"schemas not checked: registry {registry_url} not read ({state.registry_problem})")
     if the_plan.empty and result.ok:
         click.echo(f"nothing to do: {bootstrap_servers} matches the topology")
         return
@@ -193,11 +194,6 @@ def _clients(bootstrap_servers: str, registry_url: str) -> tuple[AdminClient, Sc
     return AdminClient(conf), SchemaRegistryClient({"url": registry_url})
 
 
-def _observe(
-    loaded: Topology, admin: AdminClient, registry: SchemaRegistryClient, timeout: float, bootstrap_servers: str
-) -> ClusterState:
-    try:
-        return observe(loaded, admin, registry, timeout)
-    except ClusterError as exc:
-        click.echo(f"error: {bootstrap_servers}: {exc}", err=True)
-        sys.exit(2)
+def _cluster_unreadable(bootstrap_servers: str, exc: ClusterError) -> NoReturn:
+    click.echo(f"error: {bootstrap_servers}: {exc}", err=True)
+    sys.exit(2)

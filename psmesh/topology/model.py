@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError, model_validator
 
+from psmesh.topology import rules
 from psmesh.topology.exceptions import TopologyError
 from psmesh.topology.issues import Issue, Locator, Path as DocPath, Severity
 from psmesh.topology.yamlmarks import parse_yaml
@@ -289,8 +290,6 @@ def check_topology(path: str | Path) -> tuple[Topology | None, list[Issue]]:
 
 def check_text(text: str, file: str = "topology.yaml", base_dir: Path | None = None) -> tuple[Topology | None, list[Issue]]:
     """Validate topology YAML text; ``base_dir`` resolves schema paths (default: the cwd)."""
-    from psmesh.topology import rules  # rules import this module's models
-
     parsed = parse_yaml(text)
     locator = Locator(parsed.data, parsed.lines, file)
     issues = [Issue(Severity.ERROR, locator.location(p), msg, line, file) for p, line, msg in parsed.problems]
@@ -319,7 +318,7 @@ def check_text(text: str, file: str = "topology.yaml", base_dir: Path | None = N
         if raw is None:
             raw = []
         if not isinstance(raw, list):
-            issues.append(locator.issue((section,), f"must be a list (got {type(raw).__name__})"))
+            issues.append(locator.issue((section,), f"must be a list (got {_type_name(raw)})"))
             raw = []
         raw_sections[section] = raw
 
@@ -360,19 +359,20 @@ def check_text(text: str, file: str = "topology.yaml", base_dir: Path | None = N
     return topology, issues
 
 
+_ADAPTERS: dict[Any, TypeAdapter] = {}
+
+
 class _ItemValidator:
     """Validates one value against a type and turns pydantic's errors into located issues."""
-
-    _adapters: dict[Any, TypeAdapter] = {}
 
     def __init__(self, locator: Locator):
         self.locator = locator
         self.issues: list[Issue] = []
 
     def validate(self, tp: Any, value: Any, path: DocPath) -> Any:
-        adapter = self._adapters.get(tp)
+        adapter = _ADAPTERS.get(tp)
         if adapter is None:
-            adapter = self._adapters[tp] = TypeAdapter(tp)
+            adapter = _ADAPTERS[tp] = TypeAdapter(tp)
         try:
             return adapter.validate_python(value)
         except ValidationError as exc:

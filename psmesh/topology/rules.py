@@ -12,11 +12,13 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psmesh.topology.contract import DOMAIN_TABLES
 from psmesh.topology.issues import Issue, Locator
-from psmesh.topology.model import Processor, Sink, Source, Topic
+
+if TYPE_CHECKING:  # model.py runs these rules; the models are only needed as types here
+    from psmesh.topology.model import Processor, Sink, Source, Topic
 
 
 @dataclass(frozen=True)

@@ -322,7 +322,7 @@ def test_section_that_is_not_a_list_is_an_error(doc, docs):
     _topic(doc, "views.pipeline")["consumers"] = []
     _, issues, _ = docs.check(doc)
     error = docs.only_error(issues)
-    assert (error.location, error.message) == ("sinks", "must be a list (got dict)")
+    assert (error.location, error.message) == ("sinks", "must be a list (got a mapping)")
 
 
 def test_item_that_is_not_a_mapping_is_located_by_index(doc, docs):
