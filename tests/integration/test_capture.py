@@ -1,0 +1,200 @@
+"""Capture against the real PostgreSQL, Kafka and registry: envelopes, types, order, schema changes."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from tests.integration.capture_support import RunningCapture, ScratchSource, TopicReader, wait_for
+from streams.exceptions import SchemaRefused
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def source(stack_settings, tmp_path):
+    scratch = ScratchSource.create(stack_settings, tmp_path / "cdc")
+    yield scratch
+    scratch.drop()
+
+
+@pytest.fixture
+def reader(stack_settings):
+    return TopicReader(stack_settings)
+
+
+def _account(source, account_id, name="Acme", region="EMEA", currency="EUR", ts="2026-03-01 09:30:00.123456+05:30"):
+    source.execute(
+        "insert into accounts values (%s, %s, 'software', %s, %s, 45, %s)", (account_id, name, region, currency, ts)
+    )
+
+
+def test_every_domain_column_type_round_trips_exactly_in_snapshot_and_stream(source, reader):
+    _account(source, 1)
+    source.execute(
+        """insert into opportunities values (10, 1, 'Cloud move', 'proposal', 62.50, 1234567.89, 'EUR', 'cloud_migration',
+           'fixed_fee', 1520.25, '2026-04-01', '2026-12-31', '2026-03-15', null, 'ana', '2026-02-28 23:59:59.999999-03')"""
+    )
+    source.execute(
+        """insert into resources values (7, 'Bo', 'bo@x.example', 'architect', 'aws',
+           array['aws', 'gcp', 'with,comma', 'with "quote"', '', 'back\\slash', null], 'EMEA', 'employee',
+           95.50, 210.00, 40.00, true, '2024-01-08', now())"""
+    )
+    with RunningCapture(source.config()) as run:
+        _account(source, 2, name="Émile & Co", region="APAC", currency="JPY", ts="2026-03-02 00:00:00+00")
+        source.execute(
+            """insert into opportunities values (11, 2, 'Data', 'closed_won', 100.00, 0.01, 'JPY', 'data_analytics',
+               'time_and_materials', 0.00, null, null, '2026-03-20', '2026-03-21 10:00:00+01', null, now())"""
+        )
+        accounts = reader.read(source.topic("accounts"), 2)
+        opportunities = reader.read(source.topic("opportunities"), 2)
+        resources = reader.read(source.topic("resources"), 1)
+    assert run.error is None
+
+    assert [v["op"] for _, v in accounts] == ["r", "c"]
+    assert [k for k, _ in accounts] == [{"account_id": 1}, {"account_id": 2}]
+    snap, streamed = accounts[0][1], accounts[1][1]
+    assert snap["source"]["snapshot"] in ("true", "last") and streamed["source"]["snapshot"] == "false"
+    assert snap["after"]["currency"] == "EUR"
+    assert snap["after"]["updated_at"] == datetime(2026, 3, 1, 4, 0, 0, 123456, tzinfo=timezone.utc)
+    assert streamed["after"]["name"] == "Émile & Co"
+    assert streamed["source"]["db"] == source.database and streamed["source"]["table"] == "accounts"
+    assert streamed["source"]["lsn"] > 0 and streamed["source"]["txId"] > 0
+
+    first = opportunities[0][1]["after"]
+    assert first["probability"] == Decimal("62.50") and first["amount"] == Decimal("1234567.89")
+    assert first["estimated_hours"] == Decimal("1520.25")
+    assert first["target_start_date"] == date(2026, 4, 1) and first["closed_at"] is None
+    assert first["updated_at"] == datetime(2026, 3, 1, 2, 59, 59, 999999, tzinfo=timezone.utc)
+    second = opportunities[1][1]["after"]
+    assert second["amount"] == Decimal("0.01") and second["estimated_hours"] == Decimal("0.00")
+    assert second["closed_at"] == datetime(2026, 3, 21, 9, 0, tzinfo=timezone.utc)
+    assert second["target_start_date"] is None
+
+    person = resources[0][1]["after"]
+    assert person["skills"] == ["aws", "gcp", "with,comma", 'with "quote"', "", "back\\slash", None]
+    assert person["active"] is True and person["cost_rate"] == Decimal("95.50")
+    assert person["hired_on"] == date(2024, 1, 8)
+
+
+def test_changes_produce_debezium_envelopes_in_commit_order_and_rollbacks_produce_nothing(source, reader):
+    with RunningCapture(source.config(snapshot=False)) as run:
+        _account(source, 1)
+        source.execute("update accounts set name = 'Acme 2' where account_id = 1")
+        with psycopg.connect(source.dsn) as conn:
+            conn.execute("insert into accounts values (99, 'ghost', null, 'NA', 'USD', 30, now())")
+            conn.rollback()
+        source.execute("update accounts set account_id = 5 where account_id = 1")
+        source.execute("delete from accounts where account_id = 5")
+        source.execute("alter table accounts replica identity full")
+        _account(source, 6)
+        source.execute("update accounts set payment_terms_days = 60 where account_id = 6")
+        source.execute("delete from accounts where account_id = 6")
+        records = reader.read(source.topic("accounts"), 11)
+    assert run.error is None
+    summary = [(k["account_id"] if k else None, v["op"] if v else None) for k, v in records]
+    assert summary == [
+        (1, "c"), (1, "u"),
+        (1, "d"), (1, None), (5, "c"),  # primary-key change: delete + tombstone, then create
+        (5, "d"), (5, None),
+        (6, "c"), (6, "u"), (6, "d"), (6, None),
+    ]
+    values = [v for _, v in records]
+    assert values[1]["before"] is None and values[1]["after"]["name"] == "Acme 2"
+    assert values[2]["before"]["account_id"] == 1 and values[2]["after"] is None
+    assert values[5]["before"] == {**values[5]["before"], "account_id": 5}
+    # REPLICA IDENTITY FULL: the whole old row comes along
+    assert values[8]["before"]["payment_terms_days"] == 45 and values[8]["after"]["payment_terms_days"] == 60
+    assert values[9]["before"]["name"] == "Acme"
+    assert all(v is None or v["after"] is None or v["after"]["account_id"] != 99 for v in values)
+    lsns = [v["source"]["lsn"] for v in values if v]
+    assert lsns == sorted(lsns)
+
+
+def test_unchanged_toasted_value_is_marked_not_faked(source, reader):
+    big = "x" * 200_000
+    with RunningCapture(source.config(snapshot=False)) as run:
+        _account(source, 1)
+        source.execute(
+            """insert into opportunities values (10, 1, 'o', 'proposal', 10, 1, 'EUR', 'security', 'fixed_fee', 1,
+               null, null, null, null, %s, now())""", (big,)
+        )
+        source.execute("alter table opportunities alter column owner set storage external")
+        source.execute("update opportunities set owner = %s where opportunity_id = 10", (big + "y",))
+        source.execute("update opportunities set stage = 'negotiation' where opportunity_id = 10")
+        records = reader.read(source.topic("opportunities"), 3)
+    assert run.error is None
+    last = records[-1][1]
+    assert last["op"] == "u" and last["after"]["stage"] == "negotiation"
+    assert last["unchanged_toasted"] == ["owner"] and last["after"]["owner"] is None
+    assert records[1][1]["after"]["owner"] == big + "y"
+
+
+def test_added_column_flows_on_with_a_new_schema_version(source, reader):
+    with RunningCapture(source.config(snapshot=False)) as run:
+        _account(source, 1)
+        source.execute("alter table accounts add column tier text")
+        source.execute("insert into accounts values (2, 'B', null, 'NA', 'USD', 30, now(), 'gold')")
+        records = reader.read(source.topic("accounts"), 2)
+    assert run.error is None
+    assert "tier" not in records[0][1]["after"]
+    assert records[1][1]["after"]["tier"] == "gold"
+    versions = reader.registry.get_versions(f"{source.topic('accounts')}-value")
+    assert len(versions) == 2
+
+
+def test_incompatible_change_stops_capture_naming_table_column_and_rule(source, reader):
+    reader.registry.set_compatibility(f"{source.topic('accounts')}-value", "BACKWARD")
+    with RunningCapture(source.config(snapshot=False)) as run:
+        _account(source, 1)
+        assert len(reader.read(source.topic("accounts"), 1)) == 1
+        source.execute("alter table accounts alter column payment_terms_days type text")
+        source.execute("insert into accounts values (2, 'B', null, 'NA', 'USD', 'net 30', now())")
+        assert wait_for(lambda: not run.thread.is_alive(), timeout=30)
+    assert isinstance(run.error, SchemaRefused)
+    message = str(run.error)
+    assert "public.accounts" in message and "payment_terms_days" in message and "BACKWARD" in message
+    # Nothing of the refused shape was published, and the slot was not confirmed past it:
+    assert len(reader.read(source.topic("accounts"), 2, timeout=5)) == 1
+    with psycopg.connect(source.dsn) as conn:
+        pending = conn.execute(
+            "select count(*) from pg_logical_slot_peek_binary_changes(%s, null, null, 'proto_version', '1', 'publication_names', %s)",
+            (f"slot_{source.name}", f"pub_{source.name}"),
+        ).fetchone()[0]
+    assert pending > 0, "the refused change must still be in the slot"
+
+
+def test_truncate_emits_a_truncate_event_on_a_topic_that_accepts_keyless_records(source, reader, stack_settings):
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": stack_settings.bootstrap_servers})
+    admin.create_topics([NewTopic(source.topic("time_off"), 1, 1, config={"cleanup.policy": "delete"})])[source.topic("time_off")].result()
+    with RunningCapture(source.config(snapshot=False)) as run:
+        source.execute("insert into resources values (1, 'A', 'a@x', 'analyst', 'aws', '{}', 'NA', 'employee', 1, 2, 40, true, '2025-01-01', now())")
+        source.execute("insert into time_off values (1, 1, '2026-01-05', '2026-01-06', 8, 'approved')")
+        source.execute("truncate time_off")
+        records = reader.read(source.topic("time_off"), 2)
+    assert run.error is None
+    assert [v["op"] for _, v in records] == ["c", "t"]
+    assert records[1][0] is None
+
+
+def test_idle_source_advances_its_slot(source):
+    with RunningCapture(source.config(snapshot=False, heartbeat_interval=0.5)) as run:
+        def confirmed():
+            with psycopg.connect(source.dsn) as conn:
+                return conn.execute(
+                    "select confirmed_flush_lsn from pg_replication_slots where slot_name = %s", (f"slot_{source.name}",)
+                ).fetchone()[0]
+
+        assert wait_for(lambda: confirmed() is not None, timeout=10)
+        start = confirmed()
+        # WAL moves elsewhere (another database); our source has no change at all.
+        with psycopg.connect(source.settings.pg_dsn("postgres"), autocommit=True) as conn:
+            conn.execute("create table if not exists wal_mover (x int)")
+            conn.execute("insert into wal_mover select generate_series(1, 1000)")
+        assert wait_for(lambda: confirmed() > start, timeout=20)
+    assert run.error is None
