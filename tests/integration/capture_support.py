@@ -154,3 +154,43 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2) -> bool:
             return True
         time.sleep(interval)
     return predicate()
+
+
+def read_final_states(settings: Settings, topic: str) -> tuple[dict[Any, Any], int]:
+    """Every record of ``topic`` up to its current end, folded to the last value per key; and the count read."""
+    registry = SchemaRegistryClient({"url": settings.schema_registry_url})
+    deserializer = AvroDeserializer(registry)
+    consumer = Consumer({
+        "bootstrap.servers": settings.bootstrap_servers,
+        "group.id": f"fold-{uuid.uuid4().hex}",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+    })
+    try:
+        parts = list(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
+        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+        done = {p for p, end in ends.items() if end == 0}
+        state: dict[Any, Any] = {}
+        count = 0
+        while len(done) < len(parts):
+            batch = consumer.consume(10000, 1.0)
+            for msg in batch:
+                if msg.error():
+                    continue
+                count += 1
+                key = deserializer(msg.key(), SerializationContext(topic, MessageField.KEY))
+                key = tuple(sorted(key.items()))
+                if msg.value() is None:
+                    state.pop(key, None)
+                else:
+                    value = deserializer(msg.value(), SerializationContext(topic, MessageField.VALUE))
+                    if value["after"] is None:
+                        state.pop(key, None)
+                    else:
+                        state[key] = value["after"]
+                if msg.offset() + 1 >= ends[msg.partition()]:
+                    done.add(msg.partition())
+        return state, count
+    finally:
+        consumer.close()
