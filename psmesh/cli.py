@@ -18,6 +18,9 @@ def main(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # The HTTP clients log every request at INFO; that is not worth a human's attention.
+    for noisy in ("httpx", "httpx2", "httpcore", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _register() -> None:

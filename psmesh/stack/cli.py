@@ -38,7 +38,7 @@ def down() -> None:
     """Stop every part; leaves no process behind."""
     stack = LocalStack(load_settings())
     for name, was_running in stack.down().items():
-        click.echo(f"{name:9} {'stopped' if was_running else 'was not running'}")
+        click.echo(f"{name:13} {'stopped' if was_running else 'was not running'}")
 
 
 @dev.command()

@@ -49,8 +49,13 @@ class LocalStack:
         return outcome
 
     def down(self) -> dict[str, bool]:
-        # Reverse order: the registry writes to Kafka.
-        return {part.name: part.stop() for part in (self.registry, self.postgres, self.kafka)}
+        from psmesh.stack.services import running_services
+
+        # psmesh services first (they use all three), then reverse start order:
+        # the registry writes to Kafka.
+        stopped = {f"cdc-{svc.source}": svc.stop() for svc in running_services(self.settings)}
+        stopped.update({part.name: part.stop() for part in (self.registry, self.postgres, self.kafka)})
+        return stopped
 
     def status(self) -> list[ComponentStatus]:
         out = []
