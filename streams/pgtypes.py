@@ -265,27 +265,50 @@ _ARRAY_ELEMENT: dict[int, int] = {
 # Optional explicit bounds, then the braces: '[0:1][1:2]={...}'.
 _BOUNDS = re.compile(r"(?:\[-?\d+:-?\d+\])+=")
 # One-dimensional arrays whose elements need no quoting (the common case:
-# '{aws,gcp}', '{1,-2,NULL}') are split without the tokenizer.
+# '{aws,gcp}', '{1,-2,NULL}') are split on commas.
 _SIMPLE = re.compile(r"\{(?:[^{},\"\\\s]+(?:,[^{},\"\\\s]+)*)?\}")
-# array_out quotes an element when it is empty, equals NULL (any case) or
-# holds braces, the delimiter, quotes, backslashes or white space; inside
-# quotes it escapes only '"' and '\'. array_in also accepts backslash escapes
-# and inner white space in unquoted elements, so the tokenizer does too.
+# One-dimensional arrays as array_out prints them: array_out quotes an
+# element when it is empty, equals NULL (any case) or holds braces, the
+# delimiter, quotes, backslashes or white space, and inside quotes escapes
+# only '"' and '\'. _ONE_DIM validates the whole literal, _ITEM then finds
+# the elements (quoted text, or a bare run up to the next comma).
+# (Quoted text is matched as an unrolled loop, "[^"\\]*(?:\\.[^"\\]*)*":
+# Python's re is several times faster on it than on "(?:[^"\\]|\\.)*".)
+_QUOTED = r'"[^"\\]*(?:\\.[^"\\]*)*"'
+_BARE = r'[^{},"\\\s]+'
+_ONE_DIM = re.compile(rf"\{{((?:{_QUOTED}|{_BARE})(?:,(?:{_QUOTED}|{_BARE}))*)\}}", re.DOTALL)
+_ITEM = re.compile(r'"([^"\\]*(?:\\.[^"\\]*)*)"|([^,]+)', re.DOTALL)
+# Anything else (several dimensions; white space or backslash escapes in
+# unquoted elements, which array_in accepts) goes through the tokenizer.
 _TOKEN = re.compile(
     r"""\s*(?:
         (?P<open>\{)
       | (?P<close>\})
       | (?P<comma>,)
-      | "(?P<quoted>(?:[^"\\]|\\.)*)"
+      | "(?P<quoted>[^"\\]*(?:\\.[^"\\]*)*)"
       | (?P<bare>(?:[^{},"\\\s]|\\.)+(?:\s+(?:[^{},"\\\s]|\\.)+)*)
     )\s*""",
     re.VERBOSE | re.DOTALL,
 )
-_UNESCAPE = re.compile(r"\\(.)", re.DOTALL)
+# Unquoted NULL in any case is a NULL element (array_in compares case-blind).
+_NULLS = frozenset(
+    "".join(c.upper() if bit & (1 << i) else c for i, c in enumerate("null")) for bit in range(16)
+)
 
 
 def _unescape(text: str) -> str:
-    return _UNESCAPE.sub(r"\1", text) if "\\" in text else text
+    """Drop each escaping backslash, keep the character it escapes."""
+    if "\\" not in text:
+        return text
+    # str.find beats re.sub here (re.sub re-parses its template on each call).
+    parts = []
+    start = 0
+    while (slash := text.find("\\", start)) >= 0:
+        parts.append(text[start:slash])
+        parts.append(text[slash + 1 : slash + 2])
+        start = slash + 2
+    parts.append(text[start:])
+    return "".join(parts)
 
 
 def parse_array(text: str, element: Converter = str) -> list:
@@ -298,7 +321,13 @@ def parse_array(text: str, element: Converter = str) -> list:
     if _SIMPLE.fullmatch(text):
         if len(text) == 2:
             return []
-        return [None if item.upper() == "NULL" else element(item) for item in text[1:-1].split(",")]
+        return [None if item in _NULLS else element(item) for item in text[1:-1].split(",")]
+    one_dim = _ONE_DIM.fullmatch(text)
+    if one_dim is not None:
+        return [
+            (None if bare in _NULLS else element(bare)) if bare else element(_unescape(quoted))
+            for quoted, bare in _ITEM.findall(one_dim[1])
+        ]
     bounds = _BOUNDS.match(text)
     pos = bounds.end() if bounds else 0
     end = len(text)
@@ -348,7 +377,7 @@ def parse_array(text: str, element: Converter = str) -> list:
                     current.append(element(_unescape(match["quoted"])))
                 else:
                     bare = match["bare"]
-                    if bare.upper() == "NULL":
+                    if bare in _NULLS:
                         current.append(None)
                     else:
                         current.append(element(_unescape(bare)))

@@ -108,8 +108,18 @@ SETUP = [
     "alter table vec.nothing replica identity nothing",
     "create table vec.bulk (id bigint primary key, payload text)",
     "create table vec.unpublished (id bigint primary key)",
+    # Shaped like DOMAIN.md's timeexp.time_entries and psa.resources: the rows
+    # the capture will mostly see (and the decode benchmark's realistic set).
+    "create table vec.time_entries (entry_id bigint primary key, resource_id bigint, project_code text,"
+    " role text, work_date date, hours numeric(5,2), billable boolean, bill_rate numeric(10,2),"
+    " cost_rate numeric(10,2), status text, narrative text, submitted_at timestamptz,"
+    " approved_at timestamptz, updated_at timestamptz)",
+    "create table vec.resources (resource_id bigint primary key, name text, email text unique, role text,"
+    " primary_skill text, skills text[], region text, employment_type text, cost_rate numeric(10,2),"
+    " bill_rate numeric(10,2), weekly_capacity_hours numeric(5,2), active boolean, hired_on date,"
+    " updated_at timestamptz)",
     f"create publication {PUBLICATION} for table vec.orders, vec.orders_full, vec.by_index,"
-    " vec.nothing, vec.bulk",
+    " vec.nothing, vec.bulk, vec.time_entries, vec.resources",
 ]
 
 BIG = "(select string_agg(md5(g::text), '') from generate_series(1, 250) g)"  # 8,000 chars
@@ -240,6 +250,32 @@ SCENARIOS: list[Scenario] = [
             "insert into vec.by_index values (2, 'bob@example.com', 'Bob')",
             "alter table vec.by_index add column note text",
             "insert into vec.by_index values (3, 'cy@example.com', 'Cy', 'new column')",
+        ],
+    ),
+    (
+        "domain_rows",
+        "rows shaped like DOMAIN.md's psa.resources (with skills text[]) and timeexp.time_entries, "
+        "deterministic values; the realistic set of bench/decode_pgoutput.py",
+        lambda: [
+            "begin",
+            "insert into vec.resources select g, 'Consultant ' || g, 'c' || g || '@example.com',"
+            " (array['project_manager','architect','senior_consultant','consultant','analyst'])[1 + g % 5],"
+            " (array['aws','azure','gcp','sap','salesforce','data_engineering','security'])[1 + g % 7],"
+            " (array['{aws,azure}','{gcp}','{sap,salesforce,data_engineering}','{}','{security,aws}'])[1 + g % 5]::text[],"
+            " (array['NA','EMEA','APAC','LATAM'])[1 + g % 4], case when g % 6 = 0 then 'subcontractor' else 'employee' end,"
+            " 60 + g % 40 + 0.25, 150 + g % 90 + 0.50, 40.00, g % 13 <> 0, date '2020-01-06' + g * 11,"
+            " timestamptz '2026-11-02 09:00:00+00' + g * interval '37 minutes 1.5 seconds'"
+            " from generate_series(1, 50) g",
+            "insert into vec.time_entries select g, 1 + g % 50, 'PRJ-' || (1000 + g % 17),"
+            " (array['project_manager','architect','senior_consultant','consultant','analyst'])[1 + g % 5],"
+            " date '2026-11-02' + g % 19, (1 + g % 8) + 0.25 * (g % 4), g % 5 <> 0,"
+            " 150 + g % 90 + 0.50, 60 + g % 40 + 0.25,"
+            " (array['draft','submitted','approved','rejected'])[1 + g % 4], 'Worked on item ' || g,"
+            " case when g % 4 > 0 then timestamptz '2026-11-20 17:00:00+00' + g * interval '1 minute' end,"
+            " case when g % 4 = 2 then timestamptz '2026-11-21 09:30:00.25+00' + g * interval '1 minute' end,"
+            " timestamptz '2026-11-21 10:00:00.123456+00' + g * interval '1 second'"
+            " from generate_series(1, 100) g",
+            "commit",
         ],
     ),
     (

@@ -218,3 +218,17 @@ def test_relation_cache_names_an_unknown_relation_id():
     with pytest.raises(KeyError, match="no Relation message received for relation id 99"):
         cache[99]
     assert cache.get(99) is None and 99 not in cache and len(cache) == 0
+
+
+def test_negative_column_length_is_an_error_at_its_offset():
+    message = insert(1, b"n", b"t" + struct.pack("!i", -3) + b"abc")
+    with pytest.raises(DecodeError, match="column value truncated") as caught:
+        PgOutputDecoder().decode(message)
+    assert caught.value.offset == 9
+
+
+def test_insert_fast_path_and_stream_path_agree_with_the_general_parser():
+    plain = insert(5, text(b"1"), b"n", b"u")
+    assert PgOutputDecoder(2).decode(plain) == Insert(5, ("1", None, UNCHANGED_TOAST))
+    with pytest.raises(DecodeError, match="expected 'N' tuple, got byte 0x4b"):
+        PgOutputDecoder(2).decode(b"I" + struct.pack("!I", 5) + b"K" + tuple_data(b"n"))

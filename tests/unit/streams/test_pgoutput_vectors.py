@@ -445,3 +445,45 @@ def test_streamed_transaction_abort_of_the_whole_transaction_has_equal_xid_and_s
     assert start.first_segment
     assert abort == StreamAbort(start.xid, start.xid) and abort.is_whole_transaction
     assert decode(1, "streamed_transaction_abort") == []
+
+
+# --- rows shaped like DOMAIN.md ------------------------------------------------------------
+
+
+def converted_rows(version: int, scenario: str) -> dict[str, list[tuple]]:
+    converters, rows = {}, {}
+    for message in decode(version, scenario):
+        if isinstance(message, Relation):
+            converters[message.relation_id] = (message.name, RowConverter(message.columns))
+        elif isinstance(message, Insert):
+            name, convert = converters[message.relation_id]
+            rows.setdefault(name, []).append(convert(message.new))
+    return rows
+
+
+def test_domain_rows_convert_to_the_same_python_values_whatever_the_session_time_zone():
+    v1, v2 = converted_rows(1, "domain_rows"), converted_rows(2, "domain_rows")
+    assert v1 == v2, "Sao Paulo (-03) and Kolkata (+05:30) sessions must give the same instants"
+    assert (len(v1["resources"]), len(v1["time_entries"])) == (50, 100)
+    resource = v1["resources"][0]
+    assert resource == (
+        1, "Consultant 1", "c1@example.com", "architect", "azure", ["gcp"], "EMEA", "employee",
+        Decimal("61.25"), Decimal("151.50"), Decimal("40.00"), True, date(2020, 1, 17),
+        datetime(2026, 11, 2, 9, 37, 1, 500000, tzinfo=timezone.utc),
+    )  # fmt: skip
+    assert [r[5] for r in v1["resources"][:5]] == [
+        ["gcp"], ["sap", "salesforce", "data_engineering"], [], ["security", "aws"], ["aws", "azure"],
+    ]  # fmt: skip
+    entry = v1["time_entries"][1]
+    assert entry == (
+        2, 3, "PRJ-1002", "senior_consultant", date(2026, 11, 4), Decimal("3.50"), True, Decimal("152.50"),
+        Decimal("62.25"), "approved", "Worked on item 2", datetime(2026, 11, 20, 17, 2, tzinfo=timezone.utc),
+        datetime(2026, 11, 21, 9, 32, 0, 250000, tzinfo=timezone.utc),
+        datetime(2026, 11, 21, 10, 0, 2, 123456, tzinfo=timezone.utc),
+    )  # fmt: skip
+    # Sums of money are exact: no float on the way.
+    earned = sum(e[5] * e[7] for e in v1["time_entries"] if e[9] == "approved" and e[6])
+    entries = relation_oid(1, "domain_rows", "vec.time_entries")
+    texts = [m.new for m in decode(1, "domain_rows") if isinstance(m, Insert) and m.relation_id == entries]
+    assert earned.as_tuple().exponent == -4
+    assert earned == sum(Decimal(t[5]) * Decimal(t[7]) for t in texts if t[9] == "approved" and t[6] == "t")
