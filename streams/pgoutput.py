@@ -16,9 +16,13 @@ Contracts:
 
 * The decoder holds exactly one piece of state, whether it is inside a
   Stream Start .. Stream Stop block: in protocol 2 the Relation, Type,
-  Insert, Update, Delete, Truncate and Message messages of a block carry the
-  streamed transaction's xid (int32) right after the type byte, and only
-  there. Feed it every message of a replication session in order; create a
+  Insert, Update, Delete, Truncate and Message messages of a block carry an
+  xid (int32) right after the type byte, and only there. That xid is the
+  *subtransaction's* when the change was made under a savepoint (captured
+  from PostgreSQL 15: it differs from the Stream Start xid), which is what a
+  Stream Abort's ``subxid`` refers to: on a Stream Abort, discard the
+  streamed changes whose ``xid`` equals ``subxid`` (all of the transaction's
+  when ``subxid == xid``). Feed it every message of a replication session in order; create a
   new decoder (or call :meth:`PgOutputDecoder.reset`) when the session is
   restarted. Block transitions are guarded: a Stream Stop without a Start, a
   nested Start, or a Begin/Commit inside a block is a :class:`DecodeError`.
@@ -184,7 +188,7 @@ class Relation:
     name: str
     replica_identity: ReplicaIdentity
     columns: tuple[RelationColumn, ...]
-    xid: int | None = None  # set only inside a protocol-2 stream block
+    xid: int | None = None  # (sub)transaction xid; set only inside a protocol-2 stream block
 
     @property
     def key_columns(self) -> tuple[RelationColumn, ...]:

@@ -317,6 +317,10 @@ def parse_array(text: str, element: Converter = str) -> list:
     ``element`` converts each non-NULL element's text. Quoted elements keep
     commas, braces, spaces and the word NULL as data; unquoted ``NULL`` (any
     case) is ``None``; ``{}`` is ``[]``. Explicit lower bounds are dropped.
+    Reads everything array_out prints, plus array_in's looser forms (white
+    space around elements, backslash escapes outside quotes); quotes in the
+    middle of an element (``{a"b"}``, accepted by array_in, never printed)
+    are refused as malformed.
     """
     if _SIMPLE.fullmatch(text):
         if len(text) == 2:
