@@ -109,7 +109,9 @@ class PostgresServer:
         self.dir = self._cluster_dir()
         self.data = self.dir / "data"
         self.socket_dir = self.dir / "run"
-        self.logfile = settings.home / "logs" / "postgres.log"
+        # The server writes its own log, so it must be somewhere its user can reach.
+        reachable = self.dir == settings.home.resolve() / "pg"
+        self.logfile = (settings.home / "logs" if reachable else self.dir) / "postgres.log"
 
     # --- where and as whom -------------------------------------------------
     @staticmethod

@@ -54,6 +54,7 @@ def test_kill_9_mid_load_then_restart_loses_no_row(stack_settings, tmp_path):
                            from generate_series(%s::bigint, %s::bigint) g""",
                         (first, first + BATCH - 1),
                     )
+                    time.sleep(0.03)  # a steady load over several seconds, so the kill lands inside it
                 # Later changes to a slice of rows: the final state differs from the insert.
                 conn.execute("update time_entries set status = 'approved', hours = 7.25 where entry_id % 10 = 0")
                 conn.execute("delete from time_entries where entry_id % 1000 = 1")
@@ -62,7 +63,21 @@ def test_kill_9_mid_load_then_restart_loses_no_row(stack_settings, tmp_path):
         loader.start()
         # Kill once the capture is well into the load.
         topic = source.topic("time_entries")
-        time.sleep(4)
+        with psycopg.connect(source.dsn) as conn:
+            slot_at_start = conn.execute(
+                "select confirmed_flush_lsn from pg_replication_slots where slot_name = %s", (f"slot_{source.name}",)
+            ).fetchone()[0]
+
+        def publishing() -> bool:
+            with psycopg.connect(source.dsn) as conn:
+                return conn.execute(
+                    "select confirmed_flush_lsn > %s::pg_lsn from pg_replication_slots where slot_name = %s",
+                    (str(slot_at_start), f"slot_{source.name}"),
+                ).fetchone()[0]
+
+        # Kill once Kafka has acknowledged part of the load and more is in flight.
+        assert wait_for(publishing, timeout=60, interval=0.1)
+        time.sleep(1.0)
         assert loader.is_alive(), "the kill must land in the middle of the load"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)

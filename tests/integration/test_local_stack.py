@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from psmesh.stack.process import port_in_use
+from psmesh.stack.process import pid_alive, port_in_use
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +70,7 @@ def test_up_twice_is_harmless_and_down_leaves_no_process(tmp_path_factory):
         down = _psmesh(home, "dev", "down")
     assert down.returncode == 0, down.stdout + down.stderr
     assert _processes_under(home) == []
-    assert [pid for pid in pids if Path(f"/proc/{pid}").exists()] == []
+    assert [pid for pid in pids if pid_alive(pid)] == []
     for port in PORTS.values():
         assert not port_in_use("127.0.0.1", int(port)), f"port {port} still open after down"
 
