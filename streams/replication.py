@@ -67,7 +67,11 @@ class ReplicationStream:
 
     def __init__(self, dsn: str) -> None:
         try:
-            self.conn = psycopg.connect(dsn, replication="database", autocommit=True)
+            # UTC and ISO output make the text values cheap and unambiguous to parse (streams.pgtypes).
+            self.conn = psycopg.connect(
+                dsn, replication="database", autocommit=True,
+                options="-c TimeZone=UTC -c DateStyle=ISO -c bytea_output=hex -c extra_float_digits=3",
+            )
         except psycopg.Error as exc:
             raise ReplicationError(f"cannot open a replication connection: {exc}") from exc
         self.pg = self.conn.pgconn
