@@ -46,8 +46,8 @@ from psmesh.stack import LocalStack  # noqa: E402
 from streams.source import CaptureConfig, CaptureSource  # noqa: E402
 
 INSERT = """insert into time_entries
-  select g, g % 50, 'PRJ-' || (g % 97), 'consultant', date '2026-01-05' + (g % 60)::int,
-         7.50, g % 5 <> 0, 150.00, 90.00, 'submitted', 'design workshop', now(), null, now()
+  select g, g %% 50, 'PRJ-' || (g %% 97), 'consultant', date '2026-01-05' + (g %% 60)::int,
+         7.50, g %% 5 <> 0, 150.00, 90.00, 'submitted', 'design workshop', now(), null, now()
   from generate_series(%s::bigint, %s::bigint) g"""
 
 
