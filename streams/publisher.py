@@ -5,7 +5,7 @@
 * Partitioner: ``murmur2_random``, the Java client's default, so a key lands
   on the same partition whatever client (Java, Connect, Flink, librdkafka)
   produces it; key = the primary key columns, hence per-key commit order.
-* Encoding: fastavro schemaless, prefixed by magic byte 0 and the 4-byte
+* Encoding: Avro binary (compiled encoder, fastavro as fallback), prefixed by magic byte 0 and the 4-byte
   schema id from the registry: readable by confluent-kafka's
   ``AvroDeserializer`` with no psmesh code.
 """
@@ -20,26 +20,39 @@ from typing import Any, Callable
 import fastavro
 from confluent_kafka import KafkaException, Producer
 
+from streams.avrocodegen import UnsupportedSchema, compile_encoder
+
 logger = logging.getLogger(__name__)
 
 _HEADER = struct.Struct(">bI")
 
 
 class AvroEncoder:
-    """One parsed schema and its registry id; encodes to the Confluent wire format."""
+    """One schema and its registry id; encodes a record to the Confluent wire format.
 
-    __slots__ = ("schema_id", "_parsed", "_prefix")
+    Uses an encoder compiled from the schema (:mod:`streams.avrocodegen`,
+    byte-identical to fastavro and several times faster); a schema it does
+    not support falls back to fastavro.
+    """
+
+    __slots__ = ("schema_id", "encode")
 
     def __init__(self, schema: dict, schema_id: int) -> None:
         self.schema_id = schema_id
-        self._parsed = fastavro.parse_schema(schema)
-        self._prefix = _HEADER.pack(0, schema_id)
+        prefix = _HEADER.pack(0, schema_id)
+        try:
+            self.encode: Callable[[dict[str, Any]], bytes] = compile_encoder(schema, prefix)
+        except UnsupportedSchema as exc:
+            logger.info("schema %s: using fastavro (%s)", schema.get("name"), exc)
+            parsed = fastavro.parse_schema(schema)
 
-    def encode(self, record: dict[str, Any]) -> bytes:
-        buf = io.BytesIO()
-        buf.write(self._prefix)
-        fastavro.schemaless_writer(buf, self._parsed, record)
-        return buf.getvalue()
+            def encode(record: dict[str, Any]) -> bytes:
+                buf = io.BytesIO()
+                buf.write(prefix)
+                fastavro.schemaless_writer(buf, parsed, record)
+                return buf.getvalue()
+
+            self.encode = encode
 
 
 def producer_config(base: dict[str, str], client_id: str) -> dict[str, Any]:
