@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import psycopg
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 from psycopg import sql
 
@@ -215,10 +216,23 @@ class CaptureSource:
                 except Exception as exc:  # noqa: BLE001 - a racing creator is fine
                     if "TOPIC_ALREADY_EXISTS" not in str(exc):
                         raise StreamsError(f"cannot create topic {topic}: {exc}") from exc
-        resources = [ConfigResource(ConfigResource.Type.TOPIC, t) for t in topics]
-        for resource, future in admin.describe_configs(resources).items():
-            policy = future.result().get("cleanup.policy")
-            self._compacted[resource.name] = bool(policy and "compact" in policy.value)
+        # A topic just created may not be known to every request path yet: retry briefly.
+        deadline = time.monotonic() + 30
+        pending = list(topics)
+        while pending:
+            resources = [ConfigResource(ConfigResource.Type.TOPIC, t) for t in pending]
+            pending = []
+            for resource, future in admin.describe_configs(resources).items():
+                try:
+                    policy = future.result().get("cleanup.policy")
+                except KafkaException as exc:
+                    if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART or time.monotonic() > deadline:
+                        raise StreamsError(f"cannot read the configuration of topic {resource.name}: {exc}") from exc
+                    pending.append(resource.name)
+                    continue
+                self._compacted[resource.name] = bool(policy and "compact" in policy.value)
+            if pending:
+                time.sleep(0.2)
 
     def _slot_exists(self) -> bool:
         with psycopg.connect(self.config.dsn, autocommit=True) as conn:
