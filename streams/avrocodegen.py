@@ -30,19 +30,13 @@ __all__ = ["UnsupportedSchema", "compile_encoder"]
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _EPOCH_NAIVE = datetime(1970, 1, 1)
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-_SMALL = [bytes(((n << 1) ^ (n >> 63),)) for n in range(0, 64)]
-_SMALL_NEG = [bytes(((n << 1) ^ (n >> 63),)) for n in range(-64, 0)]
 
 
 class UnsupportedSchema(ValueError):
     pass
 
 
-def _zigzag(n: int) -> bytes:
-    if 0 <= n < 64:
-        return _SMALL[n]
-    if -64 <= n < 0:
-        return _SMALL_NEG[n + 64]
+def _encode_long(n: int) -> bytes:
     z = (n << 1) ^ (n >> 63) if -(1 << 63) <= n < (1 << 63) else _out_of_range(n)
     out = bytearray()
     while z > 0x7F:
@@ -52,13 +46,25 @@ def _zigzag(n: int) -> bytes:
     return bytes(out)
 
 
+# Lengths, small ids and enum indexes hit this table; timestamps and LSNs take the loop.
+_TABLE_HALF = 8192
+_TABLE = [_encode_long(n) for n in range(-_TABLE_HALF, _TABLE_HALF)]
+
+
+def _zigzag(n: int) -> bytes:
+    if -_TABLE_HALF <= n < _TABLE_HALF:
+        return _TABLE[n + _TABLE_HALF]
+    return _encode_long(n)
+
+
 def _out_of_range(n: int) -> int:
     raise ValueError(f"integer {n} does not fit in an Avro long")
 
 
 def _string(s: str) -> bytes:
     b = s.encode()
-    return _zigzag(len(b)) + b
+    n = len(b)
+    return (_TABLE[n + _TABLE_HALF] if n < _TABLE_HALF else _encode_long(n)) + b
 
 
 def _bytes(b: bytes) -> bytes:
@@ -98,7 +104,7 @@ def _decimal_encoder(precision: int, scale: int) -> Callable[[Decimal], bytes]:
         # than minimal for some negative powers of two; every reader accepts both).
         size = ((unscaled if unscaled >= 0 else -unscaled).bit_length() + 8) >> 3
         raw = unscaled.to_bytes(size, "big", signed=True)
-        return _SMALL[size] + raw if size < 64 else _zigzag(size) + raw
+        return _TABLE[size + _TABLE_HALF] + raw
 
     return encode
 
