@@ -94,6 +94,8 @@ def main() -> None:
         while _lsn(conn, "select pg_wal_lsn_diff(confirmed_flush_lsn, '0/0')::bigint from pg_replication_slots where slot_name = %s", config.slot) < end:
             spill = sum(f.stat().st_size for f in (state_dir / "spill").rglob("*.spill")) if (state_dir / "spill").exists() else 0
             spill_peak = max(spill_peak, spill)
+            if not proc.is_alive():
+                raise SystemExit(f"the capture process died (exit code {proc.exitcode}); see its traceback above")
             time.sleep(0.2)
     elapsed = time.perf_counter() - committed
     peak = _rss_peak_kib(proc.pid)

@@ -116,6 +116,8 @@ def main() -> None:
     proc = ctx.Process(target=_capture, args=(config,))
     proc.start()
     while _confirmed(dsn, config.slot) < end:
+        if not proc.is_alive():
+            raise SystemExit(f"the capture process died (exit code {proc.exitcode}); see its traceback above")
         time.sleep(0.05)
     elapsed = time.perf_counter() - started
     print(f"throughput: {args.rows} row changes in {elapsed:.2f} s = {args.rows / elapsed:,.0f} row changes/s "
@@ -138,6 +140,8 @@ def main() -> None:
                 time.sleep(pause)
     end = _current_lsn(dsn)
     while _confirmed(dsn, config.slot) < end:
+        if not proc.is_alive():
+            raise SystemExit(f"the capture process died (exit code {proc.exitcode}); see its traceback above")
         time.sleep(0.05)
     proc.terminate()
     proc.join(60)

@@ -144,6 +144,7 @@ class CaptureSource:
         self._compacted: dict[str, bool] = {}
         self._pk_cache: dict[str, frozenset[str]] = {}
         self._txn: PendingTransaction | None = None
+        self._stream: ReplicationStream | None = None
         self._txn_meta: tuple[int, int] = (0, 0)  # xid, commit ts (µs since 2000)
         self._server_lsn = 0
         self._written = 0
@@ -166,6 +167,7 @@ class CaptureSource:
         self._ensure_publication()
         self._ensure_topics()
         stream = self._open_stream()
+        self._stream = stream
         try:
             self._stream_loop(stream, until)
             self.publisher.flush(60)
@@ -430,8 +432,14 @@ class CaptureSource:
         self._ack = self._acker(self._txn, m.commit_ts)
         decoder = PgOutputDecoder(protocol_version=2)
         decoder.decode(b"S" + m.xid.to_bytes(4, "big") + b"\x01")
+        keepalive_at = time.monotonic() + 1.0
         try:
-            for _xid, wal_start, payload in spill.replay():
+            for n, (_xid, wal_start, payload) in enumerate(spill.replay()):
+                if n % 1000 == 0 and time.monotonic() >= keepalive_at and self._stream is not None:
+                    # Publishing a huge transaction takes longer than wal_sender_timeout;
+                    # a status update now and then tells the server we are alive.
+                    self._send_status(self._stream, force=True)
+                    keepalive_at = time.monotonic() + 1.0
                 msg = decoder.decode(payload)
                 cls = msg.__class__
                 if cls is Insert or cls is Update or cls is Delete:
