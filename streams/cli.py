@@ -127,3 +127,42 @@ def status(topology_file: Path | None, as_json: bool) -> None:
             lag = "" if r["lag_bytes"] is None else str(r["lag_bytes"])
             click.echo(f"{r['source']:9} {r['slot']:16} {r['state']:10} {r['confirmed_lsn'] or '-':14} {lag:>10}  {r['last_event_at'] or '-'}")
     sys.exit(0 if ok else 1)
+
+
+@cdc.command()
+@click.option("--file", "topology_file", type=click.Path(path_type=Path), default=None)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("schemas"), show_default=True)
+@click.option("--check", is_flag=True, help="Do not write; exit 1 if a file differs from what the capture would register.")
+def schemas(topology_file: Path | None, out: Path, check: bool) -> None:
+    """Write the change-event schemas of every captured table as .avsc files (the contracts in the repository).
+
+    Generated from the source databases' catalogs exactly as the capture
+    generates them from Relation messages: <out>/<source>/<table>-key.avsc and
+    <table>-value.avsc.
+    """
+    import psycopg
+
+    from streams.envelope import key_schema, value_schema
+    from streams.snapshot import TableRef, table_columns
+
+    settings = load_settings()
+    topology = _topology(topology_file)
+    differ = []
+    for source in topology.sources:
+        with psycopg.connect(settings.pg_dsn(source.database)) as conn:
+            for table in source.tables:
+                topic = source.change_topic(table)
+                columns = table_columns(conn, TableRef(source.pg_schema, table))
+                for kind, schema in (("key", key_schema(topic, columns)), ("value", value_schema(topic, columns))):
+                    path = out / source.name / f"{table}-{kind}.avsc"
+                    text = json.dumps(schema, indent=2) + "\n"
+                    if path.exists() and path.read_text() == text:
+                        continue
+                    differ.append(str(path))
+                    if not check:
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        path.write_text(text)
+    if check and differ:
+        click.echo("out of date: " + ", ".join(differ), err=True)
+        sys.exit(1)
+    click.echo(f"{len(differ)} schema file(s) {'differ' if check else 'written'}")
