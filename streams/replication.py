@@ -25,6 +25,7 @@ import psycopg
 from psycopg import pq
 
 from streams.exceptions import ReplicationError
+from streams.lsn import Lsn
 
 logger = logging.getLogger(__name__)
 
@@ -36,15 +37,6 @@ PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in Unix microseconds
 
 def now_pg_us() -> int:
     return time.time_ns() // 1000 - PG_EPOCH_US
-
-
-def lsn_text(lsn: int) -> str:
-    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
-
-
-def parse_lsn(text: str) -> int:
-    hi, lo = text.split("/")
-    return (int(hi, 16) << 32) | int(lo, 16)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,14 +79,14 @@ class ReplicationStream:
         except psycopg.Error as exc:
             raise ReplicationError(f"cannot create replication slot {slot}: {exc}") from exc
         assert row is not None
-        return parse_lsn(row[1]), row[2]
+        return Lsn.parse(row[1]), row[2]
 
     def start(self, slot: str, publication: str, start_lsn: int = 0, proto_version: int = 2) -> None:
         options = f"proto_version '{proto_version}', publication_names '{publication}', messages 'true'"
         if proto_version >= 2:
             # Stream in-progress transactions so a huge one never has to fit in memory.
             options += ", streaming 'on'"
-        query = f'START_REPLICATION SLOT "{slot}" LOGICAL {lsn_text(start_lsn)} ({options})'
+        query = f'START_REPLICATION SLOT "{slot}" LOGICAL {Lsn(start_lsn)} ({options})'
         self.pg.send_query(query.encode())
         self.pg.flush()
         while True:
@@ -106,7 +98,7 @@ class ReplicationStream:
         if result is None or result.status != pq.ExecStatus.COPY_BOTH:
             message = result.error_message.decode(errors="replace") if result is not None else "no result"
             raise ReplicationError(f"START_REPLICATION on slot {slot} failed: {message.strip()}")
-        logger.info("streaming slot %s from %s (pgoutput v%d)", slot, lsn_text(start_lsn), proto_version)
+        logger.info("streaming slot %s from %s (pgoutput v%d)", slot, Lsn(start_lsn), proto_version)
 
     def read(self, timeout: float) -> XLogData | Keepalive | None:
         """The next message, or None after ``timeout`` seconds without one."""

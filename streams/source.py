@@ -26,6 +26,7 @@ is logged and counted, since compaction cannot hold a keyless record).
 from __future__ import annotations
 
 import logging
+import shutil
 import signal
 import threading
 import time
@@ -64,7 +65,8 @@ from streams.pgoutput import (
 from streams.pgtypes import RowConverter
 from streams.publisher import ChangePublisher, producer_config
 from streams.registration import SchemaRegistrar, TableSchemas
-from streams.replication import Keepalive, ReplicationStream, XLogData, lsn_text
+from streams.lsn import Lsn
+from streams.replication import Keepalive, ReplicationStream, XLogData
 from streams.snapshot import Snapshotter, TableRef
 from streams.spill import SpilledTransaction
 from streams.state import CaptureState, TableState
@@ -164,6 +166,8 @@ class CaptureSource:
 
     def run(self, until: Callable[["CaptureSource"], bool] | None = None) -> None:
         """Capture until :meth:`stop` (or ``until(self)`` is true); flush and confirm on the way out."""
+        # Spill files of a previous run belong to transactions PostgreSQL will send again.
+        shutil.rmtree(self.config.state_dir / "spill" / self.config.name, ignore_errors=True)
         self._ensure_publication()
         self._ensure_topics()
         stream = self._open_stream()
@@ -263,7 +267,7 @@ class CaptureSource:
                 self.state.save()
                 return stream
             consistent_lsn, snapshot_name = stream.create_slot(self.config.slot)
-            logger.info("created slot %s at %s", self.config.slot, lsn_text(consistent_lsn))
+            logger.info("created slot %s at %s", self.config.slot, Lsn(consistent_lsn))
             if self.config.snapshot:
                 self.state.move_all(TableState.SNAPSHOTTING)
                 self.state.save()
@@ -575,8 +579,8 @@ class CaptureSource:
         status = {
             "source": self.config.name,
             "slot": self.config.slot,
-            "confirmed_lsn": lsn_text(self._confirmed),
-            "server_lsn": lsn_text(self._server_lsn),
+            "confirmed_lsn": str(Lsn(self._confirmed)),
+            "server_lsn": str(Lsn(self._server_lsn)),
             "lag_bytes": max(0, self._server_lsn - self._confirmed),
             "in_flight": self.tracker.in_flight,
             "last_event_at": datetime.fromtimestamp(self._last_event_at, timezone.utc).isoformat() if self._last_event_at else None,
