@@ -57,6 +57,11 @@ def _capture(config: CaptureConfig) -> None:
     capture.run()
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _confirmed(dsn: str, slot: str) -> int:
     with psycopg.connect(dsn) as conn:
         row = conn.execute(
@@ -120,8 +125,11 @@ def main() -> None:
             raise SystemExit(f"the capture process died (exit code {proc.exitcode}); see its traceback above")
         time.sleep(0.05)
     elapsed = time.perf_counter() - started
+    cpu = _cpu_seconds(proc.pid)
     print(f"throughput: {args.rows} row changes in {elapsed:.2f} s = {args.rows / elapsed:,.0f} row changes/s "
           "(one slot, one capture process, Avro + idempotent producer, acks=all; includes process start)")
+    print(f"capture process CPU: {cpu:.1f} s in {elapsed:.1f} s wall ({100 * cpu / elapsed:.0f}% of one core; "
+          f"{cpu / args.rows * 1e6:.0f} µs CPU per row change); the rest of the machine runs PostgreSQL's walsender and the broker")
 
     # 2. latency at a fixed offered rate
     first = args.rows + 1

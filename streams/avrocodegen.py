@@ -61,10 +61,21 @@ def _out_of_range(n: int) -> int:
     raise ValueError(f"integer {n} does not fit in an Avro long")
 
 
+# Short strings repeat (status, role, table and database names, codes): encode each once.
+_STRING_CACHE: dict[str, bytes] = {}
+_STRING_CACHE_MAX = 65536
+
+
 def _string(s: str) -> bytes:
+    cached = _STRING_CACHE.get(s)
+    if cached is not None:
+        return cached
     b = s.encode()
     n = len(b)
-    return (_TABLE[n + _TABLE_HALF] if n < _TABLE_HALF else _encode_long(n)) + b
+    encoded = (_TABLE[n + _TABLE_HALF] if n < _TABLE_HALF else _encode_long(n)) + b
+    if n <= 48 and len(_STRING_CACHE) < _STRING_CACHE_MAX:
+        _STRING_CACHE[s] = encoded
+    return encoded
 
 
 def _bytes(b: bytes) -> bytes:
