@@ -61,7 +61,7 @@ class LocalStack:
         out = []
         for part, running, pid, log in (
             (self.kafka, self.kafka.process.running(), self.kafka.process.pid(), self.kafka.process.logfile),
-            (self.postgres, self.postgres.running(), self.postgres._pidfile_pid(), self.postgres.logfile),
+            (self.postgres, self.postgres.running(), self.postgres.pid(), self.postgres.logfile),
             (self.registry, self.registry.process.running(), self.registry.process.pid(), self.registry.process.logfile),
         ):
             if not running:

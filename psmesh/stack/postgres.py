@@ -11,7 +11,6 @@ loopback: a developer cluster, never exposed.
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import logging
 import os
@@ -173,14 +172,14 @@ class PostgresServer:
             for path in (self.data / "postgresql.conf", self.data / "pg_hba.conf", self.data / "postgresql.auto.conf"):
                 shutil.chown(path, self.run_as, self.run_as)
 
-    def _pidfile_pid(self) -> int | None:
+    def pid(self) -> int | None:
         try:
             return int((self.data / "postmaster.pid").read_text().splitlines()[0])
         except (FileNotFoundError, ValueError, IndexError, PermissionError):
             return None
 
     def running(self) -> bool:
-        pid = self._pidfile_pid()
+        pid = self.pid()
         if pid is None:
             return False
         try:
@@ -204,7 +203,7 @@ class PostgresServer:
             if wait_until(self.healthy, timeout=timeout):
                 self.ensure_databases()
                 return "already running"
-            raise StackError(f"postgres: server runs (pid {self._pidfile_pid()}) but does not answer on {self.address}; see {self.logfile}")
+            raise StackError(f"postgres: server runs (pid {self.pid()}) but does not answer on {self.address}; see {self.logfile}")
         if port_in_use(self.settings.bind_host, self.settings.pg_port):
             raise StackError(
                 f"postgres: port {self.settings.pg_port} on {self.settings.bind_host} is taken by another process; "
@@ -246,10 +245,7 @@ class PostgresServer:
         bindir = find_bindir()
         self._run(str(bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop", check=False)
         if self.running():
-            pid = self._pidfile_pid()
+            pid = self.pid()
             if pid:
                 os.kill(pid, 9)
         return True
-
-    def whoami(self) -> str:
-        return self.run_as or getpass.getuser()
