@@ -183,6 +183,12 @@ class CaptureSource:
 
     # --- setup ------------------------------------------------------------------
     def _ensure_publication(self) -> None:
+        try:
+            self._create_or_extend_publication()
+        except psycopg.Error as exc:
+            raise StreamsError(f"cannot set up publication {self.config.publication} in database {self.config.database}: {exc}") from exc
+
+    def _create_or_extend_publication(self) -> None:
         refs = self.config.table_refs()
         with psycopg.connect(self.config.dsn, autocommit=True) as conn:
             row = conn.execute("select puballtables from pg_publication where pubname = %s", (self.config.publication,)).fetchone()
@@ -205,7 +211,10 @@ class CaptureSource:
     def _ensure_topics(self) -> None:
         admin = AdminClient(self.config.kafka)
         topics = [self.config.topic(r.schema, r.table) for r in self.config.table_refs()]
-        existing = admin.list_topics(timeout=15).topics
+        try:
+            existing = admin.list_topics(timeout=15).topics
+        except KafkaException as exc:
+            raise StreamsError(f"cannot reach Kafka at {self.config.kafka.get('bootstrap.servers')}: {exc}") from exc
         missing = [t for t in topics if t not in existing]
         if missing:
             if not self.config.create_topics:
