@@ -1,0 +1,603 @@
+"""The firm's people, one small function per role, run once per simulated weekday.
+
+Each actor reads the :class:`Firm`'s mirror of its own rows (and the
+:class:`~psmesh.firm.model.ErpView` of what the mesh wrote into erp) and emits
+:class:`~psmesh.firm.model.RowChange` s through :meth:`Firm.emit`, which also
+applies them to the mirror so that later actors of the same day see them. Every
+random draw comes from the firm's one ``random.Random``, in a fixed order, and
+every timestamp from the simulated day: the same seed gives the same changes.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+from psmesh.firm.model import (
+    STAGE_PROBABILITY,
+    ErpView,
+    Mirror,
+    RowChange,
+    Stage,
+    TimeStatus,
+    add_weekdays,
+    check_stage,
+    check_status,
+    check_time_status,
+    instant,
+    money,
+    next_open_stage,
+    week_start,
+)
+from psmesh.firm.params import REGIONS, ROLES, SERVICE_LINES, SKILLS, FirmParams
+
+SKILLS_BY_SERVICE_LINE = {
+    "cloud_migration": ("aws", "azure", "gcp"),
+    "data_analytics": ("data_engineering", "gcp", "azure"),
+    "security": ("security",),
+    "erp_implementation": ("sap", "salesforce"),
+    "managed_services": ("aws", "azure", "security"),
+}
+ROLE_MIX = (("project_manager", 10), ("architect", 15), ("senior_consultant", 30), ("consultant", 30), ("analyst", 15))
+INDUSTRIES = ("financial_services", "healthcare", "manufacturing", "retail", "public_sector", "technology", "energy")
+FIRST = ("Ada", "Bram", "Chen", "Dara", "Elif", "Femi", "Greta", "Hiro", "Ines", "Jonas", "Kofi", "Lena", "Mateo", "Nia", "Omar", "Priya")
+LAST = ("Adler", "Baptiste", "Costa", "Dubois", "Eriksen", "Fischer", "Garcia", "Haddad", "Ivanova", "Jensen", "Kowalski", "Lindqvist", "Moreau", "Nakamura")
+OWNERS = ("a.morgan", "b.okafor", "c.lindgren", "d.santos")
+EXPENSES = (("travel", 15000, 90000), ("lodging", 12000, 45000), ("meals", 1500, 9000), ("mileage", 2000, 12000))
+HOURS = Decimal("0.25")
+
+
+def project_code(opportunity_id: int) -> str:
+    return f"PRJ-{opportunity_id}"
+
+
+def _count(rng: random.Random, expected: float) -> int:
+    """A whole count whose mean is ``expected``: its floor, plus one with the fraction's chance."""
+    whole = int(expected)
+    return whole + (1 if rng.random() < expected - whole else 0)
+
+
+def _quarter_hours(value: Decimal) -> Decimal:
+    return (value / HOURS).to_integral_value() * HOURS
+
+
+@dataclass
+class Firm:
+    """The simulated firm: its parameters, its one random source, its rows and its plans.
+
+    Plans are what people know but no table records yet (when a client will
+    pay, which timesheets will be late); they too come only from the seed.
+    """
+
+    params: FirmParams
+    rng: random.Random
+    open_loop: bool = False
+    m: Mirror = field(default_factory=Mirror)
+    day: date = date.min
+    first_day: bool = True
+    erp: ErpView = field(default_factory=ErpView)
+    changes: list[RowChange] = field(default_factory=list)
+    #: Ids of rows still in a non-final status, by table, in insertion order.
+    open_ids: dict[str, dict[int, None]] = field(default_factory=dict)
+    staffed_lines: dict[int, int] = field(default_factory=dict)
+    late_timesheets: dict[tuple[int, date], bool] = field(default_factory=dict)
+    corrections: list[int] = field(default_factory=list)
+    payment_plans: dict[int, tuple[date, Decimal]] = field(default_factory=dict)
+    invoiced_events: dict[str, int] = field(default_factory=dict)
+    #: Indexes over the mirror, so no actor scans a whole table per row.
+    lines_of: dict[int, list[int]] = field(default_factory=dict)
+    assignments_of: dict[int, list[int]] = field(default_factory=dict)
+    time_off_of: dict[int, list[int]] = field(default_factory=dict)
+
+    # -- emitting ------------------------------------------------------------
+
+    def insert(self, source: str, table: str, key: int, row: dict[str, Any]) -> None:
+        change = RowChange(source, table, "insert", key, tuple(row.items()))
+        self.m.apply(change)
+        self.changes.append(change)
+        if table == "opportunity_lines":
+            self.lines_of.setdefault(row["opportunity_id"], []).append(key)
+        elif table == "assignments":
+            self.assignments_of.setdefault(row["resource_id"], []).append(key)
+        elif table == "time_off":
+            self.time_off_of.setdefault(row["resource_id"], []).append(key)
+
+    def update(self, source: str, table: str, key: Any, **values: Any) -> None:
+        change = RowChange(source, table, "update", key, tuple(values.items()))
+        self.m.apply(change)
+        self.changes.append(change)
+
+    def track(self, table: str, key: int) -> None:
+        self.open_ids.setdefault(table, {})[key] = None
+
+    def untrack(self, table: str, key: int) -> None:
+        self.open_ids.get(table, {}).pop(key, None)
+
+    def tracked(self, table: str) -> list[int]:
+        return list(self.open_ids.get(table, {}))
+
+    def at(self, hour: int) -> Any:
+        return instant(self.day, hour, self.rng.randrange(60))
+
+    def chance(self, p: Decimal | float) -> bool:
+        return self.rng.random() < float(p)
+
+    def spread(self, total: int, initial_share: Decimal) -> int:
+        """How many of ``total`` things appear today: a share on the first day, the rest evenly."""
+        initial = round(total * float(initial_share))
+        if self.first_day:
+            return max(1, initial)
+        return _count(self.rng, (total - initial) / (self.params.weeks * 5))
+
+    # -- helpers shared by actors ----------------------------------------------
+
+    def opportunity(self, opportunity_id: int) -> dict[str, Any]:
+        return self.m.table("crm", "opportunities")[opportunity_id]
+
+    def bookable(self, code: str | None) -> bool:
+        """Closed loop: only projects the mesh created in erp; open loop: any won deal's code."""
+        if code is None:
+            return False
+        if not self.open_loop:
+            return code in self.erp.projects
+        opp = self.m.table("crm", "opportunities").get(int(code.removeprefix("PRJ-")))
+        return opp is not None and opp["stage"] == Stage.CLOSED_WON
+
+    def on_time_off(self, resource_id: int) -> bool:
+        rows = self.m.table("psa", "time_off")
+        return any(
+            rows[t]["status"] == "approved" and rows[t]["start_date"] <= self.day <= rows[t]["end_date"]
+            for t in self.time_off_of.get(resource_id, ())
+        )
+
+
+# --- sales --------------------------------------------------------------------
+
+
+def sales(f: Firm) -> None:
+    """Open accounts and opportunities, move deals through the stages, handle change orders."""
+    p = f.params
+    for _ in range(f.spread(p.accounts, Decimal("0.6"))):
+        if len(f.m.table("crm", "accounts")) < p.accounts:
+            _open_account(f)
+    for _ in range(f.spread(p.opportunities, p.initial_pipeline_share)):
+        _open_opportunity(f)
+    _advance_opportunities(f)
+    _change_orders(f)
+
+
+def _open_account(f: Firm) -> None:
+    aid = f.m.new_id("crm", "accounts")
+    f.insert("crm", "accounts", aid, {
+        "account_id": aid,
+        "name": f"{f.rng.choice(LAST)} {f.rng.choice(('Group', 'Holdings', 'Industries', 'Partners', 'Systems'))} {aid}",
+        "industry": f.rng.choice(INDUSTRIES),
+        "region": f.rng.choice(REGIONS),
+        "currency": f.params.currency,
+        "payment_terms_days": f.rng.choice((30, 30, 45, 60)),
+        "updated_at": f.at(9),
+    })
+
+
+def _open_opportunity(f: Firm) -> None:
+    p, rng = f.params, f.rng
+    oid = f.m.new_id("crm", "opportunities")
+    account_id = rng.choice(list(f.m.table("crm", "accounts")))
+    service_line = rng.choice(SERVICE_LINES)
+    contract_type = "fixed_fee" if f.chance(p.fixed_fee_share) else "time_and_materials"
+    weeks = rng.randint(p.project_weeks_min, p.project_weeks_max)
+    close = add_weekdays(f.day, p.stage_days * 4)
+    start = week_start(close) + timedelta(days=7)
+    end = start + timedelta(days=weeks * 7 - 3)
+    roles = ["project_manager", *rng.sample(ROLES[1:], rng.randint(1, 3))]
+    lines = []
+    for role in roles:
+        weekly = rng.choice((8, 12, 16)) if role == "project_manager" else rng.choice((16, 24, 32, 40))
+        rate = p.rate_card[role]
+        realization = Decimal(rng.randint(int(p.realization_min * 100), int(p.realization_max * 100))) / 100
+        lines.append({
+            "role": role,
+            "skill": rng.choice(SKILLS_BY_SERVICE_LINE[service_line]),
+            "hours": money(weekly * weeks),
+            "bill_rate": money(rate.bill * realization),
+            "est_cost_rate": rate.cost,
+            "start_date": start,
+            "end_date": end,
+        })
+    labour = sum((line["hours"] * line["bill_rate"] for line in lines), Decimal(0))
+    # A fixed fee prices in a risk premium over the time-and-materials estimate.
+    amount = money(labour * Decimal("1.10") if contract_type == "fixed_fee" else labour)
+    stage = Stage.PROSPECTING
+    f.insert("crm", "opportunities", oid, {
+        "opportunity_id": oid,
+        "account_id": account_id,
+        "name": f"{service_line.replace('_', ' ').title()} {oid}",
+        "stage": stage.value,
+        "probability": STAGE_PROBABILITY[stage],
+        "amount": amount,
+        "currency": p.currency,
+        "service_line": service_line,
+        "contract_type": contract_type,
+        "estimated_hours": money(sum((line["hours"] for line in lines), Decimal(0))),
+        "target_start_date": start,
+        "target_end_date": end,
+        "expected_close_date": close,
+        "closed_at": None,
+        "owner": rng.choice(OWNERS),
+        "updated_at": f.at(10),
+    })
+    f.track("opportunities", oid)
+    for line in lines:
+        lid = f.m.new_id("crm", "opportunity_lines")
+        f.insert("crm", "opportunity_lines", lid, {"line_id": lid, "opportunity_id": oid, **line})
+    if contract_type == "fixed_fee":
+        shares = (Decimal("0.30"), Decimal("0.40"))
+        dates = (start + timedelta(days=(end - start).days // 3), start + timedelta(days=2 * (end - start).days // 3))
+        parts = [money(amount * s) for s in shares]
+        parts.append(amount - sum(parts))
+        for n, (part, planned) in enumerate(zip(parts, (*dates, end)), start=1):
+            mid = f.m.new_id("crm", "opportunity_milestones")
+            f.insert("crm", "opportunity_milestones", mid, {
+                "milestone_id": mid, "opportunity_id": oid, "name": f"Milestone {n}", "amount": part, "planned_date": planned,
+            })
+
+
+def _advance_opportunities(f: Firm) -> None:
+    p = f.params
+    # Four steps to a win, each lost with the same chance: the win rate overall.
+    lose = 1 - float(p.win_rate) ** 0.25
+    for oid in f.tracked("opportunities"):
+        opp = f.opportunity(oid)
+        if opp["updated_at"].date() >= f.day or not f.chance(1 / p.stage_days):
+            continue
+        current = Stage(opp["stage"])
+        new = check_stage(current, Stage.CLOSED_LOST if f.chance(lose) else next_open_stage(current))
+        when = f.at(15)
+        values: dict[str, Any] = {"stage": new.value, "probability": STAGE_PROBABILITY[new], "updated_at": when}
+        if new.closed:
+            values["closed_at"] = when
+            f.untrack("opportunities", oid)
+            if new is Stage.CLOSED_WON:
+                f.track("won", oid)
+        f.update("crm", "opportunities", oid, **values)
+
+
+def _change_orders(f: Firm) -> None:
+    p = f.params
+    for cid in f.tracked("change_orders"):
+        row = f.m.table("crm", "change_orders")[cid]
+        if row["updated_at"].date() < f.day and f.chance(0.5):
+            status = check_status("change_orders", row["status"], "approved" if f.chance(0.8) else "rejected")
+            when = f.at(11)
+            f.update("crm", "change_orders", cid, status=status, approved_at=when if status == "approved" else None, updated_at=when)
+            f.untrack("change_orders", cid)
+    for oid in f.tracked("won"):
+        opp = f.opportunity(oid)
+        if opp["closed_at"].date() < f.day and f.chance(p.change_order_daily_chance):
+            pct = Decimal(f.rng.randint(5, 20)) / 100
+            cid = f.m.new_id("crm", "change_orders")
+            f.insert("crm", "change_orders", cid, {
+                "change_order_id": cid,
+                "opportunity_id": oid,
+                "description": f"Extended scope {cid}",
+                "amount_delta": money(opp["amount"] * pct),
+                "hours_delta": money(opp["estimated_hours"] * pct),
+                "status": "draft",
+                "approved_at": None,
+                "updated_at": f.at(14),
+            })
+            f.track("change_orders", cid)
+
+
+# --- resource managers ----------------------------------------------------------
+
+
+def resource_managers(f: Firm) -> None:
+    """Hire, staff lines of likely and won deals (tentative, then confirmed), decide time off."""
+    p = f.params
+    for _ in range(f.spread(p.resources, p.initial_resources_share)):
+        if len(f.m.table("psa", "resources")) < p.resources:
+            _hire(f)
+    _staff(f)
+    _decide_time_off(f)
+
+
+def _hire(f: Firm) -> None:
+    p, rng = f.params, f.rng
+    rid = f.m.new_id("psa", "resources")
+    role = rng.choices([r for r, _ in ROLE_MIX], weights=[w for _, w in ROLE_MIX])[0]
+    primary = rng.choice(SKILLS)
+    others = rng.sample([s for s in SKILLS if s != primary], rng.randint(0, 2))
+    sub = f.chance(p.subcontractor_share)
+    cost = p.rate_card[role].cost * Decimal(rng.randint(90, 110)) / 100
+    first, last = rng.choice(FIRST), rng.choice(LAST)
+    f.insert("psa", "resources", rid, {
+        "resource_id": rid,
+        "name": f"{first} {last}",
+        "email": f"{first.lower()}.{last.lower()}.{rid}@firm.example",
+        "role": role,
+        "primary_skill": primary,
+        "skills": sorted([primary, *others]),
+        "region": rng.choice(REGIONS),
+        "employment_type": "subcontractor" if sub else "employee",
+        "cost_rate": money(cost * Decimal("1.15") if sub else cost),
+        "bill_rate": p.rate_card[role].bill,
+        "weekly_capacity_hours": Decimal("40.00"),
+        "active": True,
+        "hired_on": f.day,
+        "updated_at": f.at(8),
+    })
+
+
+def _load(f: Firm, resource_id: int, start: date, end: date) -> Decimal:
+    rows = f.m.table("psa", "assignments")
+    total = Decimal(0)
+    for aid in f.assignments_of.get(resource_id, ()):
+        a = rows[aid]
+        if a["status"] != "cancelled" and a["start_date"] <= end and start <= a["end_date"]:
+            total += a["hours_per_week"]
+    return total
+
+
+def _staff(f: Firm) -> None:
+    p = f.params
+    assignments = f.m.table("psa", "assignments")
+    # Settle tentative assignments of deals that closed (tracked, so no full scan).
+    for aid in f.tracked("assignments"):
+        a = assignments[aid]
+        stage = f.opportunity(a["opportunity_id"])["stage"]
+        if stage == Stage.CLOSED_WON:
+            f.update("psa", "assignments", aid, status=check_status("assignments", a["status"], "confirmed"),
+                     project_code=project_code(a["opportunity_id"]), updated_at=f.at(9))
+            f.untrack("assignments", aid)
+        elif stage == Stage.CLOSED_LOST:
+            f.update("psa", "assignments", aid, status=check_status("assignments", a["status"], "cancelled"), updated_at=f.at(9))
+            f.untrack("assignments", aid)
+    # Staff lines of deals at proposal or later (probability ≥ 50) that have no one yet.
+    resources = f.m.table("psa", "resources")
+    ceiling = Decimal(40) * p.target_utilization
+    for line in f.m.table("crm", "opportunity_lines").values():
+        if line["line_id"] in f.staffed_lines or line["end_date"] < f.day:
+            continue
+        opp = f.opportunity(line["opportunity_id"])
+        if opp["probability"] < 50 or opp["stage"] == Stage.CLOSED_LOST:
+            continue
+        weeks = max(1, ((line["end_date"] - line["start_date"]).days + 3) // 7)
+        per_week = min(Decimal(40), money(line["hours"] / weeks))
+        candidates = sorted(
+            (r["primary_skill"] != line["skill"] and line["skill"] not in r["skills"], _load(f, rid, line["start_date"], line["end_date"]), rid)
+            for rid, r in resources.items()
+            if r["role"] == line["role"] and r["active"]
+        )
+        pick = next((rid for _, load, rid in candidates if load + per_week <= ceiling + 8), None)
+        if pick is None:
+            continue  # nobody free: the line waits for a hire or for someone to free up
+        aid = f.m.new_id("psa", "assignments")
+        f.insert("psa", "assignments", aid, {
+            "assignment_id": aid, "resource_id": pick, "project_code": None, "opportunity_id": opp["opportunity_id"],
+            "role": line["role"], "start_date": line["start_date"], "end_date": line["end_date"],
+            "hours_per_week": per_week, "status": "tentative", "updated_at": f.at(11),
+        })
+        f.track("assignments", aid)
+        f.staffed_lines[line["line_id"]] = aid
+
+
+def _decide_time_off(f: Firm) -> None:
+    for tid in f.tracked("time_off"):
+        if f.chance(0.5):
+            row = f.m.table("psa", "time_off")[tid]
+            f.update("psa", "time_off", tid, status=check_status("time_off", row["status"], "approved" if f.chance(0.9) else "cancelled"))
+            f.untrack("time_off", tid)
+    for rid in list(f.m.table("psa", "resources")):
+        if f.chance(f.params.time_off_daily_chance):
+            start = add_weekdays(f.day, f.rng.randint(5, 20))
+            tid = f.m.new_id("psa", "time_off")
+            f.insert("psa", "time_off", tid, {
+                "time_off_id": tid, "resource_id": rid, "start_date": start,
+                "end_date": add_weekdays(start, f.rng.randint(0, 4)), "hours_per_day": Decimal("8.00"), "status": "requested",
+            })
+            f.track("time_off", tid)
+
+
+# --- consultants -------------------------------------------------------------------
+
+
+def consultants(f: Firm) -> None:
+    """Enter the day's time, file expenses (some late), submit timesheets, correct rejections."""
+    p = f.params
+    resources = f.m.table("psa", "resources")
+    lines = f.m.table("crm", "opportunity_lines")
+    for eid in f.corrections:
+        _correct(f, eid)
+    f.corrections = []
+    for aid, a in f.m.table("psa", "assignments").items():
+        if a["status"] != "confirmed" or not a["start_date"] <= f.day <= a["end_date"] or not f.bookable(a["project_code"]):
+            continue
+        r = resources[a["resource_id"]]
+        if f.on_time_off(r["resource_id"]):
+            continue
+        hours = _quarter_hours(a["hours_per_week"] / 5 + Decimal(f.rng.randint(-4, 4)) / 4)
+        if hours > 0:
+            sold = [lines[lid]["bill_rate"] for lid in f.lines_of[a["opportunity_id"]] if lines[lid]["role"] == a["role"]]
+            _enter_time(f, r, a["project_code"], a["role"], f.day, min(hours, Decimal(12)),
+                        billable=not f.chance(p.non_billable_share), bill_rate=min(sold) if sold else r["bill_rate"],
+                        narrative=f"{a['role'].replace('_', ' ')} work")
+        if f.chance(p.expense_daily_chance):
+            _file_expense(f, r, a)
+    _submit_timesheets(f)
+
+
+def _enter_time(f: Firm, r: dict[str, Any], code: str, role: str, work_date: date, hours: Decimal, *,
+                billable: bool, bill_rate: Decimal, narrative: str) -> None:
+    eid = f.m.new_id("timeexp", "time_entries")
+    f.insert("timeexp", "time_entries", eid, {
+        "entry_id": eid, "resource_id": r["resource_id"], "project_code": code, "role": role, "work_date": work_date,
+        "hours": money(hours), "billable": billable, "bill_rate": bill_rate, "cost_rate": r["cost_rate"],
+        "status": TimeStatus.DRAFT.value, "narrative": narrative, "submitted_at": None, "approved_at": None,
+        "updated_at": f.at(17),
+    })
+    f.track("time_drafts", eid)
+    key = (r["resource_id"], week_start(work_date))
+    if key not in f.late_timesheets:
+        f.late_timesheets[key] = f.chance(f.params.late_time_share)
+
+
+def _correct(f: Firm, rejected_id: int) -> None:
+    old = f.m.table("timeexp", "time_entries")[rejected_id]
+    r = f.m.table("psa", "resources")[old["resource_id"]]
+    hours = max(Decimal("0.25"), old["hours"] - Decimal(f.rng.randint(0, 4)) / 4)
+    _enter_time(f, r, old["project_code"], old["role"], old["work_date"], hours, billable=old["billable"],
+                bill_rate=old["bill_rate"], narrative=f"correction of entry {rejected_id}")
+
+
+def _submit_timesheets(f: Firm) -> None:
+    """Timesheets go in on Friday; a late one goes in on the Tuesday after."""
+    entries = f.m.table("timeexp", "time_entries")
+    for eid in f.tracked("time_drafts"):
+        e = entries[eid]
+        monday = week_start(e["work_date"])
+        late = f.late_timesheets[(e["resource_id"], monday)]
+        due = monday + timedelta(days=8 if late else 4)
+        if f.day >= due:
+            when = f.at(18)
+            f.update("timeexp", "time_entries", eid, status=check_time_status(e["status"], "submitted"), submitted_at=when, updated_at=when)
+            f.untrack("time_drafts", eid)
+            f.track("time_submitted", eid)
+
+
+def _file_expense(f: Firm, r: dict[str, Any], a: dict[str, Any]) -> None:
+    rng = f.rng
+    category, low, high = rng.choice(EXPENSES)
+    spent = f.day
+    if f.chance(f.params.late_expense_share):
+        spent = max(a["start_date"], f.day - timedelta(days=rng.randint(7, 21)))
+    xid = f.m.new_id("timeexp", "expenses")
+    f.insert("timeexp", "expenses", xid, {
+        "expense_id": xid, "resource_id": r["resource_id"], "project_code": a["project_code"], "expense_date": spent,
+        "category": category, "amount": money(Decimal(rng.randint(low, high)) / 100), "currency": f.params.currency,
+        "billable": f.chance(0.8), "status": "submitted", "approved_at": None, "updated_at": f.at(19),
+    })
+    f.track("expenses", xid)
+
+
+# --- project managers ------------------------------------------------------------
+
+
+def project_managers(f: Firm) -> None:
+    """Approve or reject submitted time and expenses; complete billing milestones that are due."""
+    p = f.params
+    entries = f.m.table("timeexp", "time_entries")
+    for eid in f.tracked("time_submitted"):
+        e = entries[eid]
+        if e["submitted_at"].date() >= f.day:
+            continue
+        when = f.at(10)
+        if f.chance(p.time_rejection_share):
+            f.update("timeexp", "time_entries", eid, status=check_time_status(e["status"], "rejected"), updated_at=when)
+            f.corrections.append(eid)
+        else:
+            f.update("timeexp", "time_entries", eid, status=check_time_status(e["status"], "approved"), approved_at=when, updated_at=when)
+        f.untrack("time_submitted", eid)
+    expenses = f.m.table("timeexp", "expenses")
+    for xid in f.tracked("expenses"):
+        x = expenses[xid]
+        if x["updated_at"].date() < f.day and f.chance(0.6):
+            when = f.at(11)
+            status = check_status("expenses", x["status"], "approved" if f.chance(0.95) else "rejected")
+            f.update("timeexp", "expenses", xid, status=status, approved_at=when if status == "approved" else None, updated_at=when)
+            f.untrack("expenses", xid)
+    # Only milestones the mesh created in erp; the firm never inserts them.
+    done = f.m.table("erp", "billing_milestones")
+    for mid, (_, status, planned) in f.erp.milestones.items():
+        if status == "planned" and mid not in done and planned <= f.day and f.chance(0.5):
+            f.update("erp", "billing_milestones", mid, status=check_status("billing_milestones", status, "completed"), completed_at=f.at(16))
+
+
+# --- finance -------------------------------------------------------------------------
+
+
+def finance(f: Firm) -> None:
+    """Run the weekly billing period, invoice the mesh's billing events, record payments."""
+    periods = f.m.table("erp", "billing_periods")
+    if f.day.isoweekday() == 1 or f.first_day:
+        for pid in f.tracked("periods"):
+            if periods[pid]["end_date"] < f.day:
+                f.update("erp", "billing_periods", pid, status=check_status("billing_periods", "open", "closed"), closed_at=f.at(10))
+                f.untrack("periods", pid)
+        monday = week_start(f.day)
+        if not any(periods[pid]["start_date"] == monday for pid in f.tracked("periods")):
+            pid = f.m.new_id("erp", "billing_periods")
+            f.insert("erp", "billing_periods", pid, {
+                "period_id": pid, "start_date": monday, "end_date": monday + timedelta(days=6), "status": "open", "closed_at": None,
+            })
+            f.track("periods", pid)
+    _invoice(f)
+
+
+def _invoice(f: Firm) -> None:
+    p, rng = f.params, f.rng
+    invoices = f.m.table("erp", "invoices")
+    for iid in f.tracked("invoices_paying"):
+        due, written_off = f.payment_plans[iid]
+        if due <= f.day:
+            f.update("erp", "invoices", iid, status=check_status("invoices", "issued", "paid"), paid_on=f.day,
+                     written_off=written_off, updated_at=f.at(12))
+            f.untrack("invoices_paying", iid)
+    for iid in f.tracked("invoices_draft"):
+        inv = invoices[iid]
+        if inv["updated_at"].date() >= f.day:
+            continue
+        terms = _payment_terms(f, inv["project_code"])
+        due = f.day + timedelta(days=terms)
+        written_off = Decimal("0.00")
+        if f.chance(p.write_off_share):
+            pays = due + timedelta(days=rng.randint(30, 90))
+            written_off = money(inv["amount"] * Decimal(rng.randint(10, 100)) / 100)
+        elif f.chance(p.late_payment_share):
+            pays = due + timedelta(days=rng.randint(1, 45))
+        else:
+            pays = due - timedelta(days=rng.randint(0, terms // 2))
+        f.payment_plans[iid] = (add_weekdays(pays, 0), written_off)
+        f.update("erp", "invoices", iid, status=check_status("invoices", "draft", "issued"), issued_on=f.day, due_on=due, updated_at=f.at(9))
+        f.untrack("invoices_draft", iid)
+        f.track("invoices_paying", iid)
+    # Only billing events the mesh wrote; sorted so the order never depends on the read.
+    for event_id in sorted(f.erp.billing_events):
+        if event_id in f.invoiced_events:
+            continue
+        code, amount, currency, _ = f.erp.billing_events[event_id]
+        iid = f.m.new_id("erp", "invoices")
+        f.insert("erp", "invoices", iid, {
+            "invoice_id": iid, "project_code": code, "billing_event_id": event_id, "amount": amount, "currency": currency,
+            "status": "draft", "issued_on": None, "due_on": None, "paid_on": None, "written_off": Decimal("0.00"),
+            "updated_at": f.at(16),
+        })
+        f.invoiced_events[event_id] = iid
+        f.track("invoices_draft", iid)
+
+
+def _payment_terms(f: Firm, code: str) -> int:
+    try:
+        opp = f.opportunity(int(code.removeprefix("PRJ-")))
+    except (KeyError, ValueError):
+        return 30
+    return f.m.table("crm", "accounts")[opp["account_id"]]["payment_terms_days"]
+
+
+#: The order in which the firm's people act on a weekday.
+ACTORS = (finance, sales, resource_managers, consultants, project_managers)
+
+
+def simulate_day(f: Firm, day: date, erp: ErpView) -> list[RowChange]:
+    """The row changes of one simulated day (none on a weekend), applied to the mirror."""
+    f.changes = []
+    if day.isoweekday() > 5:
+        return f.changes
+    f.day, f.erp = day, erp
+    for actor in ACTORS:
+        actor(f)
+    f.first_day = False
+    return f.changes
