@@ -26,7 +26,7 @@ class Rate(BaseModel):
     cost: Decimal = Field(decimal_places=2, gt=0)
 
 
-#: Rate card of a US mid-market IT consultancy. Cost ≈ 58–66 % of the list rate,
+#: Rate card of a US mid-market IT consultancy. Cost ≈ 56–58 % of the list rate,
 #: so that after an 85–95 % realization the project margin lands near 35 %.
 DEFAULT_RATE_CARD: dict[str, Rate] = {
     "project_manager": Rate(bill=Decimal("210.00"), cost=Decimal("118.00")),
