@@ -25,6 +25,7 @@ def main(verbose: bool) -> None:
 
 def _register() -> None:
     from psmesh.demo import demo
+    from psmesh.firm.cli import firm
     from psmesh.registry.cli import registry
     from psmesh.stack.cli import dev
     from psmesh.topology.cli import topology
@@ -35,6 +36,7 @@ def _register() -> None:
     main.add_command(registry)
     main.add_command(demo)
     main.add_command(cdc)
+    main.add_command(firm)
 
 
 _register()
