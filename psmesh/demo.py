@@ -1,30 +1,65 @@
 """``psmesh demo``: the main job, as far as the pipeline exists.
 
-Today: bring the local stack up, apply topology.yaml (topics, schemas),
-create the four source databases' tables, start one capture process per
-source, and show the health of every part. The demo firm, processors and
-sinks join this command as they land.
+1. the local stack (Kafka, PostgreSQL, schema registry);
+2. topology.yaml applied (topics, schemas);
+3. the source databases' tables and one capture process per source;
+4. the simulated consulting firm writing into the sources (closed loop: it
+   books time only to projects the mesh has created in the ERP);
+5. a summary: what the firm wrote, and what the capture published.
+
+Running it again continues: the servers, slots and topics keep their state
+and the firm is not run twice over the same tables. ``--fresh`` stops
+everything and deletes the runtime directory first. Ctrl-C stops everything
+cleanly. Processors, sinks and the reporting-store summary join as they land.
 """
 
 from __future__ import annotations
 
+import logging
+import shutil
 import sys
 import time
 from pathlib import Path
 
 import click
 
-from psmesh.config import SOURCE_DATABASES, load_settings
+from psmesh.config import load_settings
 from psmesh.stack import LocalStack, StackError
 
 
 @click.command()
 @click.option("--file", "topology_file", type=click.Path(path_type=Path), default=None, help="Topology file (default: ./topology.yaml).")
-def demo(topology_file: Path | None) -> None:
-    """Run the mesh locally: stack up, topology applied, capture running, status shown."""
+@click.option("--size", type=click.Choice(["small", "load"]), default="small", show_default=True, help="Size of the simulated firm.")
+@click.option("--weeks", type=int, default=None, help="Simulated weeks (default: the size's).")
+@click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same firm.")
+@click.option("--pace", type=float, default=None, help="Max row changes per second (default: as fast as possible).")
+@click.option("--fresh", is_flag=True, help="Stop everything and start from empty servers.")
+def demo(topology_file: Path | None, size: str, weeks: int | None, seed: int, pace: float | None, fresh: bool) -> None:
+    """Run the mesh locally with the simulated firm, then summarise."""
+    settings = load_settings()
+    stack = LocalStack(settings)
+    if fresh:
+        click.secho("starting fresh: stopping everything and removing " + str(settings.home), bold=True)
+        stack.down()
+        shutil.rmtree(settings.home, ignore_errors=True)
+        stack = LocalStack(settings)
+    try:
+        healthy = _run(settings, stack, topology_file, size, weeks, seed, pace)
+    except KeyboardInterrupt:
+        click.secho("\ninterrupted: stopping everything", bold=True)
+        for name, was_running in stack.down().items():
+            click.echo(f"    {name:13} {'stopped' if was_running else 'was not running'}")
+        sys.exit(130)
+    sys.exit(0 if healthy else 1)
+
+
+def _run(settings, stack: LocalStack, topology_file: Path | None, size: str, weeks: int | None, seed: int, pace: float | None) -> bool:
     from confluent_kafka.admin import AdminClient
     from confluent_kafka.schema_registry import SchemaRegistryClient
 
+    from psmesh.firm.exceptions import SourcesNotEmpty
+    from psmesh.firm.params import preset
+    from psmesh.firm.simulator import run as run_firm
     from psmesh.sources import create_source_tables
     from psmesh.stack.services import CaptureService
     from psmesh.topology.apply import apply_topology
@@ -32,17 +67,17 @@ def demo(topology_file: Path | None) -> None:
     from psmesh.topology.exceptions import TopologyError
     from psmesh.topology.model import load_topology
 
-    settings = load_settings()
-    stack = LocalStack(settings)
+    # The progress lines below say it per week already.
+    logging.getLogger("psmesh.firm").setLevel(logging.WARNING)
     began = time.monotonic()
-    click.secho("1/4 starting the local stack (Kafka, PostgreSQL, schema registry)", bold=True)
+    click.secho("1/5 starting the local stack (Kafka, PostgreSQL, schema registry)", bold=True)
     try:
-        stack.up(progress=lambda name, what, secs: click.echo(f"    {name:9} {what} ({secs:.1f}s)"))
+        stack.up(progress=lambda name, what, secs: click.echo(f"    {name:13} {what} ({secs:.1f}s)"))
     except StackError as exc:
         raise click.ClickException(str(exc)) from exc
 
     path = topology_file or default_topology_path()
-    click.secho(f"2/4 applying {path}", bold=True)
+    click.secho(f"2/5 applying {path}", bold=True)
     try:
         topology = load_topology(path)
     except TopologyError as exc:
@@ -52,38 +87,73 @@ def demo(topology_file: Path | None) -> None:
     plan, result = apply_topology(topology, admin, registry, cluster="local")
     if plan.empty and result.ok:
         click.echo("    nothing to do: the cluster matches the topology")
-    for line in result.done:
-        click.echo(f"    done: {line}")
+    else:
+        click.echo(f"    {len(result.done)} change(s) applied, {len(result.failed)} failed")
     for line in result.failed:
         click.echo(f"    failed: {line}")
 
-    click.secho("3/4 source databases and capture", bold=True)
+    click.secho("3/5 source databases and capture", bold=True)
     create_source_tables(settings)
+    services = []
     for source in topology.sources:
-        if source.database not in SOURCE_DATABASES:
-            continue
         service = CaptureService(settings, source.name)
         try:
             what = service.start()
         except StackError as exc:
             raise click.ClickException(str(exc)) from exc
+        services.append(service)
         click.echo(f"    cdc-{source.name:9} {what} (log {service.process.logfile})")
 
-    click.secho("4/4 status", bold=True)
+    click.secho(f"4/5 the firm ({size}, seed {seed}): sales, staffing, timesheets, finance", bold=True)
+    firm_rows: dict[str, int] = {}
+    try:
+        firm_rows = run_firm(
+            settings, preset(size), seed, weeks=weeks, pace=pace,
+            progress=lambda p: click.echo(
+                f"    week {p.week_number:2}/{p.weeks} ({p.iso_year}-W{p.iso_week:02}): "
+                f"{p.changes:6,} row changes, {p.total:8,} in all, {p.rate:7,.0f}/s"),
+        )
+    except SourcesNotEmpty:
+        click.echo("    the firm has already run on these databases: continuing with what is there (--fresh starts over)")
+
+    click.secho("5/5 summary", bold=True)
+    if firm_rows:
+        click.echo(f"    the firm wrote {sum(firm_rows.values()):,} row changes: "
+                   + ", ".join(f"{table} {n:,}" for table, n in sorted(firm_rows.items()) if n))
+    time.sleep(2)  # let the capture catch up before counting
+    topics = [t for s in topology.sources for t in s.change_topics]
+    click.echo(f"    change events on Kafka: {_events_on(settings, topics):,} across {len(topics)} change topics")
     healthy = result.ok
     for part in stack.status():
         healthy &= part.healthy
         click.echo(f"    {part.name:13} {part.state:9} {part.address:24} {part.log}")
-    for source in topology.sources:
-        service = CaptureService(settings, source.name)
+    for service in services:
         state = "running" if service.process.running() else "stopped"
         healthy &= state == "running"
-        click.echo(f"    cdc-{source.name:9} {state:9} {'slot ' + source.slot:24} {service.process.logfile}")
+        click.echo(f"    cdc-{service.source:9} {state:9} {'':24} {service.process.logfile}")
     click.echo(
-        f"\nready in {time.monotonic() - began:.1f}s. Next:\n"
+        f"\ndone in {time.monotonic() - began:.1f}s; everything keeps running. Next:\n"
         "    psmesh cdc status              slot position and lag per source\n"
         "    psmesh topology graph -o mesh.svg\n"
-        f"    psql 'host={settings.bind_host} port={settings.pg_port} user={settings.pg_user} dbname=crm'\n"
+        f"    psql 'host={settings.bind_host} port={settings.pg_port} user={settings.pg_user} dbname=crm' "
+        "-c 'select stage, count(*), sum(amount) from opportunities group by stage'\n"
         "    psmesh dev down                stop everything"
     )
-    sys.exit(0 if healthy else 1)
+    return healthy
+
+
+def _events_on(settings, topics: list[str]) -> int:
+    """Records on the topics (high − low watermark, summed over partitions)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({**settings.kafka_client_config(), "group.id": "psmesh-demo-summary"})
+    try:
+        metadata = consumer.list_topics(timeout=10)
+        total = 0
+        for topic in topics:
+            for partition in metadata.topics.get(topic).partitions if topic in metadata.topics else ():
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+                total += high - low
+        return total
+    finally:
+        consumer.close()
