@@ -84,6 +84,8 @@ def test_up_names_the_port_when_it_is_taken(tmp_path_factory):
 
     home = tmp_path_factory.mktemp("busy")
     with socket.socket() as squatter:
+        # The previous test's broker may have left TIME_WAIT connections on this port.
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", 39092))
         squatter.listen()
         result = _psmesh(home, "dev", "up")
