@@ -24,7 +24,7 @@ def up() -> None:
     stack = LocalStack(load_settings())
 
     def progress(name: str, what: str, seconds: float) -> None:
-        click.echo(f"{name:9} {what} ({seconds:.1f}s)")
+        click.echo(f"{name:13} {what} ({seconds:.1f}s)")
 
     try:
         stack.up(progress=progress)
@@ -65,7 +65,7 @@ def _print_status(stack: LocalStack, as_json: bool = False) -> bool:
     if as_json:
         click.echo(json.dumps([p.as_dict() for p in parts], indent=2))
     else:
-        click.echo(f"{'part':9} {'state':9} {'address':24} log")
+        click.echo(f"{'part':13} {'state':9} {'address':24} log")
         for p in parts:
-            click.echo(f"{p.name:9} {p.state:9} {p.address:24} {p.log}")
+            click.echo(f"{p.name:13} {p.state:9} {p.address:24} {p.log}")
     return all(p.healthy for p in parts)

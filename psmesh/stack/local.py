@@ -69,4 +69,9 @@ class LocalStack:
             else:
                 state = "healthy" if part.healthy() else "unhealthy"
             out.append(ComponentStatus(part.name, state, part.address, str(log), pid if running else None))
+        from psmesh.stack.services import running_services
+
+        for service in running_services(self.settings):
+            out.append(ComponentStatus(f"cdc-{service.source}", service.state(), f"slot of {service.source}",
+                                       str(service.process.logfile), service.process.pid()))
         return out

@@ -37,6 +37,16 @@ class CaptureService:
     def stop(self) -> bool:
         return self.process.stop(timeout=30)
 
+    def state(self, stale_after: float = 30.0) -> str:
+        """healthy: running and its status file was refreshed lately; unhealthy: running but silent."""
+        if not self.process.running():
+            return "stopped"
+        try:
+            age = time.time() - self.status_file.stat().st_mtime
+        except FileNotFoundError:
+            return "unhealthy"
+        return "healthy" if age <= stale_after else "unhealthy"
+
 
 def running_services(settings: Settings) -> list[CaptureService]:
     run_dir = settings.home / "run"
