@@ -170,90 +170,106 @@ class _Compiler:
             return schema["type"], namespace
         return schema, namespace
 
+    def expression(self, schema: Any, value: str, namespace: str) -> str | None:
+        """A Python expression giving the bytes of ``value`` for a scalar type; None for the rest."""
+        schema, namespace = self.resolve(schema, namespace)
+        if isinstance(schema, str):
+            return {
+                "boolean": f"(b'\\x01' if {value} else b'\\x00')",
+                "int": f"_zigzag({value})",
+                "long": f"_zigzag({value})",
+                "float": f"_pack_f({value})",
+                "double": f"_pack_d({value})",
+                "bytes": f"_bytes({value})",
+                "string": f"_string({value})",
+            }.get(schema)
+        if not isinstance(schema, dict):
+            return None
+        kind = schema.get("type")
+        logical = schema.get("logicalType")
+        if logical == "decimal" and kind == "bytes":
+            name = self.var("_dec")
+            self.env[name] = _decimal_encoder(int(schema["precision"]), int(schema.get("scale", 0)))
+            return f"{name}({value})"
+        if logical == "date" and kind == "int":
+            return f"_zigzag({value}.toordinal() - _EPOCH_ORDINAL)"
+        if logical == "timestamp-micros" and kind == "long":
+            return f"_zigzag(_micros_aware({value}))"
+        if logical == "timestamp-millis" and kind == "long":
+            return f"_zigzag(_micros_aware({value}) // 1000)"
+        if logical == "local-timestamp-micros" and kind == "long":
+            return f"_zigzag(_micros_naive({value}))"
+        if logical == "time-micros" and kind == "long":
+            return f"_zigzag(_time_micros({value}))"
+        if logical == "uuid" and kind == "string":
+            return f"_string(str({value}))"
+        if kind == "enum":
+            name = self.var("_enum")
+            self.env[name] = {s: _zigzag(i) for i, s in enumerate(schema["symbols"])}
+            return f"{name}[{value}]"
+        if kind in _PRIMITIVES and logical is None:
+            return self.expression(kind, value, namespace)
+        return None
+
     def emit(self, schema: Any, value: str, indent: str, namespace: str) -> None:
         schema, namespace = self.resolve(schema, namespace)
-        w = f"{indent}parts.append"
-        if isinstance(schema, str):
-            if schema == "null":
-                return
-            if schema == "boolean":
-                self.lines.append(f"{w}(b'\\x01' if {value} else b'\\x00')")
-            elif schema in ("int", "long"):
-                self.lines.append(f"{w}(_zigzag({value}))")
-            elif schema == "float":
-                self.lines.append(f"{w}(_pack_f({value}))")
-            elif schema == "double":
-                self.lines.append(f"{w}(_pack_d({value}))")
-            elif schema == "bytes":
-                self.lines.append(f"{w}(_bytes({value}))")
-            elif schema == "string":
-                self.lines.append(f"{w}(_string({value}))")
-            else:
-                raise UnsupportedSchema(f"type {schema!r}")
+        if schema == "null":
             return
+        simple = self.expression(schema, value, namespace)
+        if simple is not None:
+            self.lines.append(f"{indent}ap({simple})")
+            return
+        if isinstance(schema, str):
+            raise UnsupportedSchema(f"type {schema!r}")
         if isinstance(schema, list):
             branches = [self.resolve(b, namespace)[0] for b in schema]
             if len(schema) == 2 and "null" in branches:
                 null_index = branches.index("null")
                 other = schema[1 - null_index]
                 v = self.var("u")
+                tag_null, tag_value = repr(bytes((null_index * 2,))), repr(bytes(((1 - null_index) * 2,)))
                 self.lines.append(f"{indent}{v} = {value}")
+                inner = self.expression(other, v, namespace)
+                if inner is not None:
+                    # One append per field: the branch tag and the value together.
+                    self.lines.append(f"{indent}ap({tag_null} if {v} is None else {tag_value} + {inner})")
+                    return
                 self.lines.append(f"{indent}if {v} is None:")
-                self.lines.append(f"{indent}    parts.append({repr(bytes((null_index * 2,)))})")
+                self.lines.append(f"{indent}    ap({tag_null})")
                 self.lines.append(f"{indent}else:")
-                self.lines.append(f"{indent}    parts.append({repr(bytes(((1 - null_index) * 2,)))})")
+                self.lines.append(f"{indent}    ap({tag_value})")
                 self.emit(other, v, indent + "    ", namespace)
                 return
             if len(schema) == 1:
-                self.lines.append(f"{w}(b'\\x00')")
+                self.lines.append(f"{indent}ap(b'\\x00')")
                 self.emit(schema[0], value, indent, namespace)
                 return
             raise UnsupportedSchema("unions other than [null, T]")
         kind = schema.get("type")
         logical = schema.get("logicalType")
-        if logical == "decimal" and kind == "bytes":
-            name = self.var("_dec")
-            self.env[name] = _decimal_encoder(int(schema["precision"]), int(schema.get("scale", 0)))
-            self.lines.append(f"{w}({name}({value}))")
-        elif logical == "date" and kind == "int":
-            self.lines.append(f"{w}(_zigzag({value}.toordinal() - _EPOCH_ORDINAL))")
-        elif logical == "timestamp-micros" and kind == "long":
-            self.lines.append(f"{w}(_zigzag(_micros_aware({value})))")
-        elif logical == "timestamp-millis" and kind == "long":
-            self.lines.append(f"{w}(_zigzag(_micros_aware({value}) // 1000))")
-        elif logical == "local-timestamp-micros" and kind == "long":
-            self.lines.append(f"{w}(_zigzag(_micros_naive({value})))")
-        elif logical == "time-micros" and kind == "long":
-            self.lines.append(f"{w}(_zigzag(_time_micros({value})))")
-        elif logical == "uuid" and kind == "string":
-            self.lines.append(f"{w}(_string(str({value})))")
-        elif kind in _PRIMITIVES:
-            self.emit(kind, value, indent, namespace)
-        elif kind == "record":
+        if logical is not None and kind not in ("record", "array", "map"):
+            raise UnsupportedSchema(f"type {kind!r} / logical type {logical!r}")
+        if kind == "record":
             full = _fullname(schema, namespace)
             fn = self.record_function(schema, full)
             self.lines.append(f"{indent}{fn}({value}, parts)")
-        elif kind == "enum":
-            name = self.var("_enum")
-            self.env[name] = {s: _zigzag(i) for i, s in enumerate(schema["symbols"])}
-            self.lines.append(f"{w}({name}[{value}])")
         elif kind == "array":
             v, item = self.var("a"), self.var("i")
             self.lines.append(f"{indent}{v} = {value}")
             self.lines.append(f"{indent}if {v}:")
-            self.lines.append(f"{indent}    parts.append(_zigzag(len({v})))")
+            self.lines.append(f"{indent}    ap(_zigzag(len({v})))")
             self.lines.append(f"{indent}    for {item} in {v}:")
             self.emit(schema["items"], item, indent + "        ", namespace)
-            self.lines.append(f"{w}(b'\\x00')")
+            self.lines.append(f"{indent}ap(b'\\x00')")
         elif kind == "map":
             v, k, item = self.var("m"), self.var("k"), self.var("i")
             self.lines.append(f"{indent}{v} = {value}")
             self.lines.append(f"{indent}if {v}:")
-            self.lines.append(f"{indent}    parts.append(_zigzag(len({v})))")
+            self.lines.append(f"{indent}    ap(_zigzag(len({v})))")
             self.lines.append(f"{indent}    for {k}, {item} in {v}.items():")
-            self.lines.append(f"{indent}        parts.append(_string({k}))")
+            self.lines.append(f"{indent}        ap(_string({k}))")
             self.emit(schema["values"], item, indent + "        ", namespace)
-            self.lines.append(f"{w}(b'\\x00')")
+            self.lines.append(f"{indent}ap(b'\\x00')")
         else:
             raise UnsupportedSchema(f"type {kind!r} / logical type {logical!r}")
 
@@ -265,6 +281,7 @@ class _Compiler:
         outer, self.lines = self.lines, []
         namespace = full.rpartition(".")[0]
         self.lines.append(f"def {fn}(rec, parts):")
+        self.lines.append("    ap = parts.append")
         for field in schema["fields"]:
             self.emit(field["type"], f"rec[{field['name']!r}]", "    ", namespace)
         self.lines.append("    return None")
