@@ -127,6 +127,7 @@ class _Compiler:
             "_zigzag": _zigzag, "_string": _string, "_bytes": _bytes, "_micros_aware": _micros_aware,
             "_micros_naive": _micros_naive, "_time_micros": _time_micros, "_EPOCH_ORDINAL": _EPOCH_ORDINAL,
             "_pack_f": struct.Struct("<f").pack, "_pack_d": struct.Struct("<d").pack, "str": str,
+            "_string_cached": _STRING_CACHE.get,
         }
         self.named: dict[str, dict] = {}
         self.functions: dict[str, str] = {}
@@ -181,7 +182,8 @@ class _Compiler:
                 "float": f"_pack_f({value})",
                 "double": f"_pack_d({value})",
                 "bytes": f"_bytes({value})",
-                "string": f"_string({value})",
+                # Inline cache hit: no call for the short strings that repeat.
+                "string": f"(_string_cached({value}) or _string({value}))",
             }.get(schema)
         if not isinstance(schema, dict):
             return None
