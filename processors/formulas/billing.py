@@ -1,0 +1,108 @@
+"""Billing triggers (DOMAIN.md section 3) with their deterministic ids.
+
+Ids are '<project_code>-M<milestone_id>' and '<project_code>-P<period_id>', so
+re-deriving a trigger (a replay, a restart) yields the same event and an
+upsert on billing_event_id keeps it once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from .project import APPROVED, FIXED_FEE, TIME_AND_MATERIALS
+from .rounding import ZERO
+from .rows import BillingEvent, BillingMilestone, BillingPeriod, Expense, TimeEntry
+
+MILESTONE_COMPLETED = "milestone_completed"
+PERIOD_CLOSE = "period_close"
+
+
+@dataclass(frozen=True)
+class BillingTrigger:
+    """A billing event to write (erp.billing_events without currency and created_at)."""
+
+    billing_event_id: str
+    project_code: str
+    trigger_type: str
+    amount: Decimal
+    period_id: int | None = None
+    milestone_id: int | None = None
+
+
+def milestone_event_id(project_code: str, milestone_id: int) -> str:
+    return f"{project_code}-M{milestone_id}"
+
+
+def period_event_id(project_code: str, period_id: int) -> str:
+    return f"{project_code}-P{period_id}"
+
+
+def milestone_billing(milestone: BillingMilestone, previous_status: str | None) -> BillingTrigger | None:
+    """Bills the milestone's amount when it moves to 'completed'.
+
+    A milestone first seen as 'completed' (previous_status None) bills too; one
+    that was already 'completed' or 'invoiced' does not bill again, nor does a
+    zero amount.
+    """
+    if milestone.status != "completed" or previous_status in ("completed", "invoiced"):
+        return None
+    if milestone.amount == 0:
+        return None
+    return BillingTrigger(
+        milestone_event_id(milestone.project_code, milestone.milestone_id), milestone.project_code,
+        MILESTONE_COMPLETED, milestone.amount, milestone_id=milestone.milestone_id,
+    )
+
+
+def period_billable_value(
+    contract_type: str, period_end: date, entries: Iterable[TimeEntry], expenses: Iterable[Expense]
+) -> Decimal:
+    """Value a period close bills for, dated on or before ``period_end``, cumulative since the start.
+
+    time_and_materials: approved billable time (hours × bill_rate) + approved
+    billable expenses; fixed_fee: approved billable expenses only (its revenue
+    is billed by milestones).
+    """
+    value = sum((x.amount for x in expenses
+                 if x.status == APPROVED and x.billable and x.expense_date <= period_end), ZERO)
+    if contract_type == TIME_AND_MATERIALS:
+        value += sum((e.hours * e.bill_rate for e in entries
+                      if e.status == APPROVED and e.billable and e.work_date <= period_end), ZERO)
+    elif contract_type != FIXED_FEE:
+        raise ValueError(f"unknown contract_type {contract_type!r}")
+    return value
+
+
+def period_close_billing(
+    project_code: str,
+    contract_type: str,
+    period: BillingPeriod,
+    entries: Iterable[TimeEntry],
+    expenses: Iterable[Expense],
+    events: Iterable[BillingEvent],
+) -> BillingTrigger | None:
+    """What closing ``period`` bills for ``project_code``: value dated on or before its end_date not yet billed.
+
+    Rows of other projects are ignored.
+
+    The amount is :func:`period_billable_value` less the project's period-close
+    events already billed for *other* periods (this period's own event is left
+    out, so deriving again gives the same amount). A late approval of work
+    dated in an earlier period is thus caught by the next close, and nothing
+    is billed twice. Nothing (None) when the amount is zero or below: a close
+    never issues a credit (a negative remainder only arises when periods are
+    closed out of order).
+    """
+    own_id = period_event_id(project_code, period.period_id)
+    already = sum((b.amount for b in events
+                   if b.project_code == project_code and b.trigger_type == PERIOD_CLOSE
+                   and b.billing_event_id != own_id), ZERO)
+    entries = [e for e in entries if e.project_code == project_code]
+    expenses = [x for x in expenses if x.project_code == project_code]
+    amount = period_billable_value(contract_type, period.end_date, entries, expenses) - already
+    if amount <= 0:
+        return None
+    return BillingTrigger(own_id, project_code, PERIOD_CLOSE, amount, period_id=period.period_id)

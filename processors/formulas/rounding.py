@@ -1,0 +1,64 @@
+"""Exact arithmetic and the one place a value is rounded: when it is stored.
+
+Sums stay exact ``Decimal``. A quotient is formed once, from exact operands,
+as a :class:`fractions.Fraction`, and turned into a ``Decimal`` in a context
+wide enough (60 digits) that rounding it later to a column's scale gives the
+same result as rounding the exact rational: a rational with a small
+denominator that is not itself a terminating decimal cannot lie within
+10**-50 of a half-way point.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Context, Decimal
+from fractions import Fraction
+
+_WIDE = Context(prec=60, rounding=ROUND_HALF_UP)
+
+#: Column scales of the reporting store (DOMAIN.md section 4).
+MONEY_SCALE = 2
+HOURS_SCALE = 2
+RATIO_SCALE = 4
+
+ZERO = Decimal(0)
+
+
+def exact_ratio(numerator: Decimal | Fraction | int, denominator: Decimal | Fraction | int) -> Fraction | None:
+    """numerator / denominator exactly; None when the denominator is zero."""
+    den = Fraction(denominator)
+    if den == 0:
+        return None
+    return Fraction(numerator) / den
+
+
+def to_decimal(value: Fraction | Decimal | int | None) -> Decimal | None:
+    """A ``Decimal`` for an exact rational: exact when it terminates, else 60 digits."""
+    if value is None:
+        return None
+    if isinstance(value, Decimal):
+        return value
+    value = Fraction(value)
+    return _WIDE.divide(Decimal(value.numerator), Decimal(value.denominator))
+
+
+def ratio(numerator: Decimal | Fraction | int, denominator: Decimal | Fraction | int) -> Decimal | None:
+    """numerator / denominator as a ``Decimal``; None when the denominator is zero."""
+    return to_decimal(exact_ratio(numerator, denominator))
+
+
+def store(value: Decimal | Fraction | int | None, scale: int) -> Decimal | None:
+    """Round ``value`` half away from zero to ``scale`` places, for storage only.
+
+    None stays None (a null ratio). A ``Fraction`` is rounded exactly.
+    """
+    if value is None:
+        return None
+    quantum = Decimal(1).scaleb(-scale)
+    if isinstance(value, Fraction):
+        scaled = abs(value) * 10**scale
+        whole, rest = divmod(scaled.numerator, scaled.denominator)
+        if 2 * rest >= scaled.denominator:
+            whole += 1
+        sign = -1 if value < 0 else 1
+        return (Decimal(sign * whole).scaleb(-scale)).quantize(quantum)
+    return Decimal(value).quantize(quantum, rounding=ROUND_HALF_UP, context=_WIDE)

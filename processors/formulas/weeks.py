@@ -1,0 +1,54 @@
+"""ISO weeks (Monday start), weekdays (Monday to Friday) and month keys."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+
+def week_start_of(day: date) -> date:
+    """The Monday of ``day``'s ISO week."""
+    return day - timedelta(days=day.weekday())
+
+
+def week_end_of(week_start: date) -> date:
+    """The Sunday of the week starting on Monday ``week_start``."""
+    _require_monday(week_start)
+    return week_start + timedelta(days=6)
+
+
+def _require_monday(week_start: date) -> None:
+    if week_start.weekday() != 0:
+        raise ValueError(f"week_start {week_start} is not a Monday")
+
+
+def weekdays_between(start: date, end: date) -> int:
+    """Number of Monday-to-Friday dates in [start, end]; 0 when end < start."""
+    if end < start:
+        return 0
+    days = (end - start).days + 1
+    full, rest = divmod(days, 7)
+    count = full * 5
+    first = start.weekday()
+    count += sum(1 for i in range(rest) if (first + i) % 7 < 5)
+    return count
+
+
+def weekdays_in(start: date, end: date, week_start: date) -> int:
+    """Weekdays of [start, end] that fall inside the week starting ``week_start`` (0..5)."""
+    _require_monday(week_start)
+    friday = week_start + timedelta(days=4)
+    return weekdays_between(max(start, week_start), min(end, friday))
+
+
+def in_week(day: date, week_start: date) -> bool:
+    """Whether ``day`` is between the week's Monday and its Sunday."""
+    return week_start <= day <= week_end_of(week_start)
+
+
+def month_start(day: date | datetime) -> date:
+    """First day of the month; an instant is taken in UTC first."""
+    if isinstance(day, datetime):
+        if day.tzinfo is None:
+            raise ValueError("an instant must be timezone-aware")
+        day = day.astimezone(timezone.utc).date()
+    return day.replace(day=1)
