@@ -66,10 +66,15 @@ _STRING_CACHE: dict[str, bytes] = {}
 _STRING_CACHE_MAX = 65536
 
 
-def _string(s: str) -> bytes:
+def _string(s: Any) -> bytes:
     cached = _STRING_CACHE.get(s)
     if cached is not None:
         return cached
+    if s.__class__ is not str:
+        # A Decimal carried as text (unconstrained numeric): never cached, since
+        # Decimal('1.0') == Decimal('1.00') would share an entry.
+        b = str(s).encode()
+        return _zigzag(len(b)) + b
     b = s.encode()
     n = len(b)
     encoded = (_TABLE[n + _TABLE_HALF] if n < _TABLE_HALF else _encode_long(n)) + b

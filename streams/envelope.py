@@ -28,15 +28,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+# Type oids and typmod decoding are the value converter's, so schema and values agree.
+from streams.pgtypes import (
+    BOOL, BYTEA, DATE, FLOAT4, FLOAT8, INT2, INT4, INT8, JSON, JSONB, NUMERIC, TIME, TIMESTAMP, TIMESTAMPTZ,
+    array_element, numeric_precision_scale,
+)
+
 CONNECTOR = "psmesh-postgresql"
 SOURCE_NAMESPACE = "io.psmesh.connector.postgresql"
-
-# PostgreSQL type oids (pg_type.dat)
-BOOL, INT8, INT2, INT4, TEXT, JSON, FLOAT4, FLOAT8 = 16, 20, 21, 23, 25, 114, 700, 701
-BPCHAR, VARCHAR, DATE, TIMESTAMP, TIMESTAMPTZ, NUMERIC, UUID, JSONB = 1042, 1043, 1082, 1114, 1184, 1700, 2950, 3802
-BYTEA, TIME = 17, 1083
-ARRAY_ELEMENT = {1000: BOOL, 1005: INT2, 1007: INT4, 1016: INT8, 1009: TEXT, 1015: VARCHAR, 1014: BPCHAR, 1231: NUMERIC, 1182: DATE, 1185: TIMESTAMPTZ, 2951: UUID}
-
 
 @dataclass(frozen=True)
 class ColumnSpec:
@@ -48,16 +47,11 @@ class ColumnSpec:
     key: bool = False
 
 
-def numeric_precision_scale(typmod: int) -> tuple[int, int] | None:
-    if typmod < 4:
-        return None
-    return ((typmod - 4) >> 16) & 0xFFFF, (typmod - 4) & 0xFFFF
-
-
 def avro_type(type_oid: int, typmod: int = -1) -> Any:
     """The Avro type of one PostgreSQL column type (not nullable)."""
-    if type_oid in ARRAY_ELEMENT:
-        return {"type": "array", "items": ["null", avro_type(ARRAY_ELEMENT[type_oid])]}
+    element = array_element(type_oid)
+    if element is not None:
+        return {"type": "array", "items": ["null", avro_type(element)]}
     if type_oid == BOOL:
         return "boolean"
     if type_oid in (INT2, INT4):
@@ -70,8 +64,9 @@ def avro_type(type_oid: int, typmod: int = -1) -> Any:
         return "double"
     if type_oid == NUMERIC:
         ps = numeric_precision_scale(typmod)
-        if ps is None:
-            # Unconstrained numeric has no fixed scale: carried exactly as its text.
+        if ps is None or not 0 <= ps[1] <= ps[0]:
+            # Unconstrained numeric (or a PostgreSQL 15 negative / oversized scale) has no
+            # Avro decimal form: carried exactly as its text.
             return {"type": "string", "connect.name": "psmesh.VariableScaleDecimal"}
         precision, scale = ps
         return {"type": "bytes", "logicalType": "decimal", "precision": precision, "scale": scale}

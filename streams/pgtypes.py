@@ -70,6 +70,7 @@ __all__ = [
     "Converter",
     "RowConverter",
     "char_length",
+    "array_element",
     "converter_for",
     "numeric_precision_scale",
     "parse_array",
@@ -403,6 +404,15 @@ def _array_of(element: Converter) -> Converter:
 
 
 # --- registry -----------------------------------------------------------------
+
+
+def array_element(type_oid: int) -> int | None:
+    """The element type oid of an array type this module converts, else None.
+
+    The Avro mapping (:mod:`streams.envelope`) uses the same table, so a column
+    is an array in its schema exactly when it is a list in its values.
+    """
+    return _ARRAY_ELEMENT.get(type_oid)
 
 
 @lru_cache(maxsize=1024)

@@ -86,20 +86,16 @@ class SchemaRegistrar:
             latest = json.loads(self.client.get_latest_version(subject).schema.schema_str)
         except SchemaRegistryError:
             return []
-        record = latest
-        if subject.endswith("-value"):
-            before = next(f for f in latest["fields"] if f["name"] == "before")
-            record = next(t for t in before["type"] if isinstance(t, dict))
-        old = {f["name"]: json.dumps(f["type"], sort_keys=True) for f in record["fields"]}
-        new_record = key_schema("x", columns) if subject.endswith("-key") else None
-        new_fields = (
-            {f["name"]: json.dumps(f["type"], sort_keys=True) for f in new_record["fields"]}
-            if new_record
-            else {
-                f["name"]: json.dumps(f["type"], sort_keys=True)
-                for f in value_schema("x", columns)["fields"][0]["type"][1]["fields"]
-            }
-        )
-        return sorted(
-            name for name in old.keys() | new_fields.keys() if old.get(name) != new_fields.get(name)
-        )
+        if subject.endswith("-key"):
+            old, new = latest, key_schema("x", columns)
+        else:
+            old, new = _value_record(latest), _value_record(value_schema("x", columns))
+        old_fields = {f["name"]: json.dumps(f["type"], sort_keys=True) for f in old["fields"]}
+        new_fields = {f["name"]: json.dumps(f["type"], sort_keys=True) for f in new["fields"]}
+        return sorted(n for n in old_fields.keys() | new_fields.keys() if old_fields.get(n) != new_fields.get(n))
+
+
+def _value_record(envelope: dict) -> dict:
+    """The row record inside an envelope schema (the non-null branch of ``before``)."""
+    before = next(f for f in envelope["fields"] if f["name"] == "before")
+    return next(t for t in before["type"] if isinstance(t, dict))

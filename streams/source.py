@@ -25,7 +25,9 @@ is logged and counted, since compaction cannot hold a keyless record).
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import shutil
 import signal
 import threading
@@ -67,7 +69,7 @@ from streams.publisher import ChangePublisher, producer_config
 from streams.registration import SchemaRegistrar, TableSchemas
 from streams.lsn import Lsn
 from streams.replication import Keepalive, ReplicationStream, XLogData
-from streams.snapshot import Snapshotter, TableRef
+from streams.snapshot import Snapshotter, TableRef, table_columns
 from streams.spill import SpilledTransaction
 from streams.state import CaptureState, TableState
 
@@ -338,8 +340,6 @@ class CaptureSource:
     def _primary_key(self, ref: TableRef) -> frozenset[str]:
         if ref.qualified not in self._pk_cache:
             with psycopg.connect(self.config.dsn, autocommit=True) as conn:
-                from streams.snapshot import table_columns
-
                 self._pk_cache[ref.qualified] = frozenset(c.name for c in table_columns(conn, ref) if c.key)
         return self._pk_cache[ref.qualified]
 
@@ -582,9 +582,6 @@ class CaptureSource:
         self._write_status()
 
     def _write_status(self) -> None:
-        import json
-        import os
-
         status = {
             "source": self.config.name,
             "slot": self.config.slot,

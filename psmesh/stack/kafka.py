@@ -127,8 +127,9 @@ class KafkaServer:
         (self.dir / "log4j2.properties").write_text(LOG4J2)
 
     def _java(self, libs: Path, main: str, *args: str) -> list[str]:
-        java = shutil.which("java", path=os.path.join(os.environ.get("JAVA_HOME", ""), "bin") + os.pathsep + os.environ.get("PATH", ""))
-        if java is None:
+        java_home = os.environ.get("JAVA_HOME")
+        java = os.path.join(java_home, "bin", "java") if java_home else shutil.which("java")
+        if java is None or not os.path.exists(java):
             raise StackError("kafka: no java on PATH")
         return [
             java,

@@ -102,3 +102,13 @@ def test_unions_beyond_null_and_one_type_are_left_to_fastavro():
     schema = {"type": "record", "name": "R", "fields": [{"name": "x", "type": ["null", "int", "string"]}]}
     with pytest.raises(UnsupportedSchema):
         compile_encoder(schema)
+
+
+def test_an_unconstrained_numeric_is_carried_as_its_exact_text():
+    from streams.envelope import avro_type
+
+    schema = {"type": "record", "name": "R", "fields": [{"name": "n", "type": ["null", avro_type(1700, -1)]},
+                                                         {"name": "m", "type": ["null", avro_type(1700, -1)]}]}
+    encoded = compile_encoder(schema)({"n": Decimal("1.50"), "m": Decimal("1.5")})
+    decoded = fastavro.schemaless_reader(io.BytesIO(encoded), fastavro.parse_schema(schema))
+    assert decoded == {"n": "1.50", "m": "1.5"}
