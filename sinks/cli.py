@@ -1,0 +1,62 @@
+"""``psmesh sink``: run the ERP sink or the reporting sink."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from psmesh.config import load_settings
+
+logger = logging.getLogger(__name__)
+
+#: sink argument → (target database, topology name of the sink).
+SINKS = {"erp": ("erp", "erp_sink"), "reporting": ("reporting", "reporting_sink")}
+
+
+@click.group()
+def sink() -> None:
+    """Write the mesh's events out: projects and billing into the ERP, views into the reporting store."""
+
+
+@sink.command()
+@click.argument("name", type=click.Choice(sorted(SINKS)))
+@click.option("--bootstrap-servers", default=None, help="Kafka bootstrap servers (default: PSMESH_KAFKA_BOOTSTRAP or the local stack).")
+@click.option("--registry-url", default=None, help="Schema registry URL (default: PSMESH_REGISTRY_URL or the local stack).")
+@click.option("--dsn", default=None, help="libpq connection string of the target database (default: from PSMESH_PG_*).")
+@click.option("--group", "group_id", default=None, help="Consumer group (default: psmesh-<sink name>).")
+@click.option("--dead-letter-topic", default="dlq.sinks", show_default=True)
+@click.option("--batch-size", type=int, default=1000, show_default=True, help="Most records per database transaction.")
+@click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on this port.")
+def run(name: str, bootstrap_servers: str | None, registry_url: str | None, dsn: str | None, group_id: str | None,
+        dead_letter_topic: str, batch_size: int, metrics_port: int | None) -> None:
+    """Run sink NAME (erp or reporting) until stopped (SIGTERM or Ctrl-C)."""
+    from prometheus_client import start_http_server
+
+    from sinks.erp import ErpSink
+    from sinks.exceptions import SinkError
+    from sinks.reporting import ReportingSink
+    from sinks.runner import RunnerConfig, run_sink
+
+    settings = load_settings()
+    database, sink_name = SINKS[name]
+    kafka = settings.kafka_client_config()
+    if bootstrap_servers:
+        kafka["bootstrap.servers"] = bootstrap_servers
+    config = RunnerConfig(
+        kafka=kafka,
+        registry_url=registry_url or settings.schema_registry_url,
+        dsn=dsn or settings.pg_dsn(database),
+        group_id=group_id or f"psmesh-{sink_name}",
+        dead_letter_topic=dead_letter_topic,
+        batch_size=batch_size,
+    )
+    if metrics_port:
+        start_http_server(metrics_port)
+    target = ErpSink() if name == "erp" else ReportingSink()
+    logger.info("running %s into database %s", sink_name, database)
+    try:
+        run_sink(target, config)
+    except SinkError as exc:
+        raise click.ClickException(str(exc)) from exc
+    logger.info("%s stopped", sink_name)
