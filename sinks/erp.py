@@ -86,7 +86,7 @@ billing_events = Table(
 )
 
 SPECS = {
-    "projects": TableSpec(projects, now_on_insert=("created_at",), now_on_change=("updated_at",)),
+    "projects": TableSpec(projects, insert_only=("status",), now_on_insert=("created_at",), now_on_change=("updated_at",)),
     "billing_milestones": TableSpec(billing_milestones),
     "billing_events": TableSpec(billing_events, now_on_insert=("created_at",)),
 }

@@ -36,6 +36,7 @@ from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
+from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy import Engine, create_engine
 from sqlalchemy import exc as sa_exc
 
@@ -77,7 +78,7 @@ def make_engine(dsn: str) -> Engine:
     """
     return create_engine(
         "postgresql+psycopg://",
-        connect_args={"conninfo": dsn, "connect_timeout": 5, "application_name": "psmesh-sink"},
+        connect_args={"connect_timeout": 5, "application_name": "psmesh-sink", **conninfo_to_dict(dsn)},
         pool_pre_ping=True,
         pool_size=2,
         max_overflow=0,

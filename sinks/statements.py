@@ -33,6 +33,8 @@ class TableSpec:
     """A target table and the columns the database stamps with ``now()``."""
 
     table: Table
+    #: Written when the row is inserted, never updated (e.g. a status people change later).
+    insert_only: tuple[str, ...] = ()
     #: Set to now() when the row is inserted (e.g. created_at), never on update.
     now_on_insert: tuple[str, ...] = ()
     #: Set to now() when the row is inserted or actually changed (e.g. updated_at).
@@ -92,7 +94,7 @@ def _insert(spec: TableSpec, action: Action, columns: tuple[str, ...]):
     stmt = insert(table).values(stamped) if stamped else insert(table)
     if action is Action.INSERT_ONCE:
         return stmt.on_conflict_do_nothing(index_elements=list(spec.key_columns))
-    changing = [c for c in columns if c not in spec.key_columns]
+    changing = [c for c in columns if c not in spec.key_columns and c not in spec.insert_only]
     assignments: dict[str, Any] = {c: stmt.excluded[c] for c in changing}
     assignments.update({c: func.now() for c in spec.now_on_change if c not in columns})
     if not assignments:
