@@ -30,6 +30,7 @@ def _register() -> None:
     from psmesh.stack.cli import dev
     from psmesh.topology.cli import topology
     from streams.cli import cdc
+    from processors.cli import processors
 
     main.add_command(dev)
     main.add_command(topology)
@@ -37,6 +38,7 @@ def _register() -> None:
     main.add_command(demo)
     main.add_command(cdc)
     main.add_command(firm)
+    main.add_command(processors)
 
 
 _register()

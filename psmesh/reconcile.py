@@ -551,6 +551,61 @@ def reporting_views(settings: Settings, database: str = "reporting") -> Views:
     return views
 
 
+def topic_views(settings: Settings, timeout: float = 30.0) -> Views:
+    """The views as the view topics hold them (latest record per key; a tombstone removes it).
+
+    Reads each ``views.<name>`` topic from the beginning to its end offsets at
+    the time of the call, with confluent-kafka's AvroDeserializer and nothing
+    of psmesh's: what any subscriber of the topics sees.
+    """
+    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    registry = SchemaRegistryClient({"url": settings.schema_registry_url})
+    deserialize = AvroDeserializer(registry)
+    consumer = Consumer({**settings.kafka_client_config(), "group.id": "psmesh-reconcile",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    views: Views = {}
+    try:
+        for view, keys in VIEW_KEYS.items():
+            topic = f"views.{view}"
+            metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
+            if metadata.error is not None:
+                raise ReconcileError(f"cannot read topic {topic}: {metadata.error}")
+            ends = {}
+            for p in metadata.partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+                if high > low:
+                    ends[p] = high
+            rows: dict[tuple, dict[str, Any]] = {}
+            if ends:
+                consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+                done: set[int] = set()
+                while len(done) < len(ends):
+                    msg = consumer.poll(timeout)
+                    if msg is None:
+                        raise ReconcileError(f"{topic}: no record within {timeout}s before the end offsets")
+                    if msg.error():
+                        raise ReconcileError(f"{topic}: {msg.error()}")
+                    key = deserialize(msg.key(), SerializationContext(topic, MessageField.KEY))
+                    value = msg.value()
+                    key_tuple = tuple(key[k] for k in keys)
+                    if value is None:
+                        rows.pop(key_tuple, None)
+                    else:
+                        record = deserialize(value, SerializationContext(topic, MessageField.VALUE))
+                        rows[key_tuple] = {c: record[c] for c in VIEW_COLUMNS[view]}
+                    if msg.offset() + 1 >= ends[msg.partition()]:
+                        done.add(msg.partition())
+                consumer.unassign()
+            views[view] = rows
+    finally:
+        consumer.close()
+    return views
+
+
 def _same(expected: Any, actual: Any) -> bool:
     """Equal values: Decimal('1.50') equals Decimal('1.5') and 1; None equals only None."""
     if expected is None or actual is None:

@@ -1,0 +1,205 @@
+"""The resource stage: everything keyed by resource_id.
+
+One :class:`ResourceState` folds a resource's PSA rows (the resource, its
+assignments and time off) and its time entries. It keeps the
+``resource_week`` rows (DOMAIN.md sections 2 and 4): one per week from the
+earlier of the hire week and the first activity week through the last
+activity week, where activity is an assignment, a time-off request or a time
+entry of any status. It also sends the rollup stage the resource's supply
+profile (skill, capacity, time off and bookings per week, activity range),
+from which skill_week is computed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+from processors.effects import Effects
+from processors.formulas import (
+    HOURS_SCALE,
+    RATIO_SCALE,
+    Assignment,
+    Resource,
+    TimeEntry,
+    TimeOff,
+    assigned_hours,
+    capacity_hours,
+    store,
+    tentative_hours,
+    utilization,
+    week_start_of,
+)
+from processors.formulas.resource_week import WORKED_STATUSES, time_off_hours
+
+ZERO = Decimal(0)
+WEEK = timedelta(days=7)
+
+
+def weeks_between(first: date, last: date) -> list[date]:
+    """The Mondays from the week of ``first`` through the week of ``last``."""
+    out, week, end = [], week_start_of(first), week_start_of(last)
+    while week <= end:
+        out.append(week)
+        week += WEEK
+    return out
+
+
+def _span(row: Assignment | TimeOff | None) -> set[date]:
+    if row is None or row.start_date is None or row.end_date is None:
+        return set()
+    return set(weeks_between(row.start_date, row.end_date))
+
+
+@dataclass
+class ResourceState:
+    resource_id: int
+    resource: Resource | None = None
+    assignments: dict[int, Assignment] = field(default_factory=dict)
+    time_off: dict[int, TimeOff] = field(default_factory=dict)
+    entries: dict[int, TimeEntry] = field(default_factory=dict)
+    entry_weeks: Counter = field(default_factory=Counter)
+    billable: dict[date, Decimal] = field(default_factory=dict)
+    total: dict[date, Decimal] = field(default_factory=dict)
+    sent_profile: Any = None
+
+    def apply(self, kind: str, key: int, row: Any) -> set[date]:
+        """Fold one row; returns the weeks whose figures it may change (empty set = all weeks)."""
+        if kind == "resource":
+            self.resource = row
+            return set()
+        if kind == "entry":
+            previous = self.entries.pop(key, None)
+            if row is not None:
+                self.entries[key] = row
+            touched = set()
+            for e, step in ((previous, -1), (row, 1)):
+                if e is None:
+                    continue
+                week = week_start_of(e.work_date)
+                touched.add(week)
+                self.entry_weeks[week] += step
+                if self.entry_weeks[week] == 0:
+                    del self.entry_weeks[week]
+                if e.status in WORKED_STATUSES:
+                    self.total[week] = self.total.get(week, ZERO) + step * e.hours
+                    if e.billable:
+                        self.billable[week] = self.billable.get(week, ZERO) + step * e.hours
+            return touched
+        rows = self.assignments if kind == "assignment" else self.time_off
+        previous = rows.pop(key, None)
+        if row is not None:
+            rows[key] = row
+        return _span(previous) | _span(row)
+
+    def activity_range(self) -> tuple[date, date] | None:
+        weeks = set(self.entry_weeks)
+        for row in (*self.assignments.values(), *self.time_off.values()):
+            span = _span(row)
+            if span:
+                weeks.add(min(span))
+                weeks.add(max(span))
+        if not weeks:
+            return None
+        first, last = min(weeks), max(weeks)
+        if self.resource is not None and self.resource.hired_on is not None:
+            first = min(first, week_start_of(self.resource.hired_on))
+        return first, last
+
+    def week_row(self, week: date) -> dict[str, Any]:
+        """The stored ``resource_week`` row of one week."""
+        if self.resource is not None:
+            capacity = capacity_hours(self.resource, week, self.time_off.values())
+        else:
+            capacity = ZERO  # activity seen before the resource itself: no capacity yet
+        assignments = self.assignments.values()
+        assigned = assigned_hours(self.resource_id, week, assignments)
+        tentative = tentative_hours(self.resource_id, week, assignments)
+        billable = self.billable.get(week, ZERO)
+        return {
+            "resource_id": self.resource_id, "week_start": week,
+            "capacity_hours": store(capacity, HOURS_SCALE), "assigned_hours": store(assigned, HOURS_SCALE),
+            "tentative_hours": store(tentative, HOURS_SCALE), "available_hours": store(capacity - assigned, HOURS_SCALE),
+            "billable_hours": store(billable, HOURS_SCALE), "total_hours": store(self.total.get(week, ZERO), HOURS_SCALE),
+            "utilization": store(utilization(billable, capacity), RATIO_SCALE),
+        }
+
+    def profile(self) -> dict[str, Any] | None:
+        """What skill_week needs of this resource: exact, as strings."""
+        span = self.activity_range()
+        r = self.resource
+        if r is None and span is None:
+            return None
+        off: dict[str, str] = {}
+        booked: dict[str, str] = {}
+        for t in self.time_off.values():
+            for week in _span(t):
+                hours = time_off_hours(self.resource_id, week, self.time_off.values())
+                if hours:
+                    off[week.isoformat()] = str(hours)
+        for a in self.assignments.values():
+            for week in _span(a):
+                hours = assigned_hours(self.resource_id, week, self.assignments.values()) + tentative_hours(
+                    self.resource_id, week, self.assignments.values())
+                if hours:
+                    booked[week.isoformat()] = str(hours)
+        return {
+            "skill": r.primary_skill if r else None,
+            "capacity": str(r.weekly_capacity_hours) if r else "0",
+            "active": bool(r.active) if r else False,
+            "hired_on": r.hired_on.isoformat() if r and r.hired_on else None,
+            "off": dict(sorted(off.items())), "booked": dict(sorted(booked.items())),
+            "first": span[0].isoformat() if span else None, "last": span[1].isoformat() if span else None,
+        }
+
+
+class ResourceStage:
+    """The resource states of one partition."""
+
+    def __init__(self) -> None:
+        self.resources: dict[int, ResourceState] = {}
+
+    def state(self, resource_id: int) -> ResourceState:
+        st = self.resources.get(resource_id)
+        if st is None:
+            st = self.resources[resource_id] = ResourceState(resource_id)
+        return st
+
+    def load(self, resource_id: int, kind: str, key: int, row: Any) -> None:
+        self.state(resource_id).apply(kind, key, row)
+
+    def on_row(self, resource_id: int, kind: str, key: int, row: Any) -> Effects:
+        st = self.state(resource_id)
+        before = st.activity_range()
+        touched = st.apply(kind, key, row)
+        after = st.activity_range()
+        fx = Effects()
+        old_weeks = set(weeks_between(*before)) if before else set()
+        new_weeks = set(weeks_between(*after)) if after else set()
+        for week in sorted(old_weeks - new_weeks):
+            fx.views.append(("resource_week", (resource_id, week), None))
+        redo = new_weeks if (not touched or kind == "resource") else (touched & new_weeks) | (new_weeks - old_weeks)
+        for week in sorted(redo):
+            fx.views.append(("resource_week", (resource_id, week), st.week_row(week)))
+        if kind != "entry" or before != after:
+            self._profile(st, fx)
+        return fx
+
+    def refresh_all(self) -> Effects:
+        fx = Effects()
+        for st in self.resources.values():
+            span = st.activity_range()
+            for week in weeks_between(*span) if span else ():
+                fx.views.append(("resource_week", (st.resource_id, week), st.week_row(week)))
+            st.sent_profile = None
+            self._profile(st, fx, force=True)
+        return fx
+
+    def _profile(self, st: ResourceState, fx: Effects, force: bool = False) -> None:
+        profile = st.profile()
+        if profile != st.sent_profile or force:
+            st.sent_profile = profile
+            fx.rollup.append((f"res|{st.resource_id}", profile))

@@ -1,0 +1,37 @@
+"""``psmesh processors``: run a processor worker (one Faust worker hosts every stage)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from psmesh.config import load_settings
+
+logger = logging.getLogger(__name__)
+
+
+@click.group()
+def processors() -> None:
+    """The Faust processors: materialized views and derived events."""
+
+
+@processors.command("run")
+@click.option("--web-port", type=int, default=6066, show_default=True,
+              help="HTTP port of this worker: interactive queries under /views/ and Prometheus /metrics.")
+@click.option("--datadir", type=click.Path(path_type=Path), default=None,
+              help="Where the worker keeps its RocksDB tables (default: <home>/processors/worker-<port>).")
+@click.option("--memory-store", is_flag=True, help="Keep tables in memory instead of RocksDB (tests, benchmarks).")
+@click.option("--app-id", default=None, help="Faust app id = consumer group and prefix of internal topics.")
+def run_command(web_port: int, datadir: Path | None, memory_store: bool, app_id: str | None) -> None:
+    """Run one worker; start several (different --web-port) to share the partitions."""
+    from faust import Worker
+
+    from processors.app import APP_ID, Processors
+
+    settings = load_settings()
+    built = Processors(settings, web_port=web_port, datadir=datadir, app_id=app_id or APP_ID,
+                       store="memory://" if memory_store else "rocksdb://")
+    logger.info("processor worker on http://127.0.0.1:%d (views under /views/, metrics at /metrics)", web_port)
+    Worker(built.app, loglevel="INFO", quiet=True, redirect_stdouts=False).execute_from_commandline()

@@ -1,0 +1,86 @@
+"""Avro in and out of the processors, in Confluent wire format.
+
+Change events are read with the writer schema named by their 4-byte schema id
+(fetched once per id from the registry), so a source table that gained a
+column keeps flowing. View and derived events are written with the schemas
+kept in ``schemas/`` (the repository's contracts), registered under
+``<topic>-key`` / ``<topic>-value`` before the first record is produced.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import fastavro
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+
+from processors.exceptions import UndecodableEvent
+
+SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
+_MAGIC = 0
+_HEADER = struct.Struct(">bI")
+
+
+class ChangeEventDecoder:
+    """Decodes Confluent-framed Avro with the writer schema its id names."""
+
+    def __init__(self, registry: SchemaRegistryClient) -> None:
+        self._registry = registry
+        self._schemas: dict[int, Any] = {}
+
+    def decode(self, data: bytes | None) -> dict[str, Any] | None:
+        """The record, or None for a tombstone; :class:`UndecodableEvent` for anything else."""
+        if data is None:
+            return None
+        if len(data) < _HEADER.size:
+            raise UndecodableEvent(f"{len(data)} bytes is shorter than the Confluent header")
+        magic, schema_id = _HEADER.unpack_from(data)
+        if magic != _MAGIC:
+            raise UndecodableEvent(f"magic byte {magic} is not Confluent's 0")
+        schema = self._schemas.get(schema_id)
+        if schema is None:
+            try:
+                registered = self._registry.get_schema(schema_id)
+            except Exception as exc:  # the client raises SchemaRegistryError or transport errors
+                raise UndecodableEvent(f"schema id {schema_id} not found in the registry: {exc}") from exc
+            schema = fastavro.parse_schema(json.loads(registered.schema_str))
+            self._schemas[schema_id] = schema
+        try:
+            return fastavro.schemaless_reader(io.BytesIO(memoryview(data)[_HEADER.size:]), schema, None)
+        except Exception as exc:  # fastavro raises many types on truncated or foreign bytes
+            raise UndecodableEvent(f"bytes do not match schema id {schema_id}: {exc}") from exc
+
+
+class TopicEncoder:
+    """Encodes keys and values of one output topic with its repository schemas."""
+
+    def __init__(self, registry: SchemaRegistryClient, topic: str) -> None:
+        domain, name = topic.split(".", 1)
+        self.topic = topic
+        self._key_schema, self._key_id = _register(registry, f"{topic}-key", SCHEMAS_DIR / domain / f"{name}-key.avsc")
+        self._value_schema, self._value_id = _register(
+            registry, f"{topic}-value", SCHEMAS_DIR / domain / f"{name}-value.avsc"
+        )
+
+    def key(self, record: dict[str, Any]) -> bytes:
+        return _frame(self._key_schema, self._key_id, record)
+
+    def value(self, record: dict[str, Any]) -> bytes:
+        return _frame(self._value_schema, self._value_id, record)
+
+
+def _register(registry: SchemaRegistryClient, subject: str, path: Path) -> tuple[Any, int]:
+    text = path.read_text()
+    schema_id = registry.register_schema(subject, Schema(text, "AVRO"))
+    return fastavro.parse_schema(json.loads(text)), schema_id
+
+
+def _frame(schema: Any, schema_id: int, record: dict[str, Any]) -> bytes:
+    buf = io.BytesIO()
+    buf.write(_HEADER.pack(_MAGIC, schema_id))
+    fastavro.schemaless_writer(buf, schema, record)
+    return buf.getvalue()

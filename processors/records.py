@@ -1,0 +1,135 @@
+"""Source rows as they travel between the processors' stages, and back into formula rows.
+
+The router forwards only the columns a stage needs, as compact JSON with
+money and hours as decimal strings (never float), dates and instants in ISO
+8601. ``parse`` turns them into the frozen rows of :mod:`processors.formulas`.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Callable
+
+from processors.exceptions import BadChangeEvent
+from processors.formulas import (
+    Assignment,
+    BillingEvent,
+    BillingMilestone,
+    BillingPeriod,
+    ChangeOrder,
+    Expense,
+    Opportunity,
+    OpportunityLine,
+    Resource,
+    TimeEntry,
+    TimeOff,
+)
+
+#: kind → (source topic, primary key column, columns forwarded)
+KINDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "account": ("crm.public.accounts", "account_id", ("account_id", "region")),
+    "opportunity": ("crm.public.opportunities", "opportunity_id", (
+        "opportunity_id", "account_id", "name", "stage", "probability", "amount", "currency", "service_line",
+        "contract_type", "estimated_hours", "target_start_date", "target_end_date", "expected_close_date",
+        "closed_at")),
+    "line": ("crm.public.opportunity_lines", "line_id", (
+        "line_id", "opportunity_id", "role", "skill", "hours", "bill_rate", "est_cost_rate", "start_date",
+        "end_date")),
+    "opp_milestone": ("crm.public.opportunity_milestones", "milestone_id", (
+        "milestone_id", "opportunity_id", "name", "amount", "planned_date")),
+    "change_order": ("crm.public.change_orders", "change_order_id", (
+        "change_order_id", "opportunity_id", "amount_delta", "hours_delta", "status")),
+    "resource": ("psa.public.resources", "resource_id", (
+        "resource_id", "primary_skill", "weekly_capacity_hours", "active", "hired_on")),
+    "assignment": ("psa.public.assignments", "assignment_id", (
+        "assignment_id", "resource_id", "start_date", "end_date", "hours_per_week", "status")),
+    "time_off": ("psa.public.time_off", "time_off_id", (
+        "time_off_id", "resource_id", "start_date", "end_date", "hours_per_day", "status")),
+    "entry": ("timeexp.public.time_entries", "entry_id", (
+        "entry_id", "resource_id", "project_code", "role", "work_date", "hours", "billable", "bill_rate",
+        "cost_rate", "status")),
+    "expense": ("timeexp.public.expenses", "expense_id", (
+        "expense_id", "project_code", "expense_date", "amount", "billable", "status")),
+    "billing_milestone": ("erp.public.billing_milestones", "milestone_id", (
+        "milestone_id", "project_code", "amount", "status")),
+    "billing_event": ("erp.public.billing_events", "billing_event_id", (
+        "billing_event_id", "project_code", "trigger_type", "amount", "period_id", "milestone_id")),
+    "period": ("erp.public.billing_periods", "period_id", ("period_id", "start_date", "end_date", "status")),
+}
+KIND_OF_TOPIC = {topic: kind for kind, (topic, _, _) in KINDS.items()}
+SOURCE_TOPICS = tuple(KIND_OF_TOPIC)
+
+
+def _default(value: Any) -> str:
+    if isinstance(value, (Decimal, date, datetime)):
+        return value.isoformat() if not isinstance(value, Decimal) else str(value)
+    raise TypeError(f"cannot forward a {type(value).__name__}")
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, default=_default, separators=(",", ":")).encode()
+
+
+def loads(data: bytes) -> Any:
+    return json.loads(data)
+
+
+def pick(kind: str, after: dict[str, Any]) -> dict[str, Any]:
+    """The forwarded columns of a change event's ``after`` image; a missing column is a bad event."""
+    _, _, columns = KINDS[kind]
+    try:
+        return {c: after[c] for c in columns}
+    except KeyError as exc:
+        raise BadChangeEvent(f"{KINDS[kind][0]}: column {exc.args[0]} missing from the change event") from exc
+
+
+def _d(v: str | None) -> Decimal:
+    return Decimal(v) if v is not None else Decimal(0)
+
+
+def _date(v: str | None) -> date | None:
+    return date.fromisoformat(v) if v else None
+
+
+def _ts(v: str | None) -> datetime | None:
+    return datetime.fromisoformat(v) if v else None
+
+
+PARSERS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "opportunity": lambda r: Opportunity(
+        r["opportunity_id"], r["stage"], _d(r["probability"]), _d(r["amount"]), r["service_line"],
+        r["contract_type"], _d(r["estimated_hours"]), _date(r["expected_close_date"]), _ts(r["closed_at"])),
+    "line": lambda r: OpportunityLine(
+        r["line_id"], r["opportunity_id"], r["role"], r["skill"], _d(r["hours"]), _d(r["bill_rate"]),
+        _d(r["est_cost_rate"]), _date(r["start_date"]), _date(r["end_date"])),
+    "change_order": lambda r: ChangeOrder(
+        r["change_order_id"], r["opportunity_id"], _d(r["amount_delta"]), _d(r["hours_delta"]), r["status"]),
+    "entry": lambda r: TimeEntry(
+        r["entry_id"], r["resource_id"], r["project_code"], r["role"], _date(r["work_date"]), _d(r["hours"]),
+        bool(r["billable"]), _d(r["bill_rate"]), _d(r["cost_rate"]), r["status"]),
+    "expense": lambda r: Expense(
+        r["expense_id"], r["project_code"], _date(r["expense_date"]), _d(r["amount"]), bool(r["billable"]),
+        r["status"]),
+    "billing_milestone": lambda r: BillingMilestone(r["milestone_id"], r["project_code"], _d(r["amount"]), r["status"]),
+    "billing_event": lambda r: BillingEvent(
+        r["billing_event_id"], r["project_code"], r["trigger_type"], _d(r["amount"]), r["period_id"],
+        r["milestone_id"]),
+    "period": lambda r: BillingPeriod(r["period_id"], _date(r["start_date"]), _date(r["end_date"]), r["status"]),
+    "resource": lambda r: Resource(
+        r["resource_id"], r["primary_skill"], _d(r["weekly_capacity_hours"]), bool(r["active"]),
+        _date(r["hired_on"])),
+    "assignment": lambda r: Assignment(
+        r["assignment_id"], r["resource_id"], _date(r["start_date"]), _date(r["end_date"]), _d(r["hours_per_week"]),
+        r["status"]),
+    "time_off": lambda r: TimeOff(
+        r["time_off_id"], r["resource_id"], _date(r["start_date"]), _date(r["end_date"]), _d(r["hours_per_day"]),
+        r["status"]),
+}
+
+
+def parse(kind: str, row: dict[str, Any]) -> Any:
+    """The formula row of a forwarded row (kinds without a formula row stay dicts)."""
+    parser = PARSERS.get(kind)
+    return row if parser is None else parser(row)

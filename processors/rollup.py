@@ -1,0 +1,193 @@
+"""The rollup stage: firm-wide views on one partition (pipeline, bookings, skill_week).
+
+Its input is one contribution per contributor, replaced as a whole each time
+(``opp|<id>`` from the project stage: pipeline and bookings; ``line|<id>``:
+an opportunity line's weighted demand; ``res|<id>`` from the resource stage:
+a resource's supply profile). Replacing, never adding, makes a repeated
+contribution harmless. The aggregates are exact (demand as ``Fraction``) and
+rebuilt from the mirrored contributions after a restart.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import date, timedelta
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+from processors.capacity import weeks_between
+from processors.effects import Effects
+from processors.formulas import HOURS_SCALE, MONEY_SCALE, store, weekdays_between, weekdays_in
+from processors.formulas.rounding import to_decimal
+
+ZERO = Decimal(0)
+#: The skills of DOMAIN.md section 1: skill_week has a row for each of them in every week of its range.
+SKILLS = ("aws", "azure", "gcp", "sap", "salesforce", "data_engineering", "security")
+
+
+def _line_weeks(value: dict[str, Any] | None) -> list[date]:
+    if value is None:
+        return []
+    start, end = date.fromisoformat(value["start"]), date.fromisoformat(value["end"])
+    return weeks_between(start, end)
+
+
+def _line_demand(value: dict[str, Any], week: date) -> Fraction:
+    start, end = date.fromisoformat(value["start"]), date.fromisoformat(value["end"])
+    whole = weekdays_between(start, end)
+    if whole == 0:
+        return Fraction(0)
+    return Fraction(value["weight"]) * Fraction(value["hours"]) * weekdays_in(start, end, week) / whole
+
+
+def _capacity(profile: dict[str, Any], week: date) -> Decimal:
+    if not profile["active"]:
+        return ZERO
+    hired = profile["hired_on"]
+    if hired is not None and date.fromisoformat(hired) > week + timedelta(days=6):
+        return ZERO
+    left = Decimal(profile["capacity"]) - Decimal(profile["off"].get(week.isoformat(), "0"))
+    return max(left, ZERO)
+
+
+class RollupStage:
+    def __init__(self) -> None:
+        self.contributions: dict[str, Any] = {}
+        self.pipeline: dict[tuple[str, date], list] = {}
+        self.bookings: dict[tuple[str, date], list] = {}
+        self.demand: dict[str, dict[date, Fraction]] = {s: {} for s in SKILLS}
+        self.members: dict[str, set[int]] = {s: set() for s in SKILLS}
+        self.firsts: Counter = Counter()
+        self.lasts: Counter = Counter()
+
+    # ---- folding
+    def load(self, key: str, value: Any) -> None:
+        self._apply(key, value)
+
+    def _apply(self, key: str, value: Any) -> Any:
+        previous = self.contributions.pop(key, None)
+        if value is not None:
+            self.contributions[key] = value
+        kind, _, ident = key.partition("|")
+        for contribution, step in ((previous, -1), (value, 1)):
+            if contribution is None:
+                continue
+            if kind == "opp":
+                self._opp(contribution, step)
+            elif kind == "line":
+                self._line(contribution, step)
+            elif kind == "res":
+                self._res(int(ident), contribution, step)
+        return previous
+
+    def _opp(self, c: dict[str, Any], step: int) -> None:
+        if c["pipeline"]:
+            sl, month, amount, weighted = c["pipeline"]
+            agg = self.pipeline.setdefault((sl, date.fromisoformat(month)), [0, ZERO, ZERO])
+            agg[0] += step
+            agg[1] += step * Decimal(amount)
+            agg[2] += step * Decimal(weighted)
+        if c["bookings"]:
+            sl, month, value = c["bookings"]
+            agg = self.bookings.setdefault((sl, date.fromisoformat(month)), [0, ZERO])
+            agg[0] += step
+            agg[1] += step * Decimal(value)
+
+    def _line(self, c: dict[str, Any], step: int) -> None:
+        weeks = _line_weeks(c)
+        if not weeks:
+            return
+        self.firsts[weeks[0]] += step
+        self.lasts[weeks[-1]] += step
+        per_week = self.demand.setdefault(c["skill"], {})
+        for week in weeks:
+            per_week[week] = per_week.get(week, Fraction(0)) + step * _line_demand(c, week)
+
+    def _res(self, resource_id: int, c: dict[str, Any], step: int) -> None:
+        if c["skill"] is not None:
+            members = self.members.setdefault(c["skill"], set())
+            (members.add if step > 0 else members.discard)(resource_id)
+        if c["first"] is not None:
+            self.firsts[date.fromisoformat(c["first"])] += step
+            self.lasts[date.fromisoformat(c["last"])] += step
+
+    def week_range(self) -> list[date]:
+        firsts = [w for w, n in self.firsts.items() if n > 0]
+        lasts = [w for w, n in self.lasts.items() if n > 0]
+        if not firsts:
+            return []
+        return weeks_between(min(firsts), max(lasts))
+
+    # ---- views
+    def pipeline_row(self, key: tuple[str, date]) -> dict[str, Any] | None:
+        agg = self.pipeline.get(key)
+        if agg is None or agg[0] == 0:
+            return None
+        return {"service_line": key[0], "close_month": key[1], "open_count": agg[0],
+                "open_amount": store(agg[1], MONEY_SCALE), "weighted_amount": store(agg[2], MONEY_SCALE)}
+
+    def bookings_row(self, key: tuple[str, date]) -> dict[str, Any] | None:
+        agg = self.bookings.get(key)
+        if agg is None or agg[0] == 0:
+            return None
+        return {"service_line": key[0], "won_month": key[1], "won_count": agg[0],
+                "contract_value": store(agg[1], MONEY_SCALE)}
+
+    def skill_row(self, skill: str, week: date) -> dict[str, Any]:
+        demand = to_decimal(self.demand.get(skill, {}).get(week, Fraction(0)))
+        supply = booked = ZERO
+        for rid in self.members.get(skill, ()):
+            profile = self.contributions[f"res|{rid}"]
+            supply += _capacity(profile, week)
+            booked += Decimal(profile["booked"].get(week.isoformat(), "0"))
+        return {"skill": skill, "week_start": week, "demand_hours": store(demand, HOURS_SCALE),
+                "supply_hours": store(supply, HOURS_SCALE), "booked_hours": store(booked, HOURS_SCALE),
+                "gap_hours": store(demand - (supply - booked), HOURS_SCALE)}
+
+    def on_contribution(self, key: str, value: Any) -> Effects:
+        before = self.week_range()
+        previous = self._apply(key, value)
+        after = self.week_range()
+        fx = Effects()
+        kind = key.partition("|")[0]
+        if kind == "opp":
+            for c in (previous, value):
+                if c and c["pipeline"]:
+                    k = (c["pipeline"][0], date.fromisoformat(c["pipeline"][1]))
+                    fx.views.append(("pipeline", k, self.pipeline_row(k)))
+                if c and c["bookings"]:
+                    k = (c["bookings"][0], date.fromisoformat(c["bookings"][1]))
+                    fx.views.append(("bookings", k, self.bookings_row(k)))
+            return fx
+        for week in sorted(set(before) - set(after)):
+            for skill in SKILLS:
+                fx.views.append(("skill_week", (skill, week), None))
+        if before != after:
+            fx.extend(self._skill_rows(SKILLS, after))
+            return fx
+        skills = {c["skill"] for c in (previous, value) if c and c.get("skill") in SKILLS}
+        if kind == "line":
+            weeks = sorted(set(_line_weeks(previous)) | set(_line_weeks(value)))
+            fx.extend(self._skill_rows(skills, [w for w in weeks if w in set(after)]))
+        else:
+            fx.extend(self._skill_rows(skills, after))
+        return fx
+
+    def _skill_rows(self, skills, weeks) -> Effects:
+        fx = Effects()
+        for skill in sorted(skills):
+            for week in weeks:
+                fx.views.append(("skill_week", (skill, week), self.skill_row(skill, week)))
+        return fx
+
+    def refresh_all(self) -> Effects:
+        fx = Effects()
+        for k in self.pipeline:
+            fx.views.append(("pipeline", k, self.pipeline_row(k)))
+        for k in self.bookings:
+            fx.views.append(("bookings", k, self.bookings_row(k)))
+        fx.extend(self._skill_rows(SKILLS, self.week_range()))
+        return fx
+
+
