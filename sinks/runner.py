@@ -286,7 +286,7 @@ class SinkRunner:
                 return fn()
             except TargetUnavailable as exc:
                 metrics.TARGET_RETRIES.labels(self.sink.name).inc()
-                logger.warning("%s: %s; %s again in %.1fs", self.sink.name, exc, what, delay)
+                logger.warning("%s; %s again in %.1fs", exc, what, delay)
                 self._wait(delay)
                 delay = min(delay * 2, self.config.backoff_max)
 
@@ -358,19 +358,23 @@ class SinkRunner:
                 time.sleep(0.5 * (attempt + 1))
 
     def _report_lag(self, every: float = 5.0) -> None:
+        """Consumer lag per partition from the high watermarks the last fetches carried (no broker round trip)."""
         now = time.monotonic()
         if self._consumer is None or now - self._lag_checked < every:
             return
         self._lag_checked = now
         for topic, partition in sorted(self._assigned):
+            tp = TopicPartition(topic, partition)
             try:
-                _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=1, cached=False)
+                _, high = self._consumer.get_watermark_offsets(tp, cached=True)
             except KafkaException:
                 continue
+            if high < 0:
+                continue  # nothing fetched from this partition yet
             position = self.positions.get((topic, partition))
             if position is None:
-                committed = self._consumer.committed([TopicPartition(topic, partition)], timeout=1)[0].offset
-                position = committed if committed >= 0 else 0
+                [current] = self._consumer.position([tp])
+                position = current.offset if current.offset >= 0 else high
             metrics.CONSUMER_LAG.labels(self.sink.name, topic, str(partition)).set(max(high - position, 0))
 
 

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, bindparam, delete, func, or_
+from sqlalchemy import Connection, Table, delete, func, or_, tuple_
 from sqlalchemy.dialects.postgresql import insert
 
 from sinks.base import Action, Write
@@ -76,30 +76,31 @@ def apply_writes(conn: Connection, specs: Mapping[str, TableSpec], writes: Seque
                 assert w.row is not None, f"{w.action.value} of {name} without a row"
                 groups.setdefault((w.action, tuple(w.row)), []).append(w.row)
         for (action, columns), rows in groups.items():
-            result = conn.execute(_insert(spec, action, columns), rows)
-            counts[name] += max(result.rowcount, 0)
+            # RETURNING counts the rows actually inserted or updated (an insert-once
+            # of an existing key returns nothing); executemany's rowcount does not.
+            counts[name] += len(conn.execute(_insert(spec, action, columns), rows).all())
     return counts
 
 
 def _delete(conn: Connection, spec: TableSpec, keys: list[tuple[Any, ...]]) -> int:
     table = spec.table
-    stmt = delete(table).where(and_(*(table.c[k] == bindparam(f"k_{k}") for k in spec.key_columns)))
-    result = conn.execute(stmt, [{f"k_{k}": v for k, v in zip(spec.key_columns, key)} for key in keys])
-    return max(result.rowcount, 0)
+    stmt = delete(table).where(tuple_(*(table.c[k] for k in spec.key_columns)).in_(keys))
+    return max(conn.execute(stmt).rowcount, 0)
 
 
 def _insert(spec: TableSpec, action: Action, columns: tuple[str, ...]):
     table = spec.table
     stamped = {c: func.now() for c in (*spec.now_on_insert, *spec.now_on_change) if c not in columns}
     stmt = insert(table).values(stamped) if stamped else insert(table)
+    returning = [table.c[spec.key_columns[0]]]
     if action is Action.INSERT_ONCE:
-        return stmt.on_conflict_do_nothing(index_elements=list(spec.key_columns))
+        return stmt.on_conflict_do_nothing(index_elements=list(spec.key_columns)).returning(*returning)
     changing = [c for c in columns if c not in spec.key_columns and c not in spec.insert_only]
     assignments: dict[str, Any] = {c: stmt.excluded[c] for c in changing}
     assignments.update({c: func.now() for c in spec.now_on_change if c not in columns})
     if not assignments:
-        return stmt.on_conflict_do_nothing(index_elements=list(spec.key_columns))
+        return stmt.on_conflict_do_nothing(index_elements=list(spec.key_columns)).returning(*returning)
     where = None
     if action is Action.UPSERT_IF_CHANGED and changing:
         where = or_(*(table.c[c].is_distinct_from(stmt.excluded[c]) for c in changing))
-    return stmt.on_conflict_do_update(index_elements=list(spec.key_columns), set_=assignments, where=where)
+    return stmt.on_conflict_do_update(index_elements=list(spec.key_columns), set_=assignments, where=where).returning(*returning)
