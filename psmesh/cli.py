@@ -31,6 +31,8 @@ def _register() -> None:
     from psmesh.topology.cli import topology
     from streams.cli import cdc
     from processors.cli import processors
+    from psmesh.reconcile import reconcile_command
+    from sinks.cli import sink
 
     main.add_command(dev)
     main.add_command(topology)
@@ -39,6 +41,8 @@ def _register() -> None:
     main.add_command(cdc)
     main.add_command(firm)
     main.add_command(processors)
+    main.add_command(sink)
+    main.add_command(reconcile_command, name="reconcile")
 
 
 _register()

@@ -60,6 +60,12 @@ class Settings(BaseSettings):
     registry_url: str | None = None
     registry_topic: str = "_schemas"
 
+    #: HTTP port of the processor worker (interactive queries under /views/, metrics at /metrics).
+    processors_port: int = 6066
+    #: Prometheus ports of the sinks.
+    erp_sink_metrics_port: int = 9401
+    reporting_sink_metrics_port: int = 9402
+
     @property
     def bootstrap_servers(self) -> str:
         return self.kafka_bootstrap or f"{self.bind_host}:{self.kafka_port}"

@@ -61,7 +61,7 @@ def _run(settings, stack: LocalStack, topology_file: Path | None, size: str, wee
     from psmesh.firm.params import preset
     from psmesh.firm.simulator import run as run_firm
     from psmesh.sources import create_source_tables
-    from psmesh.stack.services import CaptureService
+    from psmesh.stack.services import CaptureService, processor_service, sink_service
     from psmesh.topology.apply import apply_topology
     from psmesh.topology.cli import default_topology_path
     from psmesh.topology.exceptions import TopologyError
@@ -92,7 +92,7 @@ def _run(settings, stack: LocalStack, topology_file: Path | None, size: str, wee
     for line in result.failed:
         click.echo(f"    failed: {line}")
 
-    click.secho("3/5 source databases and capture", bold=True)
+    click.secho("3/5 source databases, capture, processors and sinks", bold=True)
     create_source_tables(settings)
     services = []
     for source in topology.sources:
@@ -103,6 +103,13 @@ def _run(settings, stack: LocalStack, topology_file: Path | None, size: str, wee
             raise click.ClickException(str(exc)) from exc
         services.append(service)
         click.echo(f"    cdc-{source.name:9} {what} (log {service.process.logfile})")
+    for service in (processor_service(settings), sink_service(settings, "erp"), sink_service(settings, "reporting")):
+        try:
+            what = service.start()
+        except StackError as exc:
+            raise click.ClickException(str(exc)) from exc
+        services.append(service)
+        click.echo(f"    {service.name:14} {what} ({service.address}, log {service.process.logfile})")
 
     click.secho(f"4/5 the firm ({size}, seed {seed}): sales, staffing, timesheets, finance", bold=True)
     firm_rows: dict[str, int] = {}
@@ -130,7 +137,7 @@ def _run(settings, stack: LocalStack, topology_file: Path | None, size: str, wee
     for service in services:
         state = "running" if service.process.running() else "stopped"
         healthy &= state == "running"
-        click.echo(f"    cdc-{service.source:9} {state:9} {'':24} {service.process.logfile}")
+        click.echo(f"    {service.name:13} {state:9} {'':24} {service.process.logfile}")
     click.echo(
         f"\ndone in {time.monotonic() - began:.1f}s; everything keeps running. Next:\n"
         "    psmesh cdc status              slot position and lag per source\n"

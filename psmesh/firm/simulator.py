@@ -62,6 +62,43 @@ def simulate(
         yield day, simulate_day(firm, day, view)
 
 
+class _MeshWait:
+    """Closed loop: read erp once the mesh has caught up with what the firm did."""
+
+    def __init__(self, writer: SourceWriter, timeout: float) -> None:
+        self.writer = writer
+        self.timeout = timeout
+        self.won: set[str] = set()
+        self.period_closed = False
+
+    def note(self, changes: list[RowChange]) -> None:
+        for change in changes:
+            values = change.as_dict()
+            if change.table == "opportunities" and values.get("stage") == "closed_won":
+                self.won.add(f"PRJ-{change.key}")
+            if change.table == "billing_periods" and values.get("status") == "closed":
+                self.period_closed = True
+
+    def read(self) -> ErpView:
+        deadline = time.monotonic() + self.timeout
+        view = self.writer.read_erp()
+        while not self.won <= view.projects and time.monotonic() < deadline:
+            time.sleep(0.2)
+            view = self.writer.read_erp()
+        if not self.won <= view.projects:
+            logger.warning("the mesh has not created %d won project(s) in erp after %.0fs; going on",
+                           len(self.won - view.projects), self.timeout)
+        if self.period_closed:
+            self.period_closed = False
+            stable_since, seen = time.monotonic(), len(view.billing_events)
+            while time.monotonic() - stable_since < 1.5 and time.monotonic() < deadline:
+                time.sleep(0.25)
+                view = self.writer.read_erp()
+                if len(view.billing_events) != seen:
+                    stable_since, seen = time.monotonic(), len(view.billing_events)
+        return view
+
+
 def run(
     settings: Settings,
     params: FirmParams,
@@ -72,6 +109,7 @@ def run(
     progress: Callable[[WeekProgress], None] | None = None,
     databases: Mapping[str, str] | None = None,
     fresh: bool = False,
+    mesh_timeout: float = 60.0,
 ) -> dict[str, int]:
     """Simulate ``weeks`` weeks of the firm and write them; return row changes per ``source.table``.
 
@@ -80,6 +118,11 @@ def run(
     source tables when missing. Refuses tables that already hold the firm's
     rows unless ``fresh``, which truncates them first (never the tables the
     mesh owns: erp.projects, billing_milestones, billing_events).
+
+    Closed loop waits for the mesh, as a firm's people would: a day starts
+    only once every deal won so far has its ERP project (and, after a period
+    close, once the billing events stop arriving), at most ``mesh_timeout``
+    seconds per day; this is what makes a closed-loop run repeatable.
     """
     if pace is not None and pace <= 0:
         raise ValueError("pace must be positive, or None for as fast as possible")
@@ -90,10 +133,13 @@ def run(
         writer.prepare(fresh=fresh)
         began = time.monotonic()
         week_changes = 0
-        for n, (day, changes) in enumerate(simulate(params, seed, weeks, open_loop, erp=lambda _: writer.read_erp())):
+        mesh = _MeshWait(writer, mesh_timeout)
+        erp = writer.read_erp if open_loop else mesh.read
+        for n, (day, changes) in enumerate(simulate(params, seed, weeks, open_loop, erp=lambda _: erp())):
             if changes:
                 written.update(writer.apply(changes))
                 week_changes += len(changes)
+                mesh.note(changes)
             total = sum(written.values())
             if pace is not None:
                 behind = total / pace - (time.monotonic() - began)

@@ -53,7 +53,7 @@ class LocalStack:
 
         # psmesh services first (they use all three), then reverse start order:
         # the registry writes to Kafka.
-        stopped = {f"cdc-{svc.source}": svc.stop() for svc in running_services(self.settings)}
+        stopped = {svc.name: svc.stop() for svc in running_services(self.settings)}
         stopped.update({part.name: part.stop() for part in (self.registry, self.postgres, self.kafka)})
         return stopped
 
@@ -72,6 +72,6 @@ class LocalStack:
         from psmesh.stack.services import running_services
 
         for service in running_services(self.settings):
-            out.append(ComponentStatus(f"cdc-{service.source}", service.state(), f"slot of {service.source}",
+            out.append(ComponentStatus(service.name, service.state(), service.address,
                                        str(service.process.logfile), service.process.pid()))
         return out

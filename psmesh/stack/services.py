@@ -1,9 +1,15 @@
-"""psmesh's own long-running services (capture today) as local background processes."""
+"""psmesh's own long-running services as local background processes.
+
+One capture per source (``cdc-<source>``), one processor worker
+(``processors``) and the two sinks (``sink-erp``, ``sink-reporting``), each
+with a pid file and a log under the runtime directory.
+"""
 
 from __future__ import annotations
 
 import sys
 import time
+import urllib.request
 
 from psmesh.config import Settings
 from psmesh.stack.exceptions import StackError
@@ -16,7 +22,9 @@ class CaptureService:
     def __init__(self, settings: Settings, source: str) -> None:
         self.settings = settings
         self.source = source
-        self.process = ManagedProcess(f"cdc-{source}", settings.home)
+        self.name = f"cdc-{source}"
+        self.address = f"slot of {source}"
+        self.process = ManagedProcess(self.name, settings.home)
         self.status_file = settings.home / "cdc" / f"{source}.status.json"
 
     def start(self, timeout: float = 120.0) -> str:
@@ -48,8 +56,69 @@ class CaptureService:
         return "healthy" if age <= stale_after else "unhealthy"
 
 
-def running_services(settings: Settings) -> list[CaptureService]:
+class HttpService:
+    """A psmesh service whose health is an HTTP port that answers (its Prometheus metrics)."""
+
+    def __init__(self, settings: Settings, name: str, argv: list[str], port: int) -> None:
+        self.settings = settings
+        self.name = name
+        self.argv = argv
+        self.port = port
+        self.process = ManagedProcess(name, settings.home)
+
+    @property
+    def address(self) -> str:
+        return f"http://{self.settings.bind_host}:{self.port}/metrics"
+
+    def _answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.address, timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def start(self, timeout: float = 120.0) -> str:
+        if self.process.running():
+            return "already running"
+        self.process.start([sys.executable, "-m", "psmesh", *self.argv], env={"PSMESH_HOME": str(self.settings.home)})
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._answers():
+                return "started"
+            if not self.process.running():
+                raise StackError(f"{self.name}: exited at start; last lines of {self.process.logfile}:\n{tail(self.process.logfile)}")
+            time.sleep(0.3)
+        raise StackError(f"{self.name}: not answering on {self.address} after {timeout:.0f}s; see {self.process.logfile}")
+
+    def stop(self) -> bool:
+        return self.process.stop(timeout=30)
+
+    def state(self) -> str:
+        if not self.process.running():
+            return "stopped"
+        return "healthy" if self._answers() else "unhealthy"
+
+
+def processor_service(settings: Settings) -> HttpService:
+    port = settings.processors_port
+    return HttpService(settings, "processors", ["processors", "run", "--web-port", str(port)], port)
+
+
+def sink_service(settings: Settings, sink: str) -> HttpService:
+    port = settings.erp_sink_metrics_port if sink == "erp" else settings.reporting_sink_metrics_port
+    return HttpService(settings, f"sink-{sink}", ["sink", "run", sink, "--metrics-port", str(port)], port)
+
+
+def running_services(settings: Settings) -> list[CaptureService | HttpService]:
+    """The services with a pid file, in stopping order: sinks, processors, then captures."""
     run_dir = settings.home / "run"
     if not run_dir.exists():
         return []
-    return [CaptureService(settings, p.stem[len("cdc-"):]) for p in sorted(run_dir.glob("cdc-*.pid"))]
+    found: list[CaptureService | HttpService] = []
+    for sink in ("reporting", "erp"):
+        if (run_dir / f"sink-{sink}.pid").exists():
+            found.append(sink_service(settings, sink))
+    if (run_dir / "processors.pid").exists():
+        found.append(processor_service(settings))
+    found += [CaptureService(settings, p.stem[len("cdc-"):]) for p in sorted(run_dir.glob("cdc-*.pid"))]
+    return found

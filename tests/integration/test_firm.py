@@ -127,7 +127,7 @@ def test_closed_loop_books_time_bills_and_completes_only_what_the_mesh_wrote(sta
                 )
             conn.execute("insert into billing_milestones values (900, 'PRJ-1', 'M', 500.00, %s, 'planned', null)", (date(2026, 1, 1),))
             conn.execute("insert into billing_events values ('PRJ-1-M900', 'PRJ-1', 'milestone_completed', null, 900, 500.00, 'USD', now())")
-        written = run(stack_settings, small, seed=9, databases=names)
+        written = run(stack_settings, small, seed=9, databases=names, mesh_timeout=0)
         assert written["erp.billing_milestones"] == 1 and written["erp.invoices"] >= 2  # the insert, then its issue
         codes = {code for (code,) in columns(stack_settings, names, "timeexp", "time_entries", "project_code")}
         assert codes <= {f"PRJ-{oid}" for oid in range(1, 11)}
@@ -138,6 +138,6 @@ def test_closed_loop_books_time_bills_and_completes_only_what_the_mesh_wrote(sta
         assert len(columns(stack_settings, names, "erp", "billing_events", "billing_event_id")) == 1
 
         with pytest.raises(SourcesNotEmpty):
-            run(stack_settings, small, seed=9, weeks=1, databases=names)
-        again = run(stack_settings, small, seed=9, weeks=1, databases=names, fresh=True)
+            run(stack_settings, small, seed=9, weeks=1, databases=names, mesh_timeout=0)
+        again = run(stack_settings, small, seed=9, weeks=1, databases=names, fresh=True, mesh_timeout=0)
         assert sum(again.values()) > 0 and len(columns(stack_settings, names, "erp", "projects", "project_code")) == 10
