@@ -26,6 +26,7 @@ so whatever a crash cut off in flight is published again.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -51,6 +52,8 @@ logger = logging.getLogger(__name__)
 
 APP_ID = "psmesh-processors"
 PARTITIONS = 6  # as the change topics (topology.yaml defaults), so route is co-partitioned with them
+#: A partition behind its end offset whose committed offset has not moved for this long is re-fetched.
+STALL_SECONDS = 30.0
 
 VIEW_STAGE = {
     "project_financials": "project", "project_risks": "project", "resource_week": "resource",
@@ -144,6 +147,8 @@ class Processors:
         self.resource_stages: dict[int, ResourceStage] = {}
         self.rollup_stage = RollupStage()
         self._fresh: set[tuple[str, int]] = set()  # (stage, partition) rebuilt and not yet re-published
+        self._progress: dict[Any, tuple[int, float]] = {}  # tp → (committed offset, since when)
+        self._watermark_client: Any = None
         self._define()
 
     # ---- wiring
@@ -187,6 +192,7 @@ class Processors:
         async def metrics_page(web, request):
             return await self._metrics_page(web, request)
 
+        app.timer(10.0)(self._watch_stalls)
         app.page("/views/{view}/")(list_view)
         app.page("/views/{view}/{key}")(get_view)
         app.page("/metrics")(metrics_page)
@@ -412,6 +418,61 @@ class Processors:
             await self._publish(topic, key, value)
         for key, value in fx.rollup:
             await self.to_rollup.send(key=key.encode(), value=dumps(value))
+
+    # ---- stalled partitions
+    async def _watch_stalls(self) -> None:
+        """Re-fetch a partition that stopped being read although records wait in it.
+
+        faust-streaming 0.15 with aiokafka 0.12 can leave a partition assigned
+        but never fetched again after a rebalance (faust-streaming/faust#629;
+        seen here when records arrived during recovery after a kill -9). A
+        partition whose committed offset stays below its end offset for
+        ``STALL_SECONDS`` is sought back to its committed offset: at worst a
+        few records are read twice, which every stage tolerates.
+        """
+        app = self.app
+        if app.rebalancing or app.consumer is None:
+            self._progress.clear()
+            return
+        topics = {self.by_project.get_topic_name(), self.by_resource.get_topic_name(),
+                  self.to_rollup.get_topic_name(), *SOURCE_TOPICS}
+        tps = [tp for tp in app.consumer.assignment() if tp.topic in topics]
+        if not tps:
+            return
+        ends = await asyncio.to_thread(self._watermarks, tps)
+        now = time.monotonic()
+        for tp in tps:
+            low, high = ends.get(tp, (None, None))
+            if high is None:
+                continue
+            committed = app.consumer._committed_offset.get(tp)
+            position = committed if committed is not None else low
+            if position >= high:
+                self._progress.pop(tp, None)
+                continue
+            seen = self._progress.get(tp)
+            if seen is None or seen[0] != position:
+                self._progress[tp] = (position, now)
+            elif now - seen[1] >= STALL_SECONDS:
+                logger.warning("partition %s[%d] stalled at offset %d below its end %d for %.0fs: fetching it again",
+                               tp.topic, tp.partition, position, high, now - seen[1])
+                await app.consumer.seek(tp, position)
+                self._progress[tp] = (position, now)
+
+    def _watermarks(self, tps) -> dict:
+        from confluent_kafka import Consumer, TopicPartition
+
+        if self._watermark_client is None:
+            self._watermark_client = Consumer({**self.settings.kafka_client_config(),
+                                               "group.id": f"{self.app.conf.id}-watch"})
+        out = {}
+        for tp in tps:
+            try:
+                out[tp] = self._watermark_client.get_watermark_offsets(TopicPartition(tp.topic, tp.partition),
+                                                                       timeout=5)
+            except Exception:  # the broker is away: try again at the next tick
+                continue
+        return out
 
     # ---- interactive queries
     def _route_topic(self, view: str):

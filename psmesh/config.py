@@ -101,5 +101,20 @@ class Settings(BaseSettings):
         return " ".join(parts)
 
 
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as PSMESH_* environment variables, so a child process sees exactly these servers.
+
+    Secrets travel only in the child's environment, never in a file or a log.
+    """
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[f"PSMESH_{name.upper()}"] = str(value)
+    return env
+
+
 def load_settings(**overrides) -> Settings:
     return Settings(**overrides)

@@ -70,6 +70,7 @@ class _MeshWait:
         self.timeout = timeout
         self.won: set[str] = set()
         self.period_closed = False
+        self.gave_up = False  # after one timeout, stop waiting until the mesh has caught up again
 
     def note(self, changes: list[RowChange]) -> None:
         for change in changes:
@@ -80,14 +81,17 @@ class _MeshWait:
                 self.period_closed = True
 
     def read(self) -> ErpView:
-        deadline = time.monotonic() + self.timeout
+        deadline = time.monotonic() + (0 if self.gave_up else self.timeout)
         view = self.writer.read_erp()
         while not self.won <= view.projects and time.monotonic() < deadline:
             time.sleep(0.2)
             view = self.writer.read_erp()
-        if not self.won <= view.projects:
-            logger.warning("the mesh has not created %d won project(s) in erp after %.0fs; going on",
-                           len(self.won - view.projects), self.timeout)
+        if self.won <= view.projects:
+            self.gave_up = False
+        elif not self.gave_up:
+            self.gave_up = True
+            logger.warning("the mesh has not created %d won project(s) in erp after %.0fs; "
+                           "going on without waiting until it catches up", len(self.won - view.projects), self.timeout)
         if self.period_closed:
             self.period_closed = False
             stable_since, seen = time.monotonic(), len(view.billing_events)

@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.request
 
-from psmesh.config import Settings
+from psmesh.config import Settings, settings_env
 from psmesh.stack.exceptions import StackError
 from psmesh.stack.process import ManagedProcess, tail
 
@@ -32,7 +32,7 @@ class CaptureService:
             return "already running"
         self.status_file.unlink(missing_ok=True)
         self.process.start([sys.executable, "-m", "psmesh", "cdc", "run", self.source],
-                           env={"PSMESH_HOME": str(self.settings.home)})
+                           env=settings_env(self.settings))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.status_file.exists():
@@ -80,7 +80,7 @@ class HttpService:
     def start(self, timeout: float = 120.0) -> str:
         if self.process.running():
             return "already running"
-        self.process.start([sys.executable, "-m", "psmesh", *self.argv], env={"PSMESH_HOME": str(self.settings.home)})
+        self.process.start([sys.executable, "-m", "psmesh", *self.argv], env=settings_env(self.settings))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._answers():
