@@ -96,6 +96,9 @@ class ResourceState:
         return _span(previous) | _span(row)
 
     def activity_range(self) -> tuple[date, date] | None:
+        """First and last week of resource_week rows; None without activity or without the resource itself."""
+        if self.resource is None:
+            return None  # a resource unknown to (or deleted from) psa has no rows
         weeks = set(self.entry_weeks)
         for row in (*self.assignments.values(), *self.time_off.values()):
             span = _span(row)

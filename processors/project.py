@@ -345,6 +345,10 @@ class ProjectStage:
     def _refresh(self, st: ProjectState, fx: Effects, kind: str | None = None, resend: bool = False) -> None:
         """Re-derive what ``kind`` can change (everything when None); ``resend`` repeats current events."""
         fx.views.append(("project_financials", (st.project_code,), st.view_row()))
+        if kind in (None, "opportunity") and st.opportunity_row is not None:
+            # milestones completed before the opportunity arrived bill now, in its currency
+            for m in list(st.table("billing_milestone").values()):
+                self._milestone_trigger(st, m, None, fx)
         if kind is None or kind in COMMERCIAL_KINDS:
             self._request(st, fx, resend)
             self._demand(st, fx, resend)
@@ -448,8 +452,8 @@ class ProjectStage:
 
     def _milestone_trigger(self, st: ProjectState, m: BillingMilestone, previous: BillingMilestone | None,
                            fx: Effects) -> None:
-        if m.status != "completed":
-            return
+        if m.status != "completed" or st.opportunity_row is None:
+            return  # without the opportunity there is no currency yet: its arrival bills it
         event_id = milestone_event_id(st.project_code, m.milestone_id)
         recorded = st.meta["triggers"].get(event_id)
         if recorded is None:
@@ -475,8 +479,10 @@ class ProjectStage:
                     already += Decimal(amount)  # emitted, not yet back from the ERP
             already += sum((b.amount for b in billed_events.values()
                             if b.trigger_type == PERIOD_CLOSE and b.billing_event_id != event_id), ZERO)
-            amount = period_billable_value(o.contract_type, period.end_date, st.table("entry").values(),
-                                           st.table("expense").values()) - already
+            # Bill the value to date rounded to the cent, less what was billed: the cents never drift.
+            value = period_billable_value(o.contract_type, period.end_date, st.table("entry").values(),
+                                          st.table("expense").values())
+            amount = store(value, MONEY_SCALE) - already
             if amount <= 0:
                 return
             recorded = str(amount)
@@ -489,7 +495,7 @@ class ProjectStage:
         fx.events.append((TRIGGERS_TOPIC, {"billing_event_id": event_id}, {
             "billing_event_id": event_id, "project_code": st.project_code, "trigger_type": trigger_type,
             "period_id": period_id, "milestone_id": milestone_id, "amount": store(amount, MONEY_SCALE),
-            "currency": currency or "USD",
+            "currency": currency,
         }))
 
     def _rollup(self, st: ProjectState, fx: Effects) -> None:

@@ -13,7 +13,7 @@ from datetime import date
 from decimal import Decimal
 
 from .project import APPROVED, FIXED_FEE, TIME_AND_MATERIALS
-from .rounding import ZERO
+from .rounding import MONEY_SCALE, ZERO, store
 from .rows import BillingEvent, BillingMilestone, BillingPeriod, Expense, TimeEntry
 
 MILESTONE_COMPLETED = "milestone_completed"
@@ -88,7 +88,8 @@ def period_close_billing(
 
     Rows of other projects are ignored.
 
-    The amount is :func:`period_billable_value` less the project's period-close
+    The amount is :func:`period_billable_value` rounded to the cent (a billing
+    event is money, numeric(14,2)) less the project's period-close
     events already billed for *other* periods (this period's own event is left
     out, so deriving again gives the same amount). A late approval of work
     dated in an earlier period is thus caught by the next close, and nothing
@@ -102,7 +103,7 @@ def period_close_billing(
                    and b.billing_event_id != own_id), ZERO)
     entries = [e for e in entries if e.project_code == project_code]
     expenses = [x for x in expenses if x.project_code == project_code]
-    amount = period_billable_value(contract_type, period.end_date, entries, expenses) - already
+    amount = store(period_billable_value(contract_type, period.end_date, entries, expenses), MONEY_SCALE) - already
     if amount <= 0:
         return None
     return BillingTrigger(own_id, project_code, PERIOD_CLOSE, amount, period_id=period.period_id)

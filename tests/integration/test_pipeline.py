@@ -125,5 +125,6 @@ def test_demo_firm_reconciles_to_the_cent_after_a_processor_is_killed_mid_run(tm
     finally:
         if demo.poll() is None:
             demo.kill()
-        down = _psmesh(home, "dev", "down")
-        assert down.returncode == 0, down.stderr
+        if os.environ.get("PSMESH_TEST_PIPELINE_KEEP") != "1":  # keep it up to look at a failure
+            down = _psmesh(home, "dev", "down")
+            assert down.returncode == 0, down.stderr
