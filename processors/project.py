@@ -226,6 +226,10 @@ class ProjectState:
         }
         for name in money:
             out[name] = store(f[name], MONEY_SCALE)
+        # The row adds up: delivered, wip and backlog from the stored columns they combine (docs/formulas.md).
+        out["delivered_value"] = out["earned_revenue"] + out["billable_expenses"]
+        out["wip"] = out["delivered_value"] - out["billed"]
+        out["backlog"] = out["contract_value"] - out["earned_revenue"]
         out["contract_hours"] = store(f["contract_hours"], HOURS_SCALE)
         out["margin_pct"] = store(f["margin"], RATIO_SCALE)
         out["planned_margin_pct"] = store(f["planned_margin"], RATIO_SCALE)

@@ -300,7 +300,7 @@ def expected_financials(events: ChangeEvents, opportunity_id: int) -> dict[str, 
     return {
         "project_code": code, "opportunity_id": opportunity_id, "account_id": row["account_id"],
         "service_line": o.service_line, "contract_type": o.contract_type, "currency": row["currency"],
-        **{name: store(value, MONEY_SCALE) for name, value in money.items()},
+        **_row_adds_up({name: store(value, MONEY_SCALE) for name, value in money.items()}),
         "contract_hours": store(ch, HOURS_SCALE),
         "margin_pct": store(margin_pct(delivered, cost_), RATIO_SCALE),
         "planned_margin_pct": store(planned_margin_pct(o, lines), RATIO_SCALE),
@@ -496,3 +496,10 @@ def test_a_worker_folds_change_events_into_views_and_bills_each_value_once_acros
                 w.stop()
         for reader in readers:
             reader.close()
+
+
+def _row_adds_up(money: dict) -> dict:
+    """delivered_value, wip and backlog from the stored columns they combine (docs/formulas.md)."""
+    delivered = money["earned_revenue"] + money["billable_expenses"]
+    return {**money, "delivered_value": delivered, "wip": delivered - money["billed"],
+            "backlog": money["contract_value"] - money["earned_revenue"]}

@@ -178,7 +178,7 @@ def expected_financials(h: ProjectHarness, code: str) -> dict[str, Any]:
     return {
         "project_code": code, "opportunity_id": o.opportunity_id, "account_id": raw["account_id"],
         "service_line": o.service_line, "contract_type": o.contract_type, "currency": raw["currency"],
-        **{name: store(value, MONEY_SCALE) for name, value in money.items()},
+        **_row_adds_up({name: store(value, MONEY_SCALE) for name, value in money.items()}),
         "contract_hours": store(ch, HOURS_SCALE),
         "margin_pct": store(margin_pct(delivered, cost_), RATIO_SCALE),
         "planned_margin_pct": store(planned_margin_pct(o, lines), RATIO_SCALE),
@@ -746,3 +746,10 @@ def test_a_deleted_resource_has_no_resource_week_rows_left():
     _staffed_resource(h, 11)
     h.row(11, "resource", 11, None)
     assert h.views == {}
+
+
+def _row_adds_up(money: dict) -> dict:
+    """delivered_value, wip and backlog from the stored columns they combine (docs/formulas.md)."""
+    delivered = money["earned_revenue"] + money["billable_expenses"]
+    return {**money, "delivered_value": delivered, "wip": delivered - money["billed"],
+            "backlog": money["contract_value"] - money["earned_revenue"]}

@@ -1,0 +1,240 @@
+"""Benchmark: change events per second through the view processors, and recovery time of a restarted worker.
+
+On a stack of its own (Kafka, PostgreSQL, registry started under a temporary
+runtime dir on ports 3xxxx, removed at the end), the topology is applied and
+a backlog of capture-shaped change events (Avro, Confluent wire format) is
+produced to the change topics: accounts, won opportunities with lines,
+resources, then time entries inserted as 'submitted' and updated to
+'approved', and expenses. One worker (``psmesh processors run``, RocksDB
+tables, as in normal runs) then works through the backlog; the figure is
+change events / (time from its first routed event until every stage has
+drained). Every change event is routed, then folded by the project stage,
+and time entries by the resource stage too.
+
+Then recovery: the worker is stopped (SIGTERM) and started again, (a) on its
+own RocksDB data (a restart) and (b) on an empty data dir (a new machine,
+every table rebuilt from its changelog); the time from process start until
+its HTTP port answers with every stage rebuilt is printed.
+
+    .venv/bin/python bench/processors.py [--entries 30000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from confluent_kafka import Producer  # noqa: E402
+from confluent_kafka.admin import AdminClient  # noqa: E402
+from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: E402
+from confluent_kafka.schema_registry.avro import AvroSerializer  # noqa: E402
+from confluent_kafka.serialization import MessageField, SerializationContext  # noqa: E402
+
+from psmesh.config import Settings, settings_env  # noqa: E402
+from psmesh.stack import LocalStack  # noqa: E402
+from psmesh.topology.apply import apply_topology  # noqa: E402
+from psmesh.topology.model import load_topology  # noqa: E402
+
+PORTS = {"kafka_port": 39192, "kafka_controller_port": 39193, "pg_port": 35533, "registry_port": 38181,
+         "processors_port": 36166}
+TABLES = {
+    "accounts": ("crm.public.accounts", "crm/accounts", "account_id"),
+    "opportunities": ("crm.public.opportunities", "crm/opportunities", "opportunity_id"),
+    "opportunity_lines": ("crm.public.opportunity_lines", "crm/opportunity_lines", "line_id"),
+    "resources": ("psa.public.resources", "psa/resources", "resource_id"),
+    "time_entries": ("timeexp.public.time_entries", "timeexp/time_entries", "entry_id"),
+    "expenses": ("timeexp.public.expenses", "timeexp/expenses", "expense_id"),
+}
+UTC = timezone.utc
+
+
+class Backlog:
+    """Produces capture-shaped envelopes; counts them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.producer = Producer({**settings.kafka_client_config(), "linger.ms": 20, "compression.type": "lz4"})
+        self.registry = SchemaRegistryClient({"url": settings.schema_registry_url})
+        self.serializers: dict[str, tuple[AvroSerializer, list[str]]] = {}
+        self.count = 0
+
+    def _ser(self, stem: str) -> tuple[AvroSerializer, list[str]]:
+        if stem not in self.serializers:
+            text = (ROOT / "schemas" / f"{stem}.avsc").read_text()
+            columns = []
+            if stem.endswith("-value"):
+                columns = [f["name"] for f in json.loads(text)["fields"][0]["type"][1]["fields"]]
+            self.serializers[stem] = (AvroSerializer(self.registry, text), columns)
+        return self.serializers[stem]
+
+    def send(self, table: str, op: str, **row) -> None:
+        topic, stem, pk = TABLES[table]
+        key_ser, _ = self._ser(f"{stem}-key")
+        value_ser, columns = self._ser(f"{stem}-value")
+        after = {c: row.get(c) for c in columns}
+        now = int(time.time() * 1000)
+        envelope = {"before": None, "after": after, "op": op, "ts_ms": now, "unchanged_toasted": [],
+                    "source": {"version": "bench", "connector": "psmesh", "name": topic.split(".")[0], "ts_ms": now,
+                               "snapshot": "false", "db": topic.split(".")[0], "schema": "public", "table": table,
+                               "txId": None, "lsn": None, "sequence": None}}
+        self.producer.produce(topic, key=key_ser({pk: row[pk]}, SerializationContext(topic, MessageField.KEY)),
+                              value=value_ser(envelope, SerializationContext(topic, MessageField.VALUE)))
+        self.count += 1
+        if self.count % 5000 == 0:
+            self.producer.poll(0)
+
+    def flush(self) -> None:
+        assert self.producer.flush(60) == 0
+
+
+def produce(backlog: Backlog, entries: int) -> None:
+    skills = ("aws", "azure", "gcp", "sap", "salesforce", "data_engineering", "security")
+    lines = ("time_and_materials", "fixed_fee")
+    start = date(2026, 1, 5)
+    for a in range(1, 41):
+        backlog.send("accounts", "c", account_id=a, name=f"Account {a}", industry="tech", region="EMEA",
+                     currency="EUR", payment_terms_days=30, updated_at=datetime.now(UTC))
+    opportunities = 300
+    for o in range(1, opportunities + 1):
+        backlog.send("opportunities", "c", opportunity_id=o, account_id=1 + o % 40, name=f"Deal {o}", stage="closed_won",
+                     probability=Decimal("100.00"), amount=Decimal("120000.00"), currency="EUR",
+                     service_line="cloud_migration", contract_type=lines[o % 2], estimated_hours=Decimal("800.00"),
+                     target_start_date=start, target_end_date=start + timedelta(days=180),
+                     expected_close_date=start, closed_at=datetime(2026, 1, 2, 9, tzinfo=UTC), owner="bench",
+                     updated_at=datetime.now(UTC))
+        for n in range(3):
+            backlog.send("opportunity_lines", "c", line_id=o * 10 + n, opportunity_id=o, role="consultant",
+                         skill=skills[(o + n) % 7], hours=Decimal("400.00"), bill_rate=Decimal("150.00"),
+                         est_cost_rate=Decimal("80.00"), start_date=start, end_date=start + timedelta(days=180))
+    resources = 150
+    for r in range(1, resources + 1):
+        backlog.send("resources", "c", resource_id=r, name=f"R{r}", email=f"r{r}@x", role="consultant",
+                     primary_skill=skills[r % 7], skills=[skills[r % 7]], region="EMEA", employment_type="employee",
+                     cost_rate=Decimal("80.00"), bill_rate=Decimal("150.00"), weekly_capacity_hours=Decimal("40.00"),
+                     active=True, hired_on=date(2025, 1, 6), updated_at=datetime.now(UTC))
+    for e in range(1, entries + 1):
+        row = dict(entry_id=e, resource_id=1 + e % resources, project_code=f"PRJ-{1 + e % opportunities}",
+                   role="consultant", work_date=start + timedelta(days=(e // resources) % 120), hours=Decimal("7.50"),
+                   billable=e % 5 != 0, bill_rate=Decimal("150.00"), cost_rate=Decimal("80.00"), narrative="work",
+                   updated_at=datetime.now(UTC))
+        backlog.send("time_entries", "c", **row, status="submitted")
+        backlog.send("time_entries", "u", **row, status="approved", approved_at=datetime.now(UTC))
+    for x in range(1, entries // 6 + 1):
+        backlog.send("expenses", "c", expense_id=x, resource_id=1 + x % resources,
+                     project_code=f"PRJ-{1 + x % opportunities}", expense_date=start + timedelta(days=x % 120),
+                     category="travel", amount=Decimal("212.40"), currency="EUR", billable=True, status="approved",
+                     approved_at=datetime.now(UTC), updated_at=datetime.now(UTC))
+    backlog.flush()
+
+
+def metrics(port: int) -> dict[str, float]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    return {m.group(1): float(m.group(2))
+            for m in re.finditer(r'psmesh_processor_events_total\{stage="(\w+)"\} ([\d.e+]+)', text)}
+
+
+def start_worker(settings: Settings, datadir: Path, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "psmesh", "processors", "run", "--web-port", str(settings.processors_port),
+         "--datadir", str(datadir), "--app-id", "psmesh-bench"],
+        env={**os.environ, **settings_env(settings)}, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+
+def wait_rebuilt(log: Path, began_lines: int, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = log.read_text(errors="replace").splitlines()[began_lines:]
+        if sum("rebuilt from" in line for line in lines) >= 3:
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"the worker did not rebuild its stages in {timeout}s; see {log}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--entries", type=int, default=30000, help="time entries (2 change events each)")
+    args = parser.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="psmesh-bench-proc-"))
+    settings = Settings(home=home, **PORTS)
+    stack = LocalStack(settings)
+    worker = None
+    try:
+        stack.up()
+        topology = load_topology(ROOT / "topology.yaml")
+        apply_topology(topology, AdminClient(settings.kafka_client_config()),
+                       SchemaRegistryClient({"url": settings.schema_registry_url}), cluster="local")
+        backlog = Backlog(settings)
+        t = time.perf_counter()
+        produce(backlog, args.entries)
+        print(f"backlog: {backlog.count:,} change events produced in {time.perf_counter() - t:.1f}s")
+
+        datadir, log = home / "worker", home / "worker.log"
+        worker = start_worker(settings, datadir, log)
+        first = None
+        done_since = None
+        last = {}
+        while True:
+            m = metrics(settings.processors_port)
+            now = time.perf_counter()
+            if first is None and m.get("route", 0) > 0:
+                first = now
+            if m.get("route", 0) >= backlog.count:
+                if m == last:
+                    done_since = done_since or now
+                    if now - done_since > 3.0:
+                        break
+                else:
+                    done_since = None
+            last = m
+            if worker.poll() is not None:
+                raise SystemExit(f"the worker exited; see {log}")
+            time.sleep(0.2)
+        elapsed = (done_since or now) - first
+        staged = sum(v for k, v in last.items() if k != "route")
+        print(f"processed: {backlog.count:,} change events in {elapsed:.1f}s = {backlog.count / elapsed:,.0f} events/s "
+              f"per worker ({staged:,.0f} more stage events: project, resource, rollup)")
+
+        for label, wipe in (("restart on its own RocksDB data", False), ("new machine, empty data dir", True)):
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(60)
+            if wipe:
+                shutil.rmtree(datadir, ignore_errors=True)
+            lines = len(log.read_text(errors="replace").splitlines())
+            t = time.perf_counter()
+            worker = start_worker(settings, datadir, log)
+            wait_rebuilt(log, lines)
+            print(f"recovery ({label}): tables ready and stages rebuilt in {time.perf_counter() - t:.1f}s")
+        print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}")
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        stack.down()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
