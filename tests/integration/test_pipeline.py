@@ -102,7 +102,7 @@ def test_demo_firm_reconciles_to_the_cent_after_a_processor_is_killed_mid_run(tm
 
         views = reporting_views(settings)
         projects = views["project_financials"]
-        assert len(projects) >= 5 and sum(p["earned_revenue"] for p in projects.values()) > 0
+        assert len(projects) >= 3 and sum(p["earned_revenue"] for p in projects.values()) > 0
         assert len(views["resource_week"]) > 50 and len(views["skill_week"]) > 50
         for key, row in projects.items():
             assert row["wip"] == 0, (key, row)
