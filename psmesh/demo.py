@@ -2,15 +2,18 @@
 
 1. the local stack (Kafka, PostgreSQL, schema registry);
 2. topology.yaml applied (topics, schemas);
-3. the source databases' tables and one capture process per source;
+3. the source databases' tables, one capture process per source, the processor
+   worker and the ERP and reporting sinks;
 4. the simulated consulting firm writing into the sources (closed loop: it
    books time only to projects the mesh has created in the ERP);
-5. a summary: what the firm wrote, and what the capture published.
+5. a summary: what the firm wrote, what the capture published, and the
+   firm's bookings, backlog, utilization, WIP, billed and DSO read from the
+   reporting store.
 
 Running it again continues: the servers, slots and topics keep their state
 and the firm is not run twice over the same tables. ``--fresh`` stops
 everything and deletes the runtime directory first. Ctrl-C stops everything
-cleanly. Processors, sinks and the reporting-store summary join as they land.
+cleanly.
 """
 
 from __future__ import annotations
@@ -130,16 +133,20 @@ def _run(settings, stack: LocalStack, topology_file: Path | None, size: str, wee
     time.sleep(2)  # let the capture catch up before counting
     topics = [t for s in topology.sources for t in s.change_topics]
     click.echo(f"    change events on Kafka: {_events_on(settings, topics):,} across {len(topics)} change topics")
+    for line in _business_summary(settings):
+        click.echo(f"    {line}")
     healthy = result.ok
     for part in stack.status():
         healthy &= part.healthy
         click.echo(f"    {part.name:13} {part.state:9} {part.address:24} {part.log}")
-    for service in services:
-        state = "running" if service.process.running() else "stopped"
-        healthy &= state == "running"
-        click.echo(f"    {service.name:13} {state:9} {'':24} {service.process.logfile}")
+    for service in services:  # stack.status() above lists them with their health
+        healthy &= service.process.running()
     click.echo(
         f"\ndone in {time.monotonic() - began:.1f}s; everything keeps running. Next:\n"
+        "    psmesh reconcile               every reporting table against one SQL query per formula\n"
+        f"    curl http://{settings.bind_host}:{settings.processors_port}/views/project_financials/   the views over HTTP\n"
+        f"    psql 'host={settings.bind_host} port={settings.pg_port} user={settings.pg_user} dbname=reporting' "
+        "-c 'select * from exec_portfolio'   (docs/reporting.md lists the tables and measures)\n"
         "    psmesh cdc status              slot position and lag per source\n"
         "    psmesh topology graph -o mesh.svg\n"
         f"    psql 'host={settings.bind_host} port={settings.pg_port} user={settings.pg_user} dbname=crm' "
@@ -147,6 +154,49 @@ def _run(settings, stack: LocalStack, topology_file: Path | None, size: str, wee
         "    psmesh dev down                stop everything"
     )
     return healthy
+
+
+def _business_summary(settings, settle: float = 3.0, timeout: float = 90.0) -> list[str]:
+    """Bookings, backlog, utilization, WIP, billed and DSO, read from the reporting store once it settles.
+
+    The store has settled when its view tables have not changed for ``settle``
+    seconds (at most ``timeout``): the sinks have caught up with the mesh.
+    """
+    import psycopg
+
+    fingerprint_sql = " UNION ALL ".join(
+        f"SELECT count(*), max(updated_at) FROM {table}"
+        for table in ("project_financials", "resource_week", "skill_week", "pipeline", "bookings"))
+    deadline = time.monotonic() + timeout
+    try:
+        with psycopg.connect(settings.pg_dsn("reporting"), autocommit=True) as conn:
+            last, since = None, time.monotonic()
+            while time.monotonic() < deadline:
+                now = conn.execute(fingerprint_sql).fetchall()
+                if now != last:
+                    last, since = now, time.monotonic()
+                elif time.monotonic() - since >= settle:
+                    break
+                time.sleep(0.5)
+            bookings = conn.execute("SELECT coalesce(sum(won_count), 0), coalesce(sum(contract_value), 0) "
+                                    "FROM exec_bookings").fetchone()
+            portfolio = conn.execute("SELECT currency, projects, backlog, wip, billed, delivered_value, margin_pct "
+                                     "FROM exec_portfolio ORDER BY currency").fetchall()
+            utilization = conn.execute("SELECT round(sum(billable_hours) / nullif(sum(capacity_hours), 0), 4) "
+                                       "FROM resource_week").fetchone()[0]
+            dso = conn.execute("SELECT as_of, dso_days FROM exec_dso").fetchone()
+    except psycopg.Error as exc:
+        return [f"the reporting store is not readable yet: {exc}".strip()]
+    lines = [f"from the reporting store: bookings {bookings[0]} won deals worth {bookings[1]:,}"]
+    for currency, projects, backlog, wip, billed, delivered, margin in portfolio:
+        margin_text = "n/a" if margin is None else f"{margin * 100:.1f}%"
+        lines.append(f"  {currency}: {projects} projects, backlog {backlog:,}, delivered {delivered:,}, "
+                     f"billed {billed:,}, WIP {wip:,}, margin {margin_text}")
+    lines.append("  billable utilization over all weeks: "
+                 + ("n/a" if utilization is None else f"{utilization * 100:.1f}%"))
+    lines.append("  DSO: " + ("n/a (no closed billing period yet)" if dso is None or dso[1] is None
+                              else f"{dso[1]} days as of {dso[0]}"))
+    return lines
 
 
 def _events_on(settings, topics: list[str]) -> int:
