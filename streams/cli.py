@@ -68,21 +68,36 @@ def cdc() -> None:
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on this port.")
 def run(source: str, topology_file: Path | None, metrics_port: int | None) -> None:
     """Capture SOURCE (a source of topology.yaml) into its change topics until stopped."""
+    import psycopg
     from prometheus_client import start_http_server
 
-    from streams.exceptions import StreamsError
+    from streams.exceptions import ReplicationError, StreamsError
     from streams.source import CaptureSource
 
     config = capture_config(source, topology_file)
     if metrics_port:
         start_http_server(metrics_port)
-    capture = CaptureSource(config)
-    capture.install_signal_handlers()
     logger.info("capturing %s (%d tables) with slot %s", source, len(config.tables), config.slot)
-    try:
-        capture.run()
-    except StreamsError as exc:
-        raise click.ClickException(str(exc)) from exc
+    delay = 1.0
+    while True:
+        capture = CaptureSource(config)
+        capture.install_signal_handlers()
+        try:
+            capture.run()
+            break
+        except (ReplicationError, psycopg.OperationalError) as exc:
+            # PostgreSQL went away (restart, failover, network): resume from the slot, which
+            # still holds everything not confirmed; nothing is lost, a few events may repeat.
+            if capture.stopping:
+                break
+            logger.warning("lost PostgreSQL for %s (%s); reconnecting in %.0fs, resuming from slot %s",
+                           source, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                           delay, config.slot)
+            if capture.wait_stop(delay):
+                break
+            delay = min(delay * 2, 30.0)
+        except StreamsError as exc:
+            raise click.ClickException(str(exc)) from exc
     logger.info("capture of %s stopped", source)
 
 

@@ -162,6 +162,14 @@ class CaptureSource:
     def stop(self) -> None:
         self._stop.set()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def wait_stop(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; True when a stop was asked for meanwhile."""
+        return self._stop.wait(seconds)
+
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop())

@@ -5,8 +5,11 @@ worker killed (``kill -9``) in the middle of the run and restarted:
 - every view, on its Kafka topic and in the reporting store, equals one SQL
   query per formula over the source databases, to the cent;
 - every closed_won opportunity has exactly one ERP project, and no other exists;
-- after a final billing period covering every date is closed, wip is 0 for
-  every project and the billing events sum to its delivered value;
+- after a final billing period covering every date is closed, and
+  PostgreSQL stopped for 30 s while the mesh bills it, wip is 0 for every
+  project and the billing events sum to its delivered value; every trigger
+  is exactly one billing event, every won deal one project with its
+  milestones;
 - nothing went to the processors' dead-letter topic.
 """
 
@@ -25,6 +28,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from psmesh.config import Settings
 from psmesh.reconcile import compare, expected_views, reporting_views, topic_views
+from psmesh.stack.postgres import PostgresServer
 from psmesh.stack.services import processor_service
 
 pytestmark = pytest.mark.integration
@@ -57,6 +61,34 @@ def _records(settings: Settings, topic: str) -> int:
             consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in partitions))
     finally:
         consumer.close()
+
+
+def _keys(settings: Settings, topic: str) -> set[str]:
+    """The billing_event_id keys of every record on a topic."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    deserialize = AvroDeserializer(SchemaRegistryClient({"url": settings.schema_registry_url}))
+    consumer = Consumer({**settings.kafka_client_config(), "group.id": "psmesh-test-keys",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    keys: set[str] = set()
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if high <= low:
+                continue
+            consumer.assign([TopicPartition(topic, p, low)])
+            while True:
+                msg = consumer.poll(10)
+                assert msg is not None and not msg.error(), f"{topic}[{p}] unreadable"
+                keys.add(deserialize(msg.key(), SerializationContext(topic, MessageField.KEY))["billing_event_id"])
+                if msg.offset() + 1 >= high:
+                    break
+    finally:
+        consumer.close()
+    return keys
 
 
 def _wait_until_quiet(settings: Settings, timeout: float = 240.0) -> tuple[list[str], list[str]]:
@@ -96,6 +128,14 @@ def test_demo_firm_reconciles_to_the_cent_after_a_processor_is_killed_mid_run(tm
             conn.execute("INSERT INTO billing_periods (period_id, start_date, end_date, status, closed_at) "
                          "VALUES (999999, '2000-01-01', '2100-12-31', 'closed', now())")
 
+        # PostgreSQL (sources, ERP and reporting store) goes away for 30 s while the mesh bills that
+        # close: captures reconnect and resume from their slots, sinks pause and retry, nothing is lost.
+        time.sleep(1.0)
+        postgres = PostgresServer(settings)
+        postgres.stop()
+        time.sleep(30)
+        assert postgres.start() == "started"
+
         on_topics, in_store = _wait_until_quiet(settings)
         assert on_topics == [], on_topics[:20]
         assert in_store == [], in_store[:20]
@@ -111,11 +151,19 @@ def test_demo_firm_reconciles_to_the_cent_after_a_processor_is_killed_mid_run(tm
         with psycopg.connect(settings.pg_dsn("crm")) as conn:
             won = {f"PRJ-{oid}" for (oid,) in conn.execute(
                 "SELECT opportunity_id FROM opportunities WHERE stage = 'closed_won'")}
+            planned = sorted(conn.execute(
+                "SELECT m.milestone_id, 'PRJ-' || m.opportunity_id, m.amount FROM opportunity_milestones m "
+                "JOIN opportunities o USING (opportunity_id) WHERE o.stage = 'closed_won'").fetchall())
         with psycopg.connect(settings.pg_dsn("erp")) as conn:
             erp_projects = [code for (code,) in conn.execute("SELECT project_code FROM projects")]
+            erp_milestones = sorted(conn.execute(
+                "SELECT milestone_id, project_code, amount FROM billing_milestones").fetchall())
             billed = dict(conn.execute(
                 "SELECT project_code, sum(amount) FROM billing_events GROUP BY project_code").fetchall())
-        assert sorted(erp_projects) == sorted(won)
+            event_ids = {i for (i,) in conn.execute("SELECT billing_event_id FROM billing_events")}
+        assert sorted(erp_projects) == sorted(won)  # exactly one project per won deal, no other
+        assert erp_milestones == planned  # each with its milestones, once
+        assert event_ids == _keys(settings, "derived.billing_triggers")  # one billing event per trigger
         for key, row in projects.items():
             assert billed.get(key[0], Decimal(0)) == row["delivered_value"], key
 
