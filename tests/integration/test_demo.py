@@ -34,6 +34,9 @@ def test_demo_runs_the_firm_through_capture_and_every_row_change_reaches_kafka(t
         # Inserts and updates are one event each and the firm deletes nothing; the rest are the
         # mesh's own writes into erp (projects, milestones, billing events), captured like any other.
         assert published >= wrote
+        # The summary is read from the reporting store the sinks keep.
+        assert re.search(r"from the reporting store: bookings \d+ won deals worth [\d,.]+", first.stdout), first.stdout[-3000:]
+        assert "DSO:" in first.stdout and "billable utilization over all weeks:" in first.stdout
 
         again = _psmesh(home, "demo", "--weeks", "3")
         assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
