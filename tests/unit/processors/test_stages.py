@@ -16,7 +16,6 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal as D
 from typing import Any
 
-import pytest
 
 from processors.capacity import ResourceStage
 from processors.effects import Effects
