@@ -134,6 +134,9 @@ class Processors:
             consumer_auto_offset_reset="earliest",
             key_serializer="raw",
             value_serializer="raw",
+            # A killed worker's partitions move on after 20 s instead of Kafka's default 60 s.
+            broker_session_timeout=20.0,
+            broker_heartbeat_interval=3.0,
             broker_commit_every=2000,
             broker_commit_interval=1.0,
             producer_linger_ms=5,
@@ -510,6 +513,40 @@ class Processors:
     async def _metrics_page(self, web, request) -> Any:
         return aioweb.Response(body=generate_latest(self.metrics.registry),
                                headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def ensure_internal_topics(settings: Settings, app_id: str = APP_ID, replication_factor: int = 1,
+                           timeout: float = 30.0) -> list[str]:
+    """Create the app's repartition topics before the worker joins its group; returns those created.
+
+    Faust declares them itself at start, but a worker that joins the group
+    before the broker's metadata lists a new topic ignores it ("Ignoring
+    missing topic") and never reads it until the next rebalance: the first
+    run would leave a stage idle. Creating them first, and waiting until the
+    metadata shows them, avoids that.
+    """
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    wanted = {f"{app_id}-by_project-repartition": PARTITIONS, f"{app_id}-by_resource-repartition": PARTITIONS,
+              f"{app_id}-rollup-repartition": 1}
+    admin = AdminClient(settings.kafka_client_config())
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    missing = [NewTopic(name, partitions, replication_factor) for name, partitions in wanted.items()
+               if name not in existing]
+    created = []
+    for name, future in (admin.create_topics(missing).items() if missing else ()):
+        try:
+            future.result()
+            created.append(name)
+        except Exception as exc:  # another worker created it first
+            if "TOPIC_ALREADY_EXISTS" not in str(exc).upper().replace(" ", "_"):
+                raise
+    deadline = time.monotonic() + timeout
+    while not set(wanted) <= set(admin.list_topics(timeout=timeout).topics):
+        if time.monotonic() > deadline:
+            raise ProcessorError(f"internal topics {sorted(wanted)} not visible after {timeout:.0f}s")
+        time.sleep(0.2)
+    return created
 
 
 def _ident(kind: str, ident: str) -> Any:

@@ -24,14 +24,21 @@ def processors() -> None:
               help="Where the worker keeps its RocksDB tables (default: <home>/processors/worker-<port>).")
 @click.option("--memory-store", is_flag=True, help="Keep tables in memory instead of RocksDB (tests, benchmarks).")
 @click.option("--app-id", default=None, help="Faust app id = consumer group and prefix of internal topics.")
-def run_command(web_port: int, datadir: Path | None, memory_store: bool, app_id: str | None) -> None:
+@click.option("--replication-factor", type=int, default=1, show_default=True,
+              help="Replication factor of the internal topics (3 on a production cluster).")
+def run_command(web_port: int, datadir: Path | None, memory_store: bool, app_id: str | None,
+                replication_factor: int) -> None:
     """Run one worker; start several (different --web-port) to share the partitions."""
     from faust import Worker
 
-    from processors.app import APP_ID, Processors
+    from processors.app import APP_ID, Processors, ensure_internal_topics
 
     settings = load_settings()
-    built = Processors(settings, web_port=web_port, datadir=datadir, app_id=app_id or APP_ID,
-                       store="memory://" if memory_store else "rocksdb://")
+    app_id = app_id or APP_ID
+    created = ensure_internal_topics(settings, app_id, replication_factor)
+    if created:
+        logger.info("created internal topics %s", ", ".join(created))
+    built = Processors(settings, web_port=web_port, datadir=datadir, app_id=app_id,
+                       store="memory://" if memory_store else "rocksdb://", replication_factor=replication_factor)
     logger.info("processor worker on http://127.0.0.1:%d (views under /views/, metrics at /metrics)", web_port)
     Worker(built.app, loglevel="INFO", quiet=True, redirect_stdouts=False).execute_from_commandline()
