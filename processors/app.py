@@ -36,6 +36,8 @@ from typing import Any
 
 import faust
 from aiohttp import web as aioweb
+from aiokafka.errors import KafkaError
+from faust.exceptions import FaustError
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
@@ -69,6 +71,11 @@ PROJECT_KINDS = {"opportunity", "line", "opp_milestone", "change_order", "entry"
 RESOURCE_KINDS = {"resource", "assignment", "time_off", "entry"}
 BROADCAST_KINDS = {"account", "period"}
 BY_OPPORTUNITY = {"opportunity", "line", "opp_milestone", "change_order"}
+#: Faust tables → partitions (their changelog topics are ``<app id>-<table>-changelog``).
+TABLES = {"routes": PARTITIONS, "project_rows": PARTITIONS, "resource_rows": PARTITIONS, "rollup_rows": 1,
+          **{f"view_{v}": 1 if s == "rollup" else PARTITIONS for v, s in VIEW_STAGE.items()}}
+#: Attempts at an event that failed for a reason other than its content (broker, metadata), 1 s apart.
+TRANSIENT_ATTEMPTS = 30
 
 
 @dataclass
@@ -169,14 +176,10 @@ class Processors:
             "derived.project_risk_alerts", "dlq.processors", *(f"views.{v}" for v in VIEW_KEYS))}
 
         table = {"key_type": bytes, "value_type": bytes}
-        self.routes = app.Table("routes", partitions=PARTITIONS, **table)
-        self.project_rows = app.Table("project_rows", partitions=PARTITIONS, **table)
-        self.resource_rows = app.Table("resource_rows", partitions=PARTITIONS, **table)
-        self.rollup_rows = app.Table("rollup_rows", partitions=1, **table)
-        self.views = {
-            v: app.Table(f"view_{v}", partitions=1 if VIEW_STAGE[v] == "rollup" else PARTITIONS, **table)
-            for v in VIEW_KEYS
-        }
+        tables = {name: app.Table(name, partitions=partitions, **table) for name, partitions in TABLES.items()}
+        self.routes, self.project_rows = tables["routes"], tables["project_rows"]
+        self.resource_rows, self.rollup_rows = tables["resource_rows"], tables["rollup_rows"]
+        self.views = {v: tables[f"view_{v}"] for v in VIEW_KEYS}
         self.project_rows.on_recover(self._rebuild_projects)
         self.resource_rows.on_recover(self._rebuild_resources)
         self.rollup_rows.on_recover(self._rebuild_rollup)
@@ -231,10 +234,7 @@ class Processors:
     async def _route_agent(self, stream) -> None:
         async for event in stream.events():
             started = time.perf_counter()
-            try:
-                await self._route(event)
-            except Exception as exc:  # bad input never vanishes: it goes to the dead-letter topic
-                await self._dead_letter("route", event, exc)
+            await self._guarded("route", event, self._route)
             self.metrics.events.labels("route").inc()
             self.metrics.latency.labels("route").observe(time.perf_counter() - started)
 
@@ -304,10 +304,7 @@ class Processors:
     async def _project_agent(self, stream) -> None:
         async for event in stream.events():
             started = time.perf_counter()
-            try:
-                await self._project(event)
-            except Exception as exc:
-                await self._dead_letter("project", event, exc)
+            await self._guarded("project", event, self._project)
             self.metrics.events.labels("project").inc()
             self.metrics.latency.labels("project").observe(time.perf_counter() - started)
 
@@ -347,10 +344,7 @@ class Processors:
     async def _resource_agent(self, stream) -> None:
         async for event in stream.events():
             started = time.perf_counter()
-            try:
-                await self._resource(event)
-            except Exception as exc:
-                await self._dead_letter("resource", event, exc)
+            await self._guarded("resource", event, self._resource)
             self.metrics.events.labels("resource").inc()
             self.metrics.latency.labels("resource").observe(time.perf_counter() - started)
 
@@ -378,17 +372,45 @@ class Processors:
     async def _rollup_agent(self, stream) -> None:
         async for event in stream.events():
             started = time.perf_counter()
-            try:
-                if ("rollup", 0) in self._fresh:
-                    self._fresh.discard(("rollup", 0))
-                    await self._apply(self.rollup_stage.refresh_all(), 0, resend=True)
-                key, value = event.key.decode(), loads(event.value)
-                self._mirror(self.rollup_rows, event.key, value)
-                await self._apply(self.rollup_stage.on_contribution(key, value), 0)
-            except Exception as exc:
-                await self._dead_letter("rollup", event, exc)
+            await self._guarded("rollup", event, self._rollup)
             self.metrics.events.labels("rollup").inc()
             self.metrics.latency.labels("rollup").observe(time.perf_counter() - started)
+
+    async def _rollup(self, event: Any) -> None:
+        if ("rollup", 0) in self._fresh:
+            self._fresh.discard(("rollup", 0))
+            await self._apply(self.rollup_stage.refresh_all(), 0, resend=True)
+        key, value = event.key.decode(), loads(event.value)
+        self._mirror(self.rollup_rows, event.key, value)
+        await self._apply(self.rollup_stage.on_contribution(key, value), 0)
+
+    async def _guarded(self, stage: str, event: Any, handle) -> None:
+        """Handle one event: bad input goes to the dead-letter topic, a broker hiccup is retried.
+
+        An error of the event's content (undecodable, a missing column, a
+        value a formula rejects) is dead-lettered with its bytes and the
+        stream goes on. An error of the infrastructure (Kafka, metadata,
+        Faust's own checks) says nothing about the event: it is retried, 1 s
+        apart; if it persists the worker crashes, so that it is restarted and
+        replays from its last commit instead of dropping events.
+        """
+        for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
+            try:
+                await handle(event)
+                return
+            except (KafkaError, FaustError) as exc:
+                if attempt == TRANSIENT_ATTEMPTS:
+                    logger.error("%s: giving up on %s[%d]@%d after %d attempts: %s", stage, event.message.topic,
+                                 event.message.partition, event.message.offset, attempt, exc)
+                    await self.app.crash(exc)
+                    raise
+                logger.warning("%s: %s; retrying in 1s (attempt %d)", stage, exc, attempt)
+                if stage != "route":  # what the failed attempt left unpublished is published again
+                    self._fresh.add((stage, 0 if stage == "rollup" else event.message.partition))
+                await asyncio.sleep(1.0)
+            except Exception as exc:  # bad input never vanishes: it goes to the dead-letter topic
+                await self._dead_letter(stage, event, exc)
+                return
 
     # ---- effects
     @staticmethod
@@ -517,22 +539,27 @@ class Processors:
 
 def ensure_internal_topics(settings: Settings, app_id: str = APP_ID, replication_factor: int = 1,
                            timeout: float = 30.0) -> list[str]:
-    """Create the app's repartition topics before the worker joins its group; returns those created.
+    """Create the app's repartition and changelog topics before the worker starts; returns those created.
 
     Faust declares them itself at start, but a worker that joins the group
     before the broker's metadata lists a new topic ignores it ("Ignoring
     missing topic") and never reads it until the next rebalance: the first
-    run would leave a stage idle. Creating them first, and waiting until the
-    metadata shows them, avoids that.
+    run would leave a stage idle; and a table whose changelog topic the
+    metadata does not list yet refuses its first write (PartitionsMismatch).
+    Creating them first, and waiting until the metadata shows them, avoids both.
     """
     from confluent_kafka.admin import AdminClient, NewTopic
 
     wanted = {f"{app_id}-by_project-repartition": PARTITIONS, f"{app_id}-by_resource-repartition": PARTITIONS,
               f"{app_id}-rollup-repartition": 1}
+    changelogs = {f"{app_id}-{table}-changelog": partitions for table, partitions in TABLES.items()}
     admin = AdminClient(settings.kafka_client_config())
     existing = set(admin.list_topics(timeout=timeout).topics)
     missing = [NewTopic(name, partitions, replication_factor) for name, partitions in wanted.items()
                if name not in existing]
+    missing += [NewTopic(name, partitions, replication_factor, config={"cleanup.policy": "compact"})
+                for name, partitions in changelogs.items() if name not in existing]
+    wanted.update(changelogs)
     created = []
     for name, future in (admin.create_topics(missing).items() if missing else ()):
         try:
