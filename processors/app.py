@@ -481,6 +481,8 @@ class Processors:
             elif now - seen[1] >= STALL_SECONDS:
                 logger.warning("partition %s[%d] stalled at offset %d below its end %d for %.0fs: fetching it again",
                                tp.topic, tp.partition, position, high, now - seen[1])
+                # Recovery pauses every partition; one left paused is never fetched: resume, then seek.
+                app.consumer.resume_partitions({tp})
                 await app.consumer.seek(tp, position)
                 self._progress[tp] = (position, now)
 

@@ -85,9 +85,13 @@ def run(source: str, topology_file: Path | None, metrics_port: int | None) -> No
         try:
             capture.run()
             break
-        except (ReplicationError, psycopg.OperationalError) as exc:
+        except StreamsError as exc:
             # PostgreSQL went away (restart, failover, network): resume from the slot, which
             # still holds everything not confirmed; nothing is lost, a few events may repeat.
+            # Any other capture error (a refused schema, a bad configuration) stops the capture.
+            lost = isinstance(exc, ReplicationError) or isinstance(exc.__cause__, psycopg.OperationalError)
+            if not lost:
+                raise click.ClickException(str(exc)) from exc
             if capture.stopping:
                 break
             logger.warning("lost PostgreSQL for %s (%s); reconnecting in %.0fs, resuming from slot %s",
@@ -96,8 +100,11 @@ def run(source: str, topology_file: Path | None, metrics_port: int | None) -> No
             if capture.wait_stop(delay):
                 break
             delay = min(delay * 2, 30.0)
-        except StreamsError as exc:
-            raise click.ClickException(str(exc)) from exc
+        except psycopg.OperationalError as exc:
+            if capture.stopping or capture.wait_stop(delay):
+                break
+            logger.warning("lost PostgreSQL for %s (%s); retrying in %.0fs", source, exc, delay)
+            delay = min(delay * 2, 30.0)
     logger.info("capture of %s stopped", source)
 
 
