@@ -254,9 +254,8 @@ class Processors:
         if pk is None:
             raise BadChangeEvent(f"{event.message.topic}: primary key {pk_column} missing")
         row = pick(kind, envelope["after"]) if op != "d" else None
-        message = {"k": kind, "id": pk, "row": row}
+        body = dumps({"k": kind, "id": pk, "row": row})  # encoded once, sent to every destination
         if kind in BROADCAST_KINDS:
-            body = dumps(message)
             for partition in range(PARTITIONS):
                 await self.by_project.send(key=f"~{kind}|{pk}".encode(), value=body, partition=partition)
             return
@@ -266,18 +265,18 @@ class Processors:
         new = _destinations(kind, row)
         for stage, key in old:
             if [stage, key] not in new:
-                await self._forward(stage, key, {"k": kind, "id": pk, "row": None})
+                await self._forward(stage, key, dumps({"k": kind, "id": pk, "row": None}))
         for stage, key in new:
-            await self._forward(stage, key, message)
+            await self._forward(stage, key, body)
         if new != old:
             if new:
                 self.routes[route_key] = dumps(new)
             else:
                 del self.routes[route_key]
 
-    async def _forward(self, stage: str, key: str, message: dict[str, Any]) -> None:
+    async def _forward(self, stage: str, key: str, body: bytes) -> None:
         topic = self.by_project if stage == "p" else self.by_resource
-        await topic.send(key=key.encode(), value=dumps(message))
+        await topic.send(key=key.encode(), value=body)
 
     # ---- hop 2: project stage
     def _project_stage(self, partition: int) -> ProjectStage:
