@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     #: Prometheus ports of the sinks.
     erp_sink_metrics_port: int = 9401
     reporting_sink_metrics_port: int = 9402
+    #: Prometheus ports of the captures: the n-th source of the topology (from 0) gets base + n.
+    #: Unset, each source's ``metrics_port`` in topology.yaml applies.
+    cdc_metrics_port_base: int | None = None
+    #: HTTP port of the executive page (``psmesh page serve``).
+    page_port: int = 8090
 
     @property
     def bootstrap_servers(self) -> str:
