@@ -62,9 +62,11 @@ class Settings(BaseSettings):
 
     #: HTTP port of the processor worker (interactive queries under /views/, metrics at /metrics).
     processors_port: int = 6066
-    #: Prometheus ports of the sinks.
-    erp_sink_metrics_port: int = 9401
-    reporting_sink_metrics_port: int = 9402
+    #: Interface the services serve /metrics on (all, so a Prometheus elsewhere can scrape them).
+    metrics_host: str = "0.0.0.0"
+    #: Prometheus ports of the sinks; unset, the sink's ``metrics_port`` in topology.yaml applies (psmesh/ports.py).
+    erp_sink_metrics_port: int | None = None
+    reporting_sink_metrics_port: int | None = None
     #: Prometheus ports of the captures: the n-th source of the topology (from 0) gets base + n.
     #: Unset, each source's ``metrics_port`` in topology.yaml applies.
     cdc_metrics_port_base: int | None = None

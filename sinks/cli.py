@@ -27,12 +27,14 @@ def sink() -> None:
 @click.option("--group", "group_id", default=None, help="Consumer group (default: psmesh-<sink name>).")
 @click.option("--dead-letter-topic", default="dlq.sinks", show_default=True)
 @click.option("--batch-size", type=int, default=1000, show_default=True, help="Most records per database transaction.")
-@click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on this port.")
+@click.option("--metrics-port", type=int, default=None,
+              help="Serve Prometheus metrics on this port (default: PSMESH_<NAME>_SINK_METRICS_PORT, else the "
+                   "sink's metrics_port in the topology; 0: none).")
 def run(name: str, bootstrap_servers: str | None, registry_url: str | None, dsn: str | None, group_id: str | None,
         dead_letter_topic: str, batch_size: int, metrics_port: int | None) -> None:
     """Run sink NAME (erp or reporting) until stopped (SIGTERM or Ctrl-C)."""
-    from prometheus_client import start_http_server
-
+    from psmesh.metrics_http import serve_metrics
+    from psmesh.ports import default_topology, sink_metrics_port
     from sinks.erp import ErpSink
     from sinks.exceptions import SinkError
     from sinks.reporting import ReportingSink
@@ -51,8 +53,9 @@ def run(name: str, bootstrap_servers: str | None, registry_url: str | None, dsn:
         dead_letter_topic=dead_letter_topic,
         batch_size=batch_size,
     )
-    if metrics_port:
-        start_http_server(metrics_port)
+    if metrics_port is None:
+        metrics_port = sink_metrics_port(settings, default_topology(), name)
+    serve_metrics(metrics_port, f"sink-{name}")
     target = ErpSink() if name == "erp" else ReportingSink()
     logger.info("running %s into database %s", sink_name, database)
     try:

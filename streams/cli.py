@@ -65,18 +65,22 @@ def cdc() -> None:
 @cdc.command()
 @click.argument("source")
 @click.option("--file", "topology_file", type=click.Path(path_type=Path), default=None)
-@click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on this port.")
+@click.option("--metrics-port", type=int, default=None,
+              help="Serve Prometheus metrics on this port (default: PSMESH_CDC_METRICS_PORT_BASE + the source's "
+                   "index, else the source's metrics_port in the topology; 0: none).")
 def run(source: str, topology_file: Path | None, metrics_port: int | None) -> None:
     """Capture SOURCE (a source of topology.yaml) into its change topics until stopped."""
     import psycopg
-    from prometheus_client import start_http_server
 
+    from psmesh.metrics_http import serve_metrics
+    from psmesh.ports import capture_metrics_port
     from streams.exceptions import ReplicationError, StreamsError
     from streams.source import CaptureSource
 
     config = capture_config(source, topology_file)
-    if metrics_port:
-        start_http_server(metrics_port)
+    if metrics_port is None:
+        metrics_port = capture_metrics_port(load_settings(), _topology(topology_file), source)
+    serve_metrics(metrics_port, f"cdc-{source}")
     logger.info("capturing %s (%d tables) with slot %s", source, len(config.tables), config.slot)
     delay = 1.0
     while True:

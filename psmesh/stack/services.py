@@ -10,20 +10,27 @@ from __future__ import annotations
 import sys
 import time
 import urllib.request
+from typing import TYPE_CHECKING
 
 from psmesh.config import Settings, settings_env
+from psmesh.ports import capture_metrics_port, default_topology, sink_metrics_port
 from psmesh.stack.exceptions import StackError
 from psmesh.stack.process import ManagedProcess, tail
+
+if TYPE_CHECKING:
+    from psmesh.topology.model import Topology
 
 
 class CaptureService:
     """``psmesh cdc run <source>`` in the background, with a pid file and a log."""
 
-    def __init__(self, settings: Settings, source: str) -> None:
+    def __init__(self, settings: Settings, source: str, topology: Topology | None = None) -> None:
         self.settings = settings
         self.source = source
         self.name = f"cdc-{source}"
-        self.address = f"slot of {source}"
+        self.metrics_port = capture_metrics_port(settings, topology or default_topology(), source)
+        self.address = (f"http://{settings.bind_host}:{self.metrics_port}/metrics" if self.metrics_port
+                        else f"slot of {source}")
         self.process = ManagedProcess(self.name, settings.home)
         self.status_file = settings.home / "cdc" / f"{source}.status.json"
 
@@ -31,8 +38,8 @@ class CaptureService:
         if self.process.running():
             return "already running"
         self.status_file.unlink(missing_ok=True)
-        self.process.start([sys.executable, "-m", "psmesh", "cdc", "run", self.source],
-                           env=settings_env(self.settings))
+        argv = [sys.executable, "-m", "psmesh", "cdc", "run", self.source, "--metrics-port", str(self.metrics_port or 0)]
+        self.process.start(argv, env=settings_env(self.settings))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.status_file.exists():
@@ -104,8 +111,8 @@ def processor_service(settings: Settings) -> HttpService:
     return HttpService(settings, "processors", ["processors", "run", "--web-port", str(port)], port)
 
 
-def sink_service(settings: Settings, sink: str) -> HttpService:
-    port = settings.erp_sink_metrics_port if sink == "erp" else settings.reporting_sink_metrics_port
+def sink_service(settings: Settings, sink: str, topology: Topology | None = None) -> HttpService:
+    port = sink_metrics_port(settings, topology or default_topology(), sink)
     return HttpService(settings, f"sink-{sink}", ["sink", "run", sink, "--metrics-port", str(port)], port)
 
 

@@ -95,6 +95,8 @@ Partitions = Annotated[int, Field(ge=1, le=MAX_PARTITIONS)]
 ReplicationFactor = Annotated[int, Field(ge=1)]
 #: -1 means "keep forever", as in Kafka.
 RetentionMs = Annotated[int, Field(ge=-1)]
+#: A TCP port for a service's Prometheus metrics (``/metrics``).
+Port = Annotated[int, Field(ge=1, le=65535)]
 
 
 class _Model(BaseModel):
@@ -123,6 +125,8 @@ class Source(_Model):
     publication: PgIdentifier
     tables: list[PgIdentifier] = Field(min_length=1)
     description: str = ""
+    #: Where its capture (``psmesh cdc run``) serves Prometheus metrics; PSMESH_CDC_METRICS_PORT_BASE overrides.
+    metrics_port: Port | None = None
 
     def change_topic(self, table: str) -> str:
         """The topic a table's change events go to (DESIGN.md: ``<source>.<schema>.<table>``)."""
@@ -200,6 +204,8 @@ class Sink(_Model):
     inputs: list[str] = Field(min_length=1)
     target: SinkTarget
     dead_letter: str | None = None
+    #: Where the sink serves Prometheus metrics; PSMESH_<SINK>_METRICS_PORT overrides.
+    metrics_port: Port | None = None
 
 
 class Defaults(_Model):

@@ -74,6 +74,21 @@ def unique_names(parts: Parts, loc: Locator) -> Iterator[Issue]:
             )
 
 
+def metrics_ports_are_distinct(parts: Parts, loc: Locator) -> Iterator[Issue]:
+    """Two services on one host cannot serve their metrics on the same port."""
+    first: dict[int, tuple[str, int]] = {}
+    for section in ("sources", "sinks"):
+        for index, item in parts.items[section]:
+            port = item.metrics_port
+            if port is None:
+                continue
+            if port in first:
+                where = _where(loc, (first[port][0], first[port][1], "metrics_port"))
+                yield loc.issue((section, index, "metrics_port"), f"metrics port {port} is already used at {where}")
+            else:
+                first[port] = (section, index)
+
+
 def known_domains(parts: Parts, loc: Locator) -> Iterator[Issue]:
     """Every source, topic, processor and sink belongs to a declared domain."""
     domains = parts.declared("domains")
@@ -240,6 +255,7 @@ RULES: tuple[Rule, ...] = (
     consumers_are_known,
     single_writer_per_topic,
     views_have_one_owner,
+    metrics_ports_are_distinct,
 )
 
 

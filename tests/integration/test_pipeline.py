@@ -36,6 +36,7 @@ pytestmark = pytest.mark.integration
 PORTS = {
     "kafka_port": 29092, "kafka_controller_port": 29093, "pg_port": 25433, "registry_port": 28081,
     "processors_port": 26066, "erp_sink_metrics_port": 29401, "reporting_sink_metrics_port": 29402,
+    "cdc_metrics_port_base": 29411, "page_port": 28090,
 }
 WEEKS = 10
 KILL_AT_WEEK = 4
