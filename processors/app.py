@@ -39,7 +39,7 @@ from aiohttp import web as aioweb
 from aiokafka.errors import KafkaError
 from faust.exceptions import FaustError
 from confluent_kafka.schema_registry import SchemaRegistryClient
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from processors.capacity import ResourceStage
 from processors.codec import ChangeEventDecoder, TopicEncoder
@@ -49,6 +49,7 @@ from processors.project import ProjectStage, project_code_of
 from processors.records import KIND_OF_TOPIC, KINDS, SOURCE_TOPICS, dumps, loads, parse, pick
 from processors.rollup import RollupStage
 from psmesh.config import Settings
+from psmesh.latency import commit_headers, passed_headers
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ class Metrics:
     published: Counter
     dead_letters: Counter
     latency: Histogram
+    consumer_lag: Gauge
 
     @classmethod
     def create(cls) -> "Metrics":
@@ -97,6 +99,8 @@ class Metrics:
                     registry=registry),
             Histogram("psmesh_processor_event_seconds", "Time to process one event, per stage", ["stage"],
                       registry=registry, buckets=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)),
+            Gauge("psmesh_processor_consumer_lag", "End offset minus committed offset, per input partition "
+                  "(refreshed every 10 s)", ["topic", "partition"], registry=registry),
         )
 
 
@@ -216,9 +220,11 @@ class Processors:
             enc = self._encoders[topic] = TopicEncoder(SchemaRegistryClient({"url": self._registry_url}), topic)
         return enc
 
-    async def _publish(self, topic: str, key: dict[str, Any], value: dict[str, Any] | None) -> None:
+    async def _publish(self, topic: str, key: dict[str, Any], value: dict[str, Any] | None,
+                       headers: dict[str, bytes] | None = None) -> None:
         enc = self.encoder(topic)
-        await self.outputs[topic].send(key=enc.key(key), value=None if value is None else enc.value(value))
+        await self.outputs[topic].send(key=enc.key(key), value=None if value is None else enc.value(value),
+                                       headers=headers)
         self.metrics.published.labels(topic).inc()
 
     async def _dead_letter(self, stage: str, event: Any, exc: Exception) -> None:
@@ -255,9 +261,11 @@ class Processors:
             raise BadChangeEvent(f"{event.message.topic}: primary key {pk_column} missing")
         row = pick(kind, envelope["after"]) if op != "d" else None
         body = dumps({"k": kind, "id": pk, "row": row})  # encoded once, sent to every destination
+        headers = commit_headers(envelope)
         if kind in BROADCAST_KINDS:
             for partition in range(PARTITIONS):
-                await self.by_project.send(key=f"~{kind}|{pk}".encode(), value=body, partition=partition)
+                await self.by_project.send(key=f"~{kind}|{pk}".encode(), value=body, partition=partition,
+                                           headers=headers)
             return
         route_key = f"{kind}|{pk}".encode()
         previous = self.routes.get(route_key)
@@ -265,18 +273,18 @@ class Processors:
         new = _destinations(kind, row)
         for stage, key in old:
             if [stage, key] not in new:
-                await self._forward(stage, key, dumps({"k": kind, "id": pk, "row": None}))
+                await self._forward(stage, key, dumps({"k": kind, "id": pk, "row": None}), headers)
         for stage, key in new:
-            await self._forward(stage, key, body)
+            await self._forward(stage, key, body, headers)
         if new != old:
             if new:
                 self.routes[route_key] = dumps(new)
             else:
                 del self.routes[route_key]
 
-    async def _forward(self, stage: str, key: str, body: bytes) -> None:
+    async def _forward(self, stage: str, key: str, body: bytes, headers: dict[str, bytes] | None) -> None:
         topic = self.by_project if stage == "p" else self.by_resource
-        await topic.send(key=key.encode(), value=body)
+        await topic.send(key=key.encode(), value=body, headers=headers)
 
     # ---- hop 2: project stage
     def _project_stage(self, partition: int) -> ProjectStage:
@@ -324,7 +332,7 @@ class Processors:
             code = event.key.decode()
             self._mirror(self.project_rows, f"{partition}|{code}|{kind}|{ident}".encode(), row)
             fx = stage.on_row(code, kind, ident, _parse_project(kind, row) if row is not None else None)
-        await self._apply(fx, partition)
+        await self._apply(fx, partition, headers=passed_headers(event))
 
     # ---- hop 2: resource stage
     def _resource_stage(self, partition: int) -> ResourceStage:
@@ -358,7 +366,7 @@ class Processors:
         rid = int(event.key)
         self._mirror(self.resource_rows, f"{partition}|{rid}|{kind}|{ident}".encode(), row)
         fx = stage.on_row(rid, kind, ident, parse(kind, row) if row is not None else None)
-        await self._apply(fx, partition)
+        await self._apply(fx, partition, headers=passed_headers(event))
 
     # ---- hop 3: rollup
     async def _rebuild_rollup(self) -> None:
@@ -381,7 +389,7 @@ class Processors:
             await self._apply(self.rollup_stage.refresh_all(), 0, resend=True)
         key, value = event.key.decode(), loads(event.value)
         self._mirror(self.rollup_rows, event.key, value)
-        await self._apply(self.rollup_stage.on_contribution(key, value), 0)
+        await self._apply(self.rollup_stage.on_contribution(key, value), 0, headers=passed_headers(event))
 
     async def _guarded(self, stage: str, event: Any, handle) -> None:
         """Handle one event: bad input goes to the dead-letter topic, a broker hiccup is retried.
@@ -420,7 +428,9 @@ class Processors:
         else:
             table[key] = dumps(row)
 
-    async def _apply(self, fx: Effects, partition: int, resend: bool = False) -> None:
+    async def _apply(self, fx: Effects, partition: int, resend: bool = False,
+                     headers: dict[str, bytes] | None = None) -> None:
+        """Store and publish what a change produced; ``headers`` carry its source commit time onwards."""
         for code, meta in fx.meta:
             self.project_rows[f"{partition}|{code}|meta|".encode()] = dumps(meta)
         for view, key, row in fx.views:
@@ -437,11 +447,12 @@ class Processors:
             else:
                 table[table_key] = stored
             record_key = dict(zip(VIEW_KEYS[view], key))
-            await self._publish(f"views.{view}", record_key, None if row is None else {**row, "updated_at": _now()})
+            await self._publish(f"views.{view}", record_key, None if row is None else {**row, "updated_at": _now()},
+                                headers)
         for topic, key, value in fx.events:
-            await self._publish(topic, key, value)
+            await self._publish(topic, key, value, headers)
         for key, value in fx.rollup:
-            await self.to_rollup.send(key=key.encode(), value=dumps(value))
+            await self.to_rollup.send(key=key.encode(), value=dumps(value), headers=headers)
 
     # ---- stalled partitions
     async def _watch_stalls(self) -> None:
@@ -471,6 +482,7 @@ class Processors:
                 continue
             committed = app.consumer._committed_offset.get(tp)
             position = committed if committed is not None else low
+            self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, high - position))
             if position >= high:
                 self._progress.pop(tp, None)
                 continue

@@ -40,6 +40,7 @@ from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy import Engine, create_engine
 from sqlalchemy import exc as sa_exc
 
+from psmesh.latency import commit_time_ms
 from sinks import metrics
 from sinks.base import Sink, Write
 from sinks.dlq import DeadLetter, DeadLetterPublisher
@@ -184,11 +185,14 @@ class SinkRunner:
         assert self._consumer is not None, "start() first"
         messages = self._take()
         if not messages:
+            self.sink.after_batch(self.engine, changed=False)
             self._report_lag()
             return 0
         started = time.perf_counter()
         writes, dead = self._retrying("decoding", lambda: self._prepare(messages))
-        counts, refused = self._retrying("writing", lambda: self._write([w for w in writes if self._owned(w.record.topic, w.record.partition)]))
+        owned = [w for w in writes if self._owned(w.record.topic, w.record.partition)]
+        counts, refused = self._retrying("writing", lambda: self._write(owned))
+        self._observe_latency(messages, owned, refused)
         dead.extend(refused)
         dead = [d for d in dead if self._owned(d.topic, d.partition)]
         self._retrying("dead-lettering", lambda: self._dlq.publish(dead))
@@ -207,8 +211,28 @@ class SinkRunner:
         metrics.BATCH_RECORDS.labels(name).observe(len(messages))
         self.written.update(counts)
         self.dead_letters += len(dead)
+        self.sink.after_batch(self.engine, changed=sum(counts.values()) > 0)
         self._report_lag()
         return len(messages)
+
+    def _observe_latency(self, messages: Sequence[Message], written: Sequence[Write], refused: Sequence[DeadLetter]) -> None:
+        """Source commit → row committed here, for each record that carries its commit time (psmesh.latency)."""
+        now_ms = time.time() * 1000
+        commits = {}
+        for m in messages:
+            commit_ms = commit_time_ms(m.headers())
+            if commit_ms is not None:
+                commits[(m.topic(), m.partition(), m.offset())] = commit_ms
+        if not commits:
+            return
+        failed = {(d.topic, d.partition, d.offset) for d in refused}
+        seen = set()
+        for w in written:
+            at = (w.record.topic, w.record.partition, w.record.offset)
+            if at in failed or at not in commits or (at, w.table) in seen:
+                continue
+            seen.add((at, w.table))
+            metrics.E2E_LATENCY.labels(self.sink.name, w.table).observe(max(0.0, (now_ms - commits[at]) / 1000))
 
     def _take(self) -> list[Message]:
         """The next batch: messages buffered during a retry wait first, else fresh ones."""
