@@ -26,6 +26,7 @@ def main(verbose: bool) -> None:
 def _register() -> None:
     from psmesh.demo import demo
     from psmesh.firm.cli import firm
+    from psmesh.page.cli import page
     from psmesh.registry.cli import registry
     from psmesh.stack.cli import dev
     from psmesh.topology.cli import topology
@@ -42,6 +43,7 @@ def _register() -> None:
     main.add_command(firm)
     main.add_command(processors)
     main.add_command(sink)
+    main.add_command(page)
     main.add_command(reconcile_command, name="reconcile")
 
 

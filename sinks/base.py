@@ -77,3 +77,11 @@ class Sink(ABC):
     @abstractmethod
     def write(self, conn: Connection, writes: Sequence[Write]) -> Counter[str]:
         """Apply ``writes`` (in consumption order) in the caller's transaction; rows written per table."""
+
+    def after_batch(self, engine: Engine, changed: bool) -> None:
+        """Called after every batch the runner settled, and when a poll found nothing (``changed`` false).
+
+        ``changed`` is true when the batch's committed transaction wrote rows.
+        For work that follows the target's state (the reporting store's KPI
+        snapshots); it must not raise for a transient fault. Nothing by default.
+        """

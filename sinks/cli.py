@@ -30,8 +30,10 @@ def sink() -> None:
 @click.option("--metrics-port", type=int, default=None,
               help="Serve Prometheus metrics on this port (default: PSMESH_<NAME>_SINK_METRICS_PORT, else the "
                    "sink's metrics_port in the topology; 0: none).")
+@click.option("--snapshot-every", type=float, default=10.0, show_default=True,
+              help="reporting: least seconds between KPI snapshots (kpi_snapshots) while the store changes; 0: none.")
 def run(name: str, bootstrap_servers: str | None, registry_url: str | None, dsn: str | None, group_id: str | None,
-        dead_letter_topic: str, batch_size: int, metrics_port: int | None) -> None:
+        dead_letter_topic: str, batch_size: int, metrics_port: int | None, snapshot_every: float) -> None:
     """Run sink NAME (erp or reporting) until stopped (SIGTERM or Ctrl-C)."""
     from psmesh.metrics_http import serve_metrics
     from psmesh.ports import default_topology, sink_metrics_port
@@ -56,7 +58,7 @@ def run(name: str, bootstrap_servers: str | None, registry_url: str | None, dsn:
     if metrics_port is None:
         metrics_port = sink_metrics_port(settings, default_topology(), name)
     serve_metrics(metrics_port, f"sink-{name}")
-    target = ErpSink() if name == "erp" else ReportingSink()
+    target = ErpSink() if name == "erp" else ReportingSink(snapshot_every=snapshot_every or None)
     logger.info("running %s into database %s", sink_name, database)
     try:
         run_sink(target, config)

@@ -92,7 +92,62 @@ VIEWS: tuple[tuple[str, str], ...] = (
                      / nullif(sum(delivered_value) FILTER (WHERE margin_variance IS NOT NULL), 0), 4)
                    AS margin_variance
         FROM exec_margin_variance GROUP BY service_line, currency"""),
+    ("exec_staffing_gap", """
+        SELECT week_start, sum(demand_hours) AS demand_hours, sum(supply_hours) AS supply_hours,
+               sum(booked_hours) AS booked_hours, sum(greatest(gap_hours, 0)) AS staffing_gap_hours
+        FROM skill_week GROUP BY week_start"""),
+    ("exec_billed_weekly", """
+        WITH billed AS (
+            SELECT e.currency, e.amount,
+                   coalesce(p.end_date, i.issued_on, (e.created_at AT TIME ZONE 'UTC')::date) AS billed_on
+            FROM source.billing_events e
+            LEFT JOIN source.billing_periods p ON p.period_id = e.period_id
+            LEFT JOIN LATERAL (
+                SELECT min(issued_on) AS issued_on FROM source.invoices
+                WHERE billing_event_id = e.billing_event_id AND status <> 'void'
+            ) i ON true
+        )
+        SELECT billed_on - (extract(isodow FROM billed_on)::int - 1) AS week_start, currency,
+               count(*)::bigint AS events, sum(amount) AS billed
+        FROM billed GROUP BY 1, currency"""),
+    ("exec_kpis", """
+        WITH worked AS (
+            SELECT max(week_start) AS week_start FROM exec_utilization WHERE total_hours > 0
+        ), now_week AS (
+            SELECT coalesce((SELECT week_start FROM worked),
+                            current_date - (extract(isodow FROM current_date)::int - 1)) AS week_start
+        ), portfolio AS (
+            SELECT count(*) AS currencies, min(currency) AS currency,
+                   coalesce(sum(backlog), 0) AS backlog, coalesce(sum(wip), 0) AS wip,
+                   coalesce(sum(billed), 0) AS billed,
+                   sum(delivered_value) AS delivered_value, sum(cost) AS cost
+            FROM exec_portfolio
+        )
+        SELECT (SELECT week_start FROM now_week) AS current_week,
+               (SELECT coalesce(sum(won_count), 0)::bigint FROM exec_bookings) AS won_count,
+               (SELECT coalesce(sum(contract_value), 0) FROM exec_bookings) AS bookings,
+               CASE WHEN p.currencies = 1 THEN p.currency END AS currency,
+               CASE WHEN p.currencies <= 1 THEN p.backlog END AS backlog,
+               CASE WHEN p.currencies <= 1 THEN p.wip END AS wip,
+               CASE WHEN p.currencies <= 1 THEN p.billed END AS billed,
+               CASE WHEN p.currencies = 1
+                    THEN round((p.delivered_value - p.cost) / nullif(p.delivered_value, 0), 4) END AS margin_pct,
+               (SELECT round(sum(u.billable_hours) / nullif(sum(u.capacity_hours), 0), 4)
+                FROM exec_utilization u, worked w WHERE u.week_start <= w.week_start) AS utilization,
+               (SELECT as_of FROM exec_dso) AS dso_as_of,
+               (SELECT dso_days FROM exec_dso) AS dso_days,
+               (SELECT coalesce(sum(g.staffing_gap_hours), 0) FROM exec_staffing_gap g, now_week n
+                WHERE g.week_start >= n.week_start AND g.week_start < n.week_start + 28) AS staffing_gap_hours
+        FROM portfolio p"""),
 )
+
+#: The snapshot the reporting sink appends to ``kpi_snapshots`` (see :mod:`sinks.reporting`).
+SNAPSHOT_SQL = """
+    INSERT INTO kpi_snapshots (taken_at, currency, bookings, backlog, wip, billed, margin_pct,
+                               utilization, dso_days, staffing_gap_hours)
+    SELECT now(), currency, bookings, backlog, wip, billed, margin_pct, utilization, dso_days, staffing_gap_hours
+    FROM exec_kpis
+    ON CONFLICT (taken_at) DO NOTHING"""
 
 
 def create_views(conn: Connection) -> None:

@@ -10,10 +10,19 @@ The sink also mirrors a few source tables (:mod:`sinks.mirror`, schema
 ``source``) and keeps the executive measures as SQL views over both
 (:mod:`sinks.measures`). Tables are created from metadata when absent and
 never altered at run time.
+
+After a committed batch that wrote rows, the sink appends the executive
+figures of ``exec_kpis`` to ``kpi_snapshots`` (one row per snapshot, keyed
+by the database's transaction time), at most once every ``snapshot_every``
+seconds; a change that arrives sooner is snapshotted once that interval has
+passed, even if nothing else arrives. Snapshots are history, not state: a
+replayed batch adds a snapshot of the same figures, never a wrong one.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -21,14 +30,17 @@ from typing import Any
 from sqlalchemy import (
     CHAR, BigInteger, Column, Connection, Date, DateTime, Engine, MetaData, Numeric, Table, Text, text,
 )
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.schema import CreateSchema
 
 from sinks.base import Action, Sink, Write
 from sinks.exceptions import RecordRejected
-from sinks.measures import create_views
+from sinks.measures import SNAPSHOT_SQL, create_views
 from sinks.mirror import MIRROR_SCHEMA, MIRRORED, Mirror, mirror_table
 from sinks.records import Contract, SinkRecord
 from sinks.statements import TableSpec, apply_writes
+
+logger = logging.getLogger(__name__)
 
 metadata = MetaData()
 
@@ -102,6 +114,22 @@ project_risks = Table(
     _updated_at(),
 )
 
+#: History of the executive figures (docs/reporting.md): one row per snapshot, appended by the sink.
+kpi_snapshots = Table(
+    "kpi_snapshots", metadata,
+    Column("taken_at", DateTime(timezone=True), primary_key=True),
+    #: the currency of the money columns; null when the store holds none or several (money is then null).
+    Column("currency", CHAR(3), nullable=True),
+    Column("bookings", Numeric(14, 2, asdecimal=True)),
+    Column("backlog", Numeric(14, 2, asdecimal=True)),
+    Column("wip", Numeric(14, 2, asdecimal=True)),
+    Column("billed", Numeric(14, 2, asdecimal=True)),
+    Column("margin_pct", Numeric(7, 4, asdecimal=True)),
+    Column("utilization", Numeric(7, 4, asdecimal=True)),
+    Column("dso_days", Numeric(10, 2, asdecimal=True)),
+    Column("staffing_gap_hours", Numeric(10, 2, asdecimal=True)),
+)
+
 VIEW_TABLES: tuple[Table, ...] = (project_financials, resource_week, skill_week, pipeline, bookings, project_risks)
 
 MIRRORS: dict[str, Mirror] = {
@@ -140,12 +168,17 @@ class ReportingSink(Sink):
     ``topics`` renames inputs (tests use topics of their own): a map from
     the topology's topic name (``views.bookings``, ``erp.public.invoices``)
     to the one to consume. ``mirrors=False`` leaves the mirrors out.
+    ``snapshot_every`` (seconds) spaces the KPI snapshots; ``None`` takes none.
     """
 
     name = "reporting_sink"
 
-    def __init__(self, topics: dict[str, str] | None = None, mirrors: bool = True) -> None:
+    def __init__(self, topics: dict[str, str] | None = None, mirrors: bool = True,
+                 snapshot_every: float | None = 10.0) -> None:
         rename = topics or {}
+        self.snapshot_every = snapshot_every
+        self._unsnapshotted = False
+        self._snapshot_at = float("-inf")
         self._tables: dict[str, Table] = {}
         self._mirrors: dict[str, Mirror] = {}
         self._contracts: dict[str, Contract] = {}
@@ -177,3 +210,22 @@ class ReportingSink(Sink):
 
     def write(self, conn: Connection, writes: Sequence[Write]) -> Counter[str]:
         return apply_writes(conn, SPECS, writes)
+
+    def after_batch(self, engine: Engine, changed: bool) -> None:
+        if self.snapshot_every is None:
+            return
+        self._unsnapshotted |= changed
+        if not self._unsnapshotted or time.monotonic() - self._snapshot_at < self.snapshot_every:
+            return
+        try:
+            self.snapshot(engine)
+        except sa_exc.SQLAlchemyError as exc:
+            # A missed snapshot is a gap in history, not lost data: try again after the interval.
+            logger.warning("kpi snapshot not taken: %s", type(exc).__name__)
+        self._snapshot_at = time.monotonic()
+
+    def snapshot(self, engine: Engine) -> None:
+        """Append the current executive figures to ``kpi_snapshots`` (one transaction)."""
+        with engine.begin() as conn:
+            conn.execute(text(SNAPSHOT_SQL))
+        self._unsnapshotted = False
