@@ -1,4 +1,4 @@
-# psmesh services (registry, capture, processors, sinks) for docker-compose.yml.
+# psmesh services (registry, capture, processors, sinks, page) for docker-compose.yml.
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
@@ -8,7 +8,9 @@ COPY processors ./processors
 COPY sinks ./sinks
 COPY schemas ./schemas
 COPY topology.yaml ./
-RUN pip install --no-cache-dir .
+# In place (-e): the code reads schemas/ and topology.yaml beside its packages (sinks/records.py,
+# processors/codec.py, psmesh/sources.py), which a copy into site-packages would lose.
+RUN pip install --no-cache-dir -e .
 ENV PSMESH_KAFKA_BOOTSTRAP=kafka:29092 \
     PSMESH_PG_HOST=postgres \
     PSMESH_PG_PORT=5432 \

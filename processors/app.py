@@ -137,7 +137,8 @@ class Processors:
             store=store,
             datadir=str(datadir),
             web_port=web_port,
-            web_host="127.0.0.1",
+            # /metrics is on this port: reachable from a Prometheus elsewhere (PSMESH_METRICS_HOST, docs/operating.md).
+            web_host=settings.metrics_host,
             canonical_url=f"http://127.0.0.1:{web_port}",
             topic_partitions=PARTITIONS,
             topic_replication_factor=replication_factor,

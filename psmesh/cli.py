@@ -33,6 +33,7 @@ def _register() -> None:
     from streams.cli import cdc
     from processors.cli import processors
     from psmesh.reconcile import reconcile_command
+    from psmesh.sources import sources
     from sinks.cli import sink
 
     main.add_command(dev)
@@ -45,6 +46,7 @@ def _register() -> None:
     main.add_command(sink)
     main.add_command(page)
     main.add_command(reconcile_command, name="reconcile")
+    main.add_command(sources)
 
 
 _register()

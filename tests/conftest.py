@@ -62,7 +62,9 @@ def stack_settings() -> Settings:
     if _docker_engine():
         from testcontainers.compose import DockerCompose
 
-        compose = DockerCompose(str(ROOT), compose_file_name="docker-compose.yml", build=True, wait=True)
+        # Only the servers: the tests run their own captures, processors and sinks.
+        compose = DockerCompose(str(ROOT), compose_file_name="docker-compose.yml", build=True, wait=True,
+                                services=["kafka", "postgres", "registry"])
         compose.start()
         try:
             yield Settings(home=ROOT / ".psmesh-test")
