@@ -35,6 +35,7 @@ def _register() -> None:
     from psmesh.reconcile import reconcile_command
     from psmesh.sources import sources
     from sinks.cli import sink
+    from psmesh.status import status_command
 
     main.add_command(dev)
     main.add_command(topology)
@@ -47,6 +48,7 @@ def _register() -> None:
     main.add_command(page)
     main.add_command(reconcile_command, name="reconcile")
     main.add_command(sources)
+    main.add_command(status_command, name="status")
 
 
 _register()
