@@ -1,0 +1,32 @@
+from psmesh.status import Check, Report, _quantile, render
+
+
+def test_healthy_means_nothing_fails_and_strict_also_refuses_warnings():
+    checks = [Check("server", "kafka", "ok", "1 broker(s)"), Check("dead letters", "dlq.sinks", "warn", "3 dead letter(s)")]
+    assert Report("now", checks).healthy
+    assert not Report("now", checks, strict=True).healthy
+    assert not Report("now", [*checks, Check("capture", "crm", "fail", "slot psmesh_crm inactive")]).healthy
+
+
+def test_render_groups_parts_by_area_and_lists_lag_per_topic():
+    lag = {"crm.public.accounts": 0, "crm.public.opportunities": 12, "timeexp.public.time_entries": 3400, "x": 1}
+    report = Report("2026-11-26T02:00:00+00:00", [
+        Check("capture", "crm", "fail", "slot psmesh_crm inactive: no capture attached (slot lag 1.0 KiB)"),
+        Check("consumer group", "psmesh-processors", "ok", "stable, 1 member(s), lag 3,413 records over 4 topics",
+              {"lag_by_topic": lag}),
+    ])
+    text = render(report)
+    assert text.splitlines()[0] == "psmesh status at 2026-11-26T02:00:00+00:00: UNHEALTHY (1 failing, 0 warning)"
+    assert "captures: replication slots\n  FAIL  crm " in text
+    assert "crm.public.opportunities 12 · timeexp.public.time_entries 3,400" in text
+    assert "\n          x 1" in text  # the fourth topic wraps onto its own line
+
+
+def test_quantile_is_the_upper_bound_of_the_bucket_holding_it_summed_over_label_sets():
+    inf = float("inf")
+    samples = {"h_bucket": [({"le": "0.5", "table": "a"}, 50), ({"le": "1.0", "table": "a"}, 90), ({"le": "+Inf", "table": "a"}, 100),
+                            ({"le": "0.5", "table": "b"}, 0), ({"le": "1.0", "table": "b"}, 0), ({"le": "+Inf", "table": "b"}, 100)]}
+    assert _quantile(samples, "h", 0.25) == 0.5   # 50 of 200 observations at or below 0.5
+    assert _quantile(samples, "h", 0.4) == 1.0    # 80 of 200: the 90 at or below 1.0 hold it
+    assert _quantile(samples, "h", 0.5) == inf    # 100 of 200: beyond every finite bucket
+    assert _quantile({}, "h", 0.5) is None
