@@ -64,7 +64,7 @@ def _run(settings, stack: LocalStack, topology_file: Path | None, size: str, wee
     from psmesh.firm.params import preset
     from psmesh.firm.simulator import run as run_firm
     from psmesh.sources import create_source_tables
-    from psmesh.stack.services import CaptureService, processor_service, sink_service
+    from psmesh.stack.services import CaptureService, page_service, processor_service, sink_service
     from psmesh.topology.apply import apply_topology
     from psmesh.topology.cli import default_topology_path
     from psmesh.topology.exceptions import TopologyError
@@ -106,7 +106,8 @@ def _run(settings, stack: LocalStack, topology_file: Path | None, size: str, wee
             raise click.ClickException(str(exc)) from exc
         services.append(service)
         click.echo(f"    cdc-{source.name:9} {what} (log {service.process.logfile})")
-    for service in (processor_service(settings), sink_service(settings, "erp"), sink_service(settings, "reporting")):
+    for service in (processor_service(settings), sink_service(settings, "erp"), sink_service(settings, "reporting"),
+                    page_service(settings)):
         try:
             what = service.start()
         except StackError as exc:
@@ -143,6 +144,7 @@ def _run(settings, stack: LocalStack, topology_file: Path | None, size: str, wee
         healthy &= service.process.running()
     click.echo(
         f"\ndone in {time.monotonic() - began:.1f}s; everything keeps running. Next:\n"
+        f"    open http://{settings.bind_host}:{settings.page_port}/   the executive page (live figures, charts and tables)\n"
         "    psmesh reconcile               every reporting table against one SQL query per formula\n"
         f"    curl http://{settings.bind_host}:{settings.processors_port}/views/project_financials/   the views over HTTP\n"
         f"    psql 'host={settings.bind_host} port={settings.pg_port} user={settings.pg_user} dbname=reporting' "

@@ -6,7 +6,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 
-# --- Debian packages: PostgreSQL 15+, Java 17+, Maven, Graphviz -------------
+# --- Debian packages: PostgreSQL 15+, Java 17+, Maven, Graphviz, Chromium ---
 missing=()
 have_pg() { ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 && \
   ls -d /usr/lib/postgresql/*/ | sed 's#.*/\([0-9]*\)/$#\1#' | awk '$1>=15{f=1} END{exit !f}'; }
@@ -16,6 +16,8 @@ if ! command -v java >/dev/null 2>&1 || ! java -version 2>&1 | grep -qE 'version
 fi
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 command -v dot >/dev/null 2>&1 || missing+=(graphviz)
+# Headless, for the executive page's test (tests/integration/test_exec_page.py).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null 2>&1; then
     say "missing Debian packages: ${missing[*]}; install them as root (apt-get install ${missing[*]})"

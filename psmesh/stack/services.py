@@ -116,12 +116,20 @@ def sink_service(settings: Settings, sink: str, topology: Topology | None = None
     return HttpService(settings, f"sink-{sink}", ["sink", "run", sink, "--metrics-port", str(port)], port)
 
 
+def page_service(settings: Settings) -> HttpService:
+    """``psmesh page serve``: the executive page (it serves /metrics, which answers while it runs)."""
+    port = settings.page_port
+    return HttpService(settings, "page", ["page", "serve", "--host", settings.bind_host, "--port", str(port)], port)
+
+
 def running_services(settings: Settings) -> list[CaptureService | HttpService]:
-    """The services with a pid file, in stopping order: sinks, processors, then captures."""
+    """The services with a pid file, in stopping order: the page, sinks, processors, then captures."""
     run_dir = settings.home / "run"
     if not run_dir.exists():
         return []
     found: list[CaptureService | HttpService] = []
+    if (run_dir / "page.pid").exists():
+        found.append(page_service(settings))
     for sink in ("reporting", "erp"):
         if (run_dir / f"sink-{sink}.pid").exists():
             found.append(sink_service(settings, sink))

@@ -299,8 +299,9 @@ function renderCards(summary) {
 }
 
 // ---------------------------------------------------------------- polling
-const params = new URLSearchParams(location.search);
-const REFRESH_SECONDS = Math.max(1, Number(params.get("refresh")) || 5);
+// ?refresh=N: seconds between polls (at least 1; 5 by default).
+const REFRESH_SECONDS = typeof location === "undefined" ? 5
+  : Math.max(1, Number(new URLSearchParams(location.search).get("refresh")) || 5);
 
 function render(summary) {
   const asOf = document.getElementById("as-of");
@@ -329,6 +330,11 @@ async function poll() {
   }
 }
 
-buildCards();
-document.getElementById("refresh-note").textContent = `refreshes every ${REFRESH_SECONDS} s`;
-poll();
+if (typeof document !== "undefined") {
+  buildCards();
+  document.getElementById("refresh-note").textContent = `refreshes every ${REFRESH_SECONDS} s`;
+  poll();
+} else if (typeof module !== "undefined") {
+  // Node: the formatting, for tests/unit/page.
+  module.exports = { roundDecimal, shiftDecimal, fmt };
+}
