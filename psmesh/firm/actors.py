@@ -42,6 +42,23 @@ SKILLS_BY_SERVICE_LINE = {
     "managed_services": ("aws", "azure", "security"),
 }
 ROLE_MIX = (("project_manager", 10), ("architect", 15), ("senior_consultant", 30), ("consultant", 30), ("analyst", 15))
+#: Who may fill a line when nobody of its role is free: one grade up or down.
+SUBSTITUTES = {
+    "project_manager": ("architect", "senior_consultant"),
+    "architect": ("senior_consultant",),
+    "senior_consultant": ("architect", "consultant"),
+    "consultant": ("senior_consultant", "analyst"),
+    "analyst": ("consultant",),
+}
+#: A deal's team: a project manager part time, then one to three other roles
+#: (drawn with the firm's role mix, so demand matches supply), hours per week each.
+PM_WEEKLY = (8, 8, 12)
+TEAM_WEEKLY = (16, 24, 32, 40)
+TEAM_SIZES = (1, 2, 3)
+#: Share of planned hours that become entries: days scatter a little under plan and
+#: some lines are staffed late (measured on the presets, docs/firm.md).
+DELIVERED_SHARE = 0.95
+OPEN_STAGES = (Stage.PROSPECTING, Stage.QUALIFICATION, Stage.PROPOSAL, Stage.NEGOTIATION)
 INDUSTRIES = ("financial_services", "healthcare", "manufacturing", "retail", "public_sector", "technology", "energy")
 FIRST = ("Ada", "Bram", "Chen", "Dara", "Elif", "Femi", "Greta", "Hiro", "Ines", "Jonas", "Kofi", "Lena", "Mateo", "Nia", "Omar", "Priya")
 LAST = ("Adler", "Baptiste", "Costa", "Dubois", "Eriksen", "Fischer", "Garcia", "Haddad", "Ivanova", "Jensen", "Kowalski", "Lindqvist", "Moreau", "Nakamura")
@@ -64,6 +81,44 @@ def _quarter_hours(value: Decimal) -> Decimal:
     return (value / HOURS).to_integral_value() * HOURS
 
 
+def _mean(values: tuple[int, ...]) -> float:
+    return sum(values) / len(values)
+
+
+def expected_deal_hours(p: FirmParams) -> float:
+    """Mean planned hours of a deal: its team's weekly hours times its mean length in weeks."""
+    weekly = _mean(PM_WEEKLY) + _mean(TEAM_SIZES) * _mean(TEAM_WEEKLY)
+    return weekly * (p.project_weeks_min + p.project_weeks_max) / 2
+
+
+def sold_share(p: FirmParams) -> float:
+    """Share of capacity the firm sells and staffs so that billable utilization lands on target.
+
+    Booked hours exceed the plan on overrunning projects, fall a little short
+    of it elsewhere, and a share of them is not billable: hence target ÷
+    (billable share × mean overrun × delivered share).
+    """
+    overrun = 1 + float(p.overrun_share) * (float(p.overrun_min + p.overrun_max) / 2 - 1)
+    return float(p.target_utilization) / ((1 - float(p.non_billable_share)) * overrun * DELIVERED_SHARE)
+
+
+def stage_loss(p: FirmParams) -> float:
+    """Chance a deal is lost at each of its four steps, so that the win rate holds overall."""
+    return 1 - float(p.win_rate) ** 0.25
+
+
+def planned_headcount(p: FirmParams, weekday_number: int) -> float:
+    """Headcount the hiring plan reaches on the n-th simulated weekday (0 = the first)."""
+    initial = max(1, round(p.resources * float(p.initial_resources_share)))
+    return initial + (p.resources - initial) * min(1.0, weekday_number / (p.weeks * 5))
+
+
+def deals_per_weekday(p: FirmParams, weekday_number: int) -> float:
+    """Deals sales opens a day: enough won hours to keep the planned headcount at the sold share."""
+    hours_per_week = sold_share(p) * 40 * planned_headcount(p, weekday_number)
+    return hours_per_week / (float(p.win_rate) * expected_deal_hours(p)) / 5
+
+
 @dataclass
 class Firm:
     """The simulated firm: its parameters, its one random source, its rows and its plans.
@@ -78,6 +133,7 @@ class Firm:
     m: Mirror = field(default_factory=Mirror)
     day: date = date.min
     first_day: bool = True
+    weekday_number: int = 0
     erp: ErpView = field(default_factory=ErpView)
     changes: list[RowChange] = field(default_factory=list)
     #: Ids of rows still in a non-final status, by table, in insertion order.
@@ -85,6 +141,16 @@ class Firm:
     staffed_lines: dict[int, int] = field(default_factory=dict)
     late_timesheets: dict[tuple[int, date], bool] = field(default_factory=dict)
     corrections: list[int] = field(default_factory=list)
+    #: Effort of each won deal relative to its plan (above 1 on overrunning projects).
+    effort: dict[int, Decimal] = field(default_factory=dict)
+    #: Rate billed on assignments whose time goes out below the sold rate.
+    below_rate: dict[int, Decimal] = field(default_factory=dict)
+    line_of_assignment: dict[int, int] = field(default_factory=dict)
+    #: The weekday each open deal leaves its stage (won, lost or on to the next).
+    next_move: dict[int, date] = field(default_factory=dict)
+    losses_owed: dict[Stage, float] = field(default_factory=dict)
+    #: The resource managers' plan: planned hours per week (Monday) of the won deals' lines.
+    schedule: dict[date, Decimal] = field(default_factory=dict)
     payment_plans: dict[int, tuple[date, Decimal]] = field(default_factory=dict)
     invoiced_events: dict[str, int] = field(default_factory=dict)
     #: Indexes over the mirror, so no actor scans a whole table per row.
@@ -163,8 +229,14 @@ def sales(f: Firm) -> None:
     for _ in range(f.spread(p.accounts, Decimal("0.6"))):
         if len(f.m.table("crm", "accounts")) < p.accounts:
             _open_account(f)
-    for _ in range(f.spread(p.opportunities, p.initial_pipeline_share)):
-        _open_opportunity(f)
+    if f.first_day:
+        _open_book(f)
+    else:
+        # Sales prospects harder when the plan a sales cycle ahead has room, less when it is full.
+        fill = schedule_fill(f, range(1, 1 + p.backlog_weeks))
+        pace = min(1.25, max(0.75, 1 + (1 - fill)))
+        for _ in range(_count(f.rng, deals_per_weekday(p, f.weekday_number) * pace)):
+            _open_opportunity(f)
     _advance_opportunities(f)
     _change_orders(f)
 
@@ -182,20 +254,60 @@ def _open_account(f: Firm) -> None:
     })
 
 
-def _open_opportunity(f: Firm) -> None:
+def _open_book(f: Firm) -> None:
+    """The first day: the book of business of a firm already in its steady state.
+
+    A pipeline in every open stage (as many deals as the deal flow keeps
+    there); won deals in progress whose teams fill the sold share of capacity,
+    started on the first day (the books open then) with what remains of them
+    (a length drawn in proportion to itself, then a uniform part of it: the
+    remaining life of a project caught mid-way); and signed deals waiting for
+    their start, ``backlog_weeks`` of the plan ahead, as a firm with a backlog has.
+    """
+    p, rng = f.params, f.rng
+    rate, keep = deals_per_weekday(p, 0), 1 - stage_loss(p)
+    for n, stage in enumerate(OPEN_STAGES):
+        for _ in range(_count(rng, rate * p.stage_days * keep ** n)):
+            _open_opportunity(f, stage)
+    monday = week_start(f.day)
+    lengths = list(range(p.project_weeks_min, p.project_weeks_max + 1))
+    while f.schedule.get(monday, Decimal(0)) < _capacity_plan(f, monday) * Decimal("0.95"):
+        _open_opportunity(f, Stage.CLOSED_WON, weeks=rng.randint(1, rng.choices(lengths, weights=lengths)[0]), start=monday)
+    horizon = monday + timedelta(days=7 * p.backlog_weeks)
+    while _open_opportunity(f, Stage.CLOSED_WON) < horizon:
+        pass
+
+
+def _open_opportunity(f: Firm, stage: Stage = Stage.PROSPECTING, weeks: int | None = None, start: date | None = None) -> date:
+    """A new deal in ``stage``; returns its target start.
+
+    A closed_won one (the opening book) was won before the first day and
+    starts on ``start``, or when its team fits the plan.
+    """
     p, rng = f.params, f.rng
     oid = f.m.new_id("crm", "opportunities")
     account_id = rng.choice(list(f.m.table("crm", "accounts")))
     service_line = rng.choice(SERVICE_LINES)
     contract_type = "fixed_fee" if f.chance(p.fixed_fee_share) else "time_and_materials"
-    weeks = rng.randint(p.project_weeks_min, p.project_weeks_max)
-    close = add_weekdays(f.day, p.stage_days * 4)
-    start = week_start(close) + timedelta(days=7)
+    weeks = weeks or rng.randint(p.project_weeks_min, p.project_weeks_max)
+    won = stage is Stage.CLOSED_WON
+    others = [r for r, _ in ROLE_MIX[1:]]
+    weights = [w for _, w in ROLE_MIX[1:]]
+    team = [("project_manager", rng.choice(PM_WEEKLY))]
+    for _ in range(rng.choice(TEAM_SIZES)):
+        pick = rng.choices(range(len(others)), weights=weights)[0]
+        team.append((others.pop(pick), rng.choice(TEAM_WEEKLY)))
+        weights.pop(pick)
+    if won:
+        closed_at = instant(f.day - timedelta(days=rng.randint(3, 28)), 15, rng.randrange(60))
+        close = closed_at.date()
+        start = start or _start_when_staffed(f, sum(w for _, w in team), weeks, week_start(f.day))
+    else:
+        close = add_weekdays(f.day, p.stage_days * (4 - OPEN_STAGES.index(stage)))
+        start = week_start(close) + timedelta(days=7)
     end = start + timedelta(days=weeks * 7 - 3)
-    roles = ["project_manager", *rng.sample(ROLES[1:], rng.randint(1, 3))]
     lines = []
-    for role in roles:
-        weekly = rng.choice((8, 12, 16)) if role == "project_manager" else rng.choice((16, 24, 32, 40))
+    for role, weekly in team:
         rate = p.rate_card[role]
         realization = Decimal(rng.randint(int(p.realization_min * 100), int(p.realization_max * 100))) / 100
         lines.append({
@@ -210,7 +322,6 @@ def _open_opportunity(f: Firm) -> None:
     labour = sum((line["hours"] * line["bill_rate"] for line in lines), Decimal(0))
     # A fixed fee prices in a risk premium over the time-and-materials estimate.
     amount = money(labour * Decimal("1.10") if contract_type == "fixed_fee" else labour)
-    stage = Stage.PROSPECTING
     f.insert("crm", "opportunities", oid, {
         "opportunity_id": oid,
         "account_id": account_id,
@@ -225,11 +336,13 @@ def _open_opportunity(f: Firm) -> None:
         "target_start_date": start,
         "target_end_date": end,
         "expected_close_date": close,
-        "closed_at": None,
+        "closed_at": closed_at if won else None,
         "owner": rng.choice(OWNERS),
-        "updated_at": f.at(10),
+        "updated_at": closed_at if won else f.at(10),
     })
-    f.track("opportunities", oid)
+    if not won:
+        f.track("opportunities", oid)
+        f.next_move[oid] = _stage_end(f, f.day, remaining=f.first_day)
     for line in lines:
         lid = f.m.new_id("crm", "opportunity_lines")
         f.insert("crm", "opportunity_lines", lid, {"line_id": lid, "opportunity_id": oid, **line})
@@ -243,25 +356,123 @@ def _open_opportunity(f: Firm) -> None:
             f.insert("crm", "opportunity_milestones", mid, {
                 "milestone_id": mid, "opportunity_id": oid, "name": f"Milestone {n}", "amount": part, "planned_date": planned,
             })
+    if won:
+        _plan_delivery(f, oid)
+    return start
+
+
+def _weekly_plan(f: Firm, oid: int) -> dict[date, Decimal]:
+    """Planned hours per week (Monday) of a deal's lines."""
+    lines = f.m.table("crm", "opportunity_lines")
+    plan: dict[date, Decimal] = {}
+    for lid in f.lines_of.get(oid, ()):
+        line = lines[lid]
+        weeks = max(1, ((line["end_date"] - line["start_date"]).days + 3) // 7)
+        week, end = week_start(line["start_date"]), line["end_date"]
+        while week <= end:
+            plan[week] = plan.get(week, Decimal(0)) + line["hours"] / weeks
+            week += timedelta(days=7)
+    return plan
+
+
+def _capacity_plan(f: Firm, week: date) -> Decimal:
+    """Hours the firm means to sell in ``week``: the sold share of its planned headcount."""
+    p = f.params
+    weekday_number = f.weekday_number + 5 * ((week - week_start(f.day)).days // 7)
+    return Decimal(str(round(sold_share(p) * 40 * planned_headcount(p, weekday_number), 2)))
+
+
+def _start_when_staffed(f: Firm, weekly: Decimal | int, weeks: int, first: date) -> date:
+    """The first Monday from ``first`` on from which a team of ``weekly`` hours for ``weeks`` fits the plan.
+
+    Fits: every week of it stays under the sold share of capacity with half of
+    the team's hours to spare, so that the plan sits on the target on average.
+    A firm that is full for months takes the latest Monday it looked at.
+    """
+    half = Decimal(weekly) / 2
+    for n in range(26):
+        start = first + timedelta(days=7 * n)
+        if all(f.schedule.get(start + timedelta(days=7 * k), Decimal(0)) + half
+               <= _capacity_plan(f, start + timedelta(days=7 * k)) for k in range(weeks)):
+            return start
+    return start
+
+
+def schedule_fill(f: Firm, weeks_ahead: range) -> float:
+    """Planned hours over the firm's plan in those weeks ahead (1.0 = sold out to target)."""
+    monday = week_start(f.day)
+    weeks = [monday + timedelta(days=7 * n) for n in weeks_ahead]
+    planned = sum((f.schedule.get(w, Decimal(0)) for w in weeks), Decimal(0))
+    return float(planned / sum((_capacity_plan(f, w) for w in weeks), Decimal(0)))
+
+
+def _plan_delivery(f: Firm, oid: int) -> None:
+    """A won deal: its weeks enter the plan; some projects overrun their planned hours (an effort above 1)."""
+    p = f.params
+    f.track("won", oid)
+    for week, hours in _weekly_plan(f, oid).items():
+        f.schedule[week] = f.schedule.get(week, Decimal(0)) + hours
+    effort = Decimal(1)
+    if f.chance(p.overrun_share):
+        effort = Decimal(f.rng.randint(int(p.overrun_min * 100), int(p.overrun_max * 100))) / 100
+    f.effort[oid] = effort
+
+
+def _replan_on_signature(f: Firm, oid: int) -> dict[str, Any]:
+    """The signed dates: work starts when the team fits the plan; shift lines and milestones there.
+
+    Returns the opportunity's new dates (to go with its close). Lines and
+    milestones change first, so the close carries dates that agree with them.
+    """
+    opp = f.opportunity(oid)
+    plan = _weekly_plan(f, oid)
+    weekly = max(plan.values(), default=Decimal(0))
+    first = week_start(f.day) + timedelta(days=7)
+    shift = _start_when_staffed(f, weekly, len(plan), first) - opp["target_start_date"]
+    if not shift:
+        return {}
+    lines = f.m.table("crm", "opportunity_lines")
+    for lid in f.lines_of.get(oid, ()):
+        f.update("crm", "opportunity_lines", lid, start_date=lines[lid]["start_date"] + shift, end_date=lines[lid]["end_date"] + shift)
+    for mid, m in f.m.table("crm", "opportunity_milestones").items():
+        if m["opportunity_id"] == oid:
+            f.update("crm", "opportunity_milestones", mid, planned_date=m["planned_date"] + shift)
+    return {"target_start_date": opp["target_start_date"] + shift, "target_end_date": opp["target_end_date"] + shift}
+
+
+def _stage_end(f: Firm, entered: date, remaining: bool = False) -> date:
+    """When a deal that entered a stage on ``entered`` moves on: half to one and a half ``stage_days`` later.
+
+    ``remaining``: a deal already in the stage on the first day, any part of the way through.
+    """
+    days = f.params.stage_days
+    return add_weekdays(entered, f.rng.randint(1 if remaining else max(1, days // 2), days * 3 // 2))
 
 
 def _advance_opportunities(f: Firm) -> None:
     p = f.params
     # Four steps to a win, each lost with the same chance: the win rate overall.
-    lose = 1 - float(p.win_rate) ** 0.25
+    lose = stage_loss(p)
     for oid in f.tracked("opportunities"):
-        opp = f.opportunity(oid)
-        if opp["updated_at"].date() >= f.day or not f.chance(1 / p.stage_days):
+        if f.next_move[oid] > f.day:
             continue
+        opp = f.opportunity(oid)
         current = Stage(opp["stage"])
-        new = check_stage(current, Stage.CLOSED_LOST if f.chance(lose) else next_open_stage(current))
+        # Which deal is lost is random; how many are lost keeps close to the rate
+        # (the shortfall so far, plus a draw), so a small firm's win rate holds too.
+        owed = f.losses_owed.get(current, 0.0) + lose
+        lost = f.rng.random() < owed
+        f.losses_owed[current] = owed - lost
+        new = check_stage(current, Stage.CLOSED_LOST if lost else next_open_stage(current))
+        f.next_move[oid] = _stage_end(f, f.day)
         when = f.at(15)
         values: dict[str, Any] = {"stage": new.value, "probability": STAGE_PROBABILITY[new], "updated_at": when}
         if new.closed:
             values["closed_at"] = when
             f.untrack("opportunities", oid)
             if new is Stage.CLOSED_WON:
-                f.track("won", oid)
+                values.update(_replan_on_signature(f, oid))
+                _plan_delivery(f, oid)
         f.update("crm", "opportunities", oid, **values)
 
 
@@ -308,7 +519,9 @@ def resource_managers(f: Firm) -> None:
 def _hire(f: Firm) -> None:
     p, rng = f.params, f.rng
     rid = f.m.new_id("psa", "resources")
-    role = rng.choices([r for r, _ in ROLE_MIX], weights=[w for _, w in ROLE_MIX])[0]
+    # The role furthest below its share of the mix: a small firm still has every role.
+    have = [r["role"] for r in f.m.table("psa", "resources").values()]
+    role = max(ROLE_MIX, key=lambda rw: rw[1] * rid / 100 - have.count(rw[0]))[0]
     primary = rng.choice(SKILLS)
     others = rng.sample([s for s in SKILLS if s != primary], rng.randint(0, 2))
     sub = f.chance(p.subcontractor_share)
@@ -332,34 +545,74 @@ def _hire(f: Firm) -> None:
     })
 
 
-def _load(f: Firm, resource_id: int, start: date, end: date) -> Decimal:
+def _peak_load(f: Firm, resource_id: int, start: date, end: date, confirmed_only: bool = False, but: int = 0) -> Decimal:
+    """The resource's busiest week between ``start`` and ``end``: hours of its live assignments.
+
+    ``confirmed_only`` ignores tentative ones (a won deal goes before a likely
+    one); ``but`` leaves one assignment out.
+    """
     rows = f.m.table("psa", "assignments")
-    total = Decimal(0)
+    weeks: dict[date, Decimal] = {}
+    first = week_start(start)
     for aid in f.assignments_of.get(resource_id, ()):
         a = rows[aid]
-        if a["status"] != "cancelled" and a["start_date"] <= end and start <= a["end_date"]:
-            total += a["hours_per_week"]
-    return total
+        if aid == but or a["status"] == "cancelled" or a["end_date"] < start or end < a["start_date"]:
+            continue
+        if confirmed_only and a["status"] != "confirmed":
+            continue
+        week, last = max(week_start(a["start_date"]), first), min(a["end_date"], end)
+        while week <= last:
+            weeks[week] = weeks.get(week, Decimal(0)) + a["hours_per_week"]
+            week += timedelta(days=7)
+    return max(weeks.values(), default=Decimal(0))
+
+
+def _confirm(f: Firm, aid: int) -> None:
+    """A confirmed assignment: some go out below the sold rate (a courtesy discount, a junior's rate)."""
+    p = f.params
+    if f.chance(p.below_rate_share):
+        a = f.m.table("psa", "assignments")[aid]
+        sold = _sold_rate(f, a["opportunity_id"], a["role"])
+        off = Decimal(f.rng.randint(int(p.below_rate_discount_min * 100), int(p.below_rate_discount_max * 100))) / 100
+        f.below_rate[aid] = money(sold * (1 - off))
+
+
+def _sold_rate(f: Firm, opportunity_id: int, role: str) -> Decimal:
+    lines = f.m.table("crm", "opportunity_lines")
+    return min(lines[lid]["bill_rate"] for lid in f.lines_of[opportunity_id] if lines[lid]["role"] == role)
 
 
 def _staff(f: Firm) -> None:
-    p = f.params
     assignments = f.m.table("psa", "assignments")
-    # Settle tentative assignments of deals that closed (tracked, so no full scan).
+    lines = f.m.table("crm", "opportunity_lines")
+    # Settle tentative assignments of deals that closed (tracked, so no full scan);
+    # a confirmed one takes the line's dates, which the signature may have moved.
     for aid in f.tracked("assignments"):
         a = assignments[aid]
         stage = f.opportunity(a["opportunity_id"])["stage"]
         if stage == Stage.CLOSED_WON:
+            line = lines[f.line_of_assignment[aid]]
+            room = _peak_load(f, a["resource_id"], max(line["start_date"], f.day), line["end_date"], True, aid)
+            if room + a["hours_per_week"] > 40:
+                # Not free at the signed dates: release them and staff the line afresh.
+                f.update("psa", "assignments", aid, status=check_status("assignments", a["status"], "cancelled"), updated_at=f.at(9))
+                f.untrack("assignments", aid)
+                del f.staffed_lines[line["line_id"]]
+                continue
             f.update("psa", "assignments", aid, status=check_status("assignments", a["status"], "confirmed"),
-                     project_code=project_code(a["opportunity_id"]), updated_at=f.at(9))
+                     project_code=project_code(a["opportunity_id"]), start_date=line["start_date"],
+                     end_date=line["end_date"], updated_at=f.at(9))
+            _confirm(f, aid)
             f.untrack("assignments", aid)
         elif stage == Stage.CLOSED_LOST:
             f.update("psa", "assignments", aid, status=check_status("assignments", a["status"], "cancelled"), updated_at=f.at(9))
             f.untrack("assignments", aid)
-    # Staff lines of deals at proposal or later (probability ≥ 50) that have no one yet.
+    # Staff lines of deals at proposal or later (probability ≥ 50) that have no one yet:
+    # someone of the line's role (skill match first, least busy today next), else
+    # of a neighbouring grade, who has room for the line's hours in every week of it.
     resources = f.m.table("psa", "resources")
-    ceiling = Decimal(40) * p.target_utilization
-    for line in f.m.table("crm", "opportunity_lines").values():
+    busy = {rid: _peak_load(f, rid, f.day, f.day) for rid in resources}
+    for line in lines.values():
         if line["line_id"] in f.staffed_lines or line["end_date"] < f.day:
             continue
         opp = f.opportunity(line["opportunity_id"])
@@ -367,22 +620,30 @@ def _staff(f: Firm) -> None:
             continue
         weeks = max(1, ((line["end_date"] - line["start_date"]).days + 3) // 7)
         per_week = min(Decimal(40), money(line["hours"] / weeks))
+        grades = (line["role"], *SUBSTITUTES[line["role"]])
         candidates = sorted(
-            (r["primary_skill"] != line["skill"] and line["skill"] not in r["skills"], _load(f, rid, line["start_date"], line["end_date"]), rid)
+            (grades.index(r["role"]), r["primary_skill"] != line["skill"] and line["skill"] not in r["skills"], busy[rid], rid)
             for rid, r in resources.items()
-            if r["role"] == line["role"] and r["active"]
+            if r["role"] in grades and r["active"]
         )
-        pick = next((rid for _, load, rid in candidates if load + per_week <= ceiling + 8), None)
+        start = max(line["start_date"], f.day)
+        won = opp["stage"] == Stage.CLOSED_WON
+        pick = next((rid for *_, rid in candidates if _peak_load(f, rid, start, line["end_date"], won) + per_week <= 40), None)
         if pick is None:
             continue  # nobody free: the line waits for a hire or for someone to free up
         aid = f.m.new_id("psa", "assignments")
         f.insert("psa", "assignments", aid, {
-            "assignment_id": aid, "resource_id": pick, "project_code": None, "opportunity_id": opp["opportunity_id"],
-            "role": line["role"], "start_date": line["start_date"], "end_date": line["end_date"],
-            "hours_per_week": per_week, "status": "tentative", "updated_at": f.at(11),
+            "assignment_id": aid, "resource_id": pick, "project_code": project_code(opp["opportunity_id"]) if won else None,
+            "opportunity_id": opp["opportunity_id"], "role": line["role"], "start_date": line["start_date"],
+            "end_date": line["end_date"], "hours_per_week": per_week, "status": "confirmed" if won else "tentative",
+            "updated_at": f.at(11),
         })
-        f.track("assignments", aid)
         f.staffed_lines[line["line_id"]] = aid
+        f.line_of_assignment[aid] = line["line_id"]
+        if won:
+            _confirm(f, aid)
+        else:
+            f.track("assignments", aid)
 
 
 def _decide_time_off(f: Firm) -> None:
@@ -409,7 +670,6 @@ def consultants(f: Firm) -> None:
     """Enter the day's time, file expenses (some late), submit timesheets, correct rejections."""
     p = f.params
     resources = f.m.table("psa", "resources")
-    lines = f.m.table("crm", "opportunity_lines")
     for eid in f.corrections:
         _correct(f, eid)
     f.corrections = []
@@ -419,11 +679,13 @@ def consultants(f: Firm) -> None:
         r = resources[a["resource_id"]]
         if f.on_time_off(r["resource_id"]):
             continue
-        hours = _quarter_hours(a["hours_per_week"] / 5 + Decimal(f.rng.randint(-4, 4)) / 4)
+        effort = f.effort.get(a["opportunity_id"], Decimal(1))
+        # A day's hours scatter a little under plan: a project on plan finishes a bit under budget.
+        hours = _quarter_hours(a["hours_per_week"] * effort / 5 + Decimal(f.rng.randint(-4, 3)) / 4)
         if hours > 0:
-            sold = [lines[lid]["bill_rate"] for lid in f.lines_of[a["opportunity_id"]] if lines[lid]["role"] == a["role"]]
+            rate = f.below_rate.get(aid) or _sold_rate(f, a["opportunity_id"], a["role"])
             _enter_time(f, r, a["project_code"], a["role"], f.day, min(hours, Decimal(12)),
-                        billable=not f.chance(p.non_billable_share), bill_rate=min(sold) if sold else r["bill_rate"],
+                        billable=not f.chance(p.non_billable_share), bill_rate=rate,
                         narrative=f"{a['role'].replace('_', ' ')} work")
         if f.chance(p.expense_daily_chance):
             _file_expense(f, r, a)
@@ -522,12 +784,15 @@ def project_managers(f: Firm) -> None:
 def finance(f: Firm) -> None:
     """Run the weekly billing period, invoice the mesh's billing events, record payments."""
     periods = f.m.table("erp", "billing_periods")
-    if f.day.isoweekday() == 1 or f.first_day:
+    monday = week_start(f.day)
+    # Tuesday: last week's timesheets were due on Friday and approved on Monday;
+    # those submitted late come in after the close and go to the next one.
+    if f.day.isoweekday() >= 2:
         for pid in f.tracked("periods"):
-            if periods[pid]["end_date"] < f.day:
+            if periods[pid]["end_date"] < monday:
                 f.update("erp", "billing_periods", pid, status=check_status("billing_periods", "open", "closed"), closed_at=f.at(10))
                 f.untrack("periods", pid)
-        monday = week_start(f.day)
+    if f.day.isoweekday() == 1 or f.first_day:
         if not any(periods[pid]["start_date"] == monday for pid in f.tracked("periods")):
             pid = f.m.new_id("erp", "billing_periods")
             f.insert("erp", "billing_periods", pid, {
@@ -600,4 +865,5 @@ def simulate_day(f: Firm, day: date, erp: ErpView) -> list[RowChange]:
     for actor in ACTORS:
         actor(f)
     f.first_day = False
+    f.weekday_number += 1
     return f.changes

@@ -38,3 +38,28 @@ def run_command(seed: int, size: str, weeks: int | None, pace: float | None, ope
     for table, count in written.items():
         click.echo(f"  {table:28} {count}")
     click.echo(f"  {'total':28} {sum(written.values())}")
+
+
+@firm.command("measure")
+@click.option("--warmup", type=int, default=2, show_default=True, help="Weeks left out at the start of the run.")
+def measure_command(warmup: int) -> None:
+    """Measure the firm in the source databases: utilization, margin, realization, pipeline, overruns, late time."""
+    from psmesh.config import load_settings
+    from psmesh.firm.measure import NothingToMeasure, measure
+
+    try:
+        m = measure(load_settings(), warmup_weeks=warmup)
+    except NothingToMeasure as exc:
+        raise click.ClickException(str(exc)) from exc
+
+    def pct(value) -> str:
+        return "n/a" if value is None else f"{value * 100:.1f}%"
+
+    click.echo(f"weeks {m.first_week} to {m.last_day} ({m.weeks} after a {warmup}-week warm-up, the last week left out)")
+    click.echo(f"  billable utilization  {pct(m.utilization):>7}   {m.billable_hours:,} of {m.capacity_hours:,} capacity hours")
+    click.echo(f"  project margin        {pct(m.margin):>7}   delivered {m.delivered:,.2f}, cost {m.cost:,.2f}")
+    click.echo(f"  realization           {pct(m.realization):>7}   billed rate / rate card on approved billable time")
+    coverage = "n/a" if m.pipeline_coverage is None else f"{m.pipeline_coverage:.2f}x"
+    click.echo(f"  pipeline coverage     {coverage:>7}   open {m.open_pipeline:,.2f} / a quarter's bookings {m.quarter_bookings:,.2f}")
+    click.echo(f"  projects overrunning  {pct(m.overrun_share):>7}   {m.projects_overrun} of {m.projects_ended} that ended in the window")
+    click.echo(f"  time approved late    {pct(m.late_time_share):>7}   of approved hours, after their billing period closed")

@@ -38,7 +38,13 @@ DEFAULT_RATE_CARD: dict[str, Rate] = {
 
 
 class FirmParams(BaseModel):
-    """Everything that shapes the simulated firm. Frozen: one run, one set of parameters."""
+    """Everything that shapes the simulated firm. Frozen: one run, one set of parameters.
+
+    The deal flow is not a count: sales opens deals at the rate that keeps the
+    firm staffed at ``target_utilization`` (capacity × target ÷ win rate ÷ mean
+    hours of a deal), and the firm starts with the book of business a firm in
+    that steady state has (projects in progress, a pipeline in every stage).
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -49,31 +55,39 @@ class FirmParams(BaseModel):
     weeks: int = Field(26, ge=1)
 
     resources: int = Field(200, ge=1, description="headcount reached by the end of the run")
-    initial_resources_share: Decimal = Decimal("0.80")
+    initial_resources_share: Decimal = Decimal("0.90")
     accounts: int = Field(60, ge=1)
-    opportunities: int = Field(300, ge=1, description="opportunities opened over `weeks` weeks")
-    #: Share of the opportunities already open on the first day (the pipeline the firm starts with).
-    initial_pipeline_share: Decimal = Decimal("0.25")
 
-    #: Billable utilization the resource managers staff to (SPI Research: 66–75 %).
+    #: Billable utilization the firm sells and staffs to (SPI Research: 66–75 %).
     target_utilization: Decimal = Field(Decimal("0.70"), gt=0, le=1)
     #: Realization: sold bill rate / rate-card rate, drawn per line in this range (SPI: 85–95 %).
     realization_min: Decimal = Decimal("0.85")
     realization_max: Decimal = Decimal("0.95")
-    #: Win rate of qualified pipeline (SPI / HubSpot sales benchmarks: 25–40 %).
+    #: Win rate of the deals that enter the pipeline (assumption, see docs/firm.md).
     win_rate: Decimal = Field(Decimal("0.40"), gt=0, lt=1)
-    #: Mean weekdays an opportunity spends in one open stage.
-    stage_days: int = Field(10, ge=1)
+    #: Mean weekdays an opportunity spends in one open stage. With a 40 % win rate,
+    #: 12 gives an open pipeline of about 1.5× a quarter's bookings (docs/firm.md).
+    stage_days: int = Field(12, ge=1)
     fixed_fee_share: Decimal = Decimal("0.30")
     subcontractor_share: Decimal = Decimal("0.15")
     rate_card: dict[str, Rate] = Field(default_factory=lambda: dict(DEFAULT_RATE_CARD))
 
+    #: Weeks of the plan ahead that signed work fills on the first day (the firm's backlog).
+    backlog_weeks: int = Field(4, ge=0)
     #: Project length in weeks, drawn uniformly in this range.
-    project_weeks_min: int = 4
-    project_weeks_max: int = 16
+    project_weeks_min: int = Field(4, ge=1)
+    project_weeks_max: int = Field(16, ge=1)
     change_order_daily_chance: Decimal = Decimal("0.01")
+    #: Share of won projects that overrun, and by how much their hours exceed the plan.
+    overrun_share: Decimal = Decimal("0.20")
+    overrun_min: Decimal = Decimal("1.10")
+    overrun_max: Decimal = Decimal("1.35")
+    #: Share of staffed assignments whose time is billed below the sold rate, and the discount.
+    below_rate_share: Decimal = Decimal("0.10")
+    below_rate_discount_min: Decimal = Decimal("0.05")
+    below_rate_discount_max: Decimal = Decimal("0.20")
 
-    #: Consultants: share of days whose timesheet is submitted late (the next week).
+    #: Consultants: share of weekly timesheets submitted late (the Tuesday after, once the period is closed).
     late_time_share: Decimal = Decimal("0.10")
     time_rejection_share: Decimal = Decimal("0.03")
     non_billable_share: Decimal = Decimal("0.05")
@@ -95,18 +109,16 @@ class FirmParams(BaseModel):
 
 
 PRESETS: dict[str, FirmParams] = {
-    # ~12 resources, ~6 accounts, ~15 opportunities in 6 weeks: deals must close
-    # inside the run, hence the short stages and short projects.
+    # 12 resources and 6 accounts for 10 weeks: enough for the measured figures
+    # (docs/firm.md) after a 2-week warm-up, small enough for a test.
     "small": FirmParams(
         name="Small Demo Consulting",
-        weeks=6,
+        weeks=10,
         resources=12,
+        initial_resources_share=Decimal("1.00"),
         accounts=6,
-        opportunities=15,
-        initial_pipeline_share=Decimal("0.40"),
-        stage_days=2,
-        project_weeks_min=2,
-        project_weeks_max=5,
+        project_weeks_min=3,
+        project_weeks_max=8,
         change_order_daily_chance=Decimal("0.03"),
     ),
     "load": FirmParams(),

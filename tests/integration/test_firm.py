@@ -16,6 +16,7 @@ import pytest
 
 from psmesh.config import SOURCE_DATABASES
 from psmesh.firm.exceptions import SourcesNotEmpty
+from psmesh.firm.measure import measure
 from psmesh.firm.params import preset
 from psmesh.firm.simulator import run
 from psmesh.sources import source_sql
@@ -141,3 +142,28 @@ def test_closed_loop_books_time_bills_and_completes_only_what_the_mesh_wrote(sta
             run(stack_settings, small, seed=9, weeks=1, databases=names, mesh_timeout=0)
         again = run(stack_settings, small, seed=9, weeks=1, databases=names, fresh=True, mesh_timeout=0)
         assert sum(again.values()) > 0 and len(columns(stack_settings, names, "erp", "projects", "project_code")) == 10
+
+
+#: The small firm's measured figures must land in the ranges issue 4 asks for. Where a
+#: 12-person firm over 7 measured weeks cannot be exact (a handful of fixed-fee
+#: milestones and of bookings), the range is wider, as docs/firm.md records.
+TARGETS = {
+    "utilization": (Decimal("0.66"), Decimal("0.75")),
+    "realization": (Decimal("0.85"), Decimal("0.95")),
+    "margin": (Decimal("0.30"), Decimal("0.40")),
+    "pipeline_coverage": (Decimal("1.1"), Decimal("1.9")),
+    "overrun_share": (Decimal("0.05"), Decimal("0.50")),
+    "late_time_share": (Decimal("0.03"), Decimal("0.25")),
+}
+MEASURED_SEED = 15
+
+
+def test_the_small_firm_measures_like_a_services_firm_after_warm_up(stack_settings):
+    with scratch_sources(stack_settings) as names:
+        run(stack_settings, preset("small"), seed=MEASURED_SEED, open_loop=True, databases=names)
+        figures = measure(stack_settings, warmup_weeks=2, databases=names)
+    assert figures.weeks == preset("small").weeks - 3
+    out_of_range = {name: getattr(figures, name) for name, (low, high) in TARGETS.items()
+                    if getattr(figures, name) is None or not low <= getattr(figures, name) <= high}
+    assert out_of_range == {}, figures
+    assert figures.projects_overrun >= 1 and figures.projects_ended > figures.projects_overrun

@@ -56,6 +56,27 @@ def test_open_loop_books_time_only_to_won_deals_and_closed_loop_waits_for_erp():
 
 def test_presets_have_the_sizes_the_issue_asks_for():
     small, load = preset("small"), preset("load")
-    assert (small.resources, small.accounts, small.opportunities, small.weeks) == (12, 6, 15, 6)
-    assert (load.resources, load.accounts, load.opportunities, load.weeks) == (200, 60, 300, 26)
+    assert (small.resources, small.accounts, small.weeks) == (12, 6, 10)
+    assert (load.resources, load.accounts, load.weeks) == (200, 60, 26)
     assert isinstance(FirmParams().rate_card["analyst"].bill, Decimal)
+
+
+def test_the_firm_starts_with_a_book_of_business_and_keeps_its_people_busy():
+    firm = [(day, c) for day, changes in simulate(preset("small"), 4, open_loop=True) for c in changes]
+    first = firm[0][0]
+    opened = [c.as_dict() for day, c in firm if day == first and c.table == "opportunities"]
+    assert {o["stage"] for o in opened} == {"prospecting", "qualification", "proposal", "negotiation", "closed_won"}
+    assert all(o["closed_at"].date() < first for o in opened if o["stage"] == "closed_won")
+    assert any(c.table == "time_entries" for day, c in firm if day == first)
+
+
+def test_some_time_goes_out_below_the_sold_rate_and_some_projects_overrun():
+    changes = [c for _, c in _changes(4)]
+    sold = {}
+    for c in changes:
+        if c.table == "opportunity_lines" and c.op == "insert":
+            line = c.as_dict()
+            sold[(line["opportunity_id"], line["role"])] = line["bill_rate"]
+    entries = [c.as_dict() for c in changes if c.table == "time_entries" and c.op == "insert"]
+    below = [e for e in entries if e["bill_rate"] < sold[(int(e["project_code"][4:]), e["role"])]]
+    assert below and len(below) < len(entries) / 2
