@@ -145,6 +145,7 @@ def _run(settings, stack: LocalStack, topology_file: Path | None, size: str, wee
     click.echo(
         f"\ndone in {time.monotonic() - began:.1f}s; everything keeps running. Next:\n"
         f"    open http://{settings.bind_host}:{settings.page_port}/   the executive page (live figures, charts and tables)\n"
+        "    psmesh status                  the whole mesh: slot lag, consumer lag per topic, dead letters, health\n"
         "    psmesh reconcile               every reporting table against one SQL query per formula\n"
         f"    curl http://{settings.bind_host}:{settings.processors_port}/views/project_financials/   the views over HTTP\n"
         f"    psql 'host={settings.bind_host} port={settings.pg_port} user={settings.pg_user} dbname=reporting' "
