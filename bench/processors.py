@@ -142,14 +142,33 @@ def produce(backlog: Backlog, entries: int) -> None:
     backlog.flush()
 
 
-def metrics(port: int) -> dict[str, float]:
+def metrics_text(port: int) -> str:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
-            text = response.read().decode()
+            return response.read().decode()
     except OSError:
-        return {}
-    return {m.group(1): float(m.group(2))
-            for m in re.finditer(r'psmesh_processor_events_total\{stage="(\w+)"\} ([\d.e+]+)', text)}
+        return ""
+
+
+def metrics(port: int) -> dict[str, float]:
+    return {m.group(1): float(m.group(2)) for m in re.finditer(
+        r'psmesh_processor_events_total\{stage="(\w+)"\} ([\d.e+]+)', metrics_text(port))}
+
+
+def output_summary(port: int, events: int) -> str:
+    """Records published per topic and rows per batch per stage, from the worker's metrics."""
+    text = metrics_text(port)
+    published = {m.group(1): float(m.group(2)) for m in re.finditer(
+        r'psmesh_processor_published_total\{topic="([\w.]+)"\} ([\d.e+]+)', text)}
+    batches = {m.group(1): float(m.group(2)) for m in re.finditer(
+        r'psmesh_processor_event_seconds_count\{stage="(\w+)"\} ([\d.e+]+)', text)}
+    rows = metrics(port)
+    total = sum(published.values())
+    lines = [f"published: {total:,.0f} view and derived records ({total / events:.2f} per change event): "
+             + ", ".join(f"{t} {n:,.0f}" for t, n in sorted(published.items(), key=lambda kv: -kv[1]))]
+    lines.append("rows per batch: " + ", ".join(f"{s} {rows.get(s, 0) / n:,.0f}" for s, n in sorted(batches.items())
+                                                if n))
+    return "\n".join(lines)
 
 
 def start_worker(settings: Settings, datadir: Path, log: Path) -> subprocess.Popen:
@@ -213,6 +232,7 @@ def main() -> None:
         staged = sum(v for k, v in last.items() if k != "route")
         print(f"processed: {backlog.count:,} change events in {elapsed:.1f}s = {backlog.count / elapsed:,.0f} events/s "
               f"per worker ({staged:,.0f} more stage events: project, resource, rollup)")
+        print(output_summary(settings.processors_port, backlog.count))
 
         for label, wipe in (("restart on its own RocksDB data", False), ("new machine, empty data dir", True)):
             worker.send_signal(signal.SIGTERM)

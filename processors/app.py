@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,18 +39,20 @@ import faust
 from aiohttp import web as aioweb
 from aiokafka.errors import KafkaError
 from faust.exceptions import FaustError
+from faust.streams import _current_event
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from processors.batch import Cause, Outbox, commit_ms_of, stage_partition
 from processors.capacity import ResourceStage
+from processors.effects import view_row
 from processors.codec import ChangeEventDecoder, TopicEncoder
-from processors.effects import Effects
 from processors.exceptions import BadChangeEvent, ProcessorError
 from processors.project import ProjectStage, project_code_of
 from processors.records import KIND_OF_TOPIC, KINDS, SOURCE_TOPICS, dumps, loads, parse, pick
 from processors.rollup import RollupStage
 from psmesh.config import Settings
-from psmesh.latency import commit_headers, passed_headers
+from psmesh.latency import commit_headers
 
 logger = logging.getLogger(__name__)
 
@@ -72,9 +75,14 @@ PROJECT_KINDS = {"opportunity", "line", "opp_milestone", "change_order", "entry"
 RESOURCE_KINDS = {"resource", "assignment", "time_off", "entry"}
 BROADCAST_KINDS = {"account", "period"}
 BY_OPPORTUNITY = {"opportunity", "line", "opp_milestone", "change_order"}
-#: Faust tables → partitions (their changelog topics are ``<app id>-<table>-changelog``).
-TABLES = {"routes": PARTITIONS, "project_rows": PARTITIONS, "resource_rows": PARTITIONS, "rollup_rows": 1,
-          **{f"view_{v}": 1 if s == "rollup" else PARTITIONS for v, s in VIEW_STAGE.items()}}
+#: Faust tables → partitions (their changelog topics are ``<app id>-<table>-changelog``). The views are not
+#: tables: each stage rebuilds them from its mirror, and the rows last published are kept in memory.
+TABLES = {"routes": PARTITIONS, "project_rows": PARTITIONS, "resource_rows": PARTITIONS, "rollup_rows": 1}
+#: Change events the router takes at a time, and batch messages a stage takes at a time (each holds the rows
+#: one router batch sent to that stage partition); a batch is handled at the latest this long after its first event.
+ROUTE_BATCH = 1000
+STAGE_BATCH = 20
+BATCH_SECONDS = 0.1
 #: Attempts at an event that failed for a reason other than its content (broker, metadata), 1 s apart.
 TRANSIENT_ATTEMPTS = 30
 
@@ -97,7 +105,7 @@ class Metrics:
             Counter("psmesh_processor_published_total", "Records published, per topic", ["topic"], registry=registry),
             Counter("psmesh_processor_dead_letters_total", "Events sent to dlq.processors, per stage", ["stage"],
                     registry=registry),
-            Histogram("psmesh_processor_event_seconds", "Time to process one event, per stage", ["stage"],
+            Histogram("psmesh_processor_event_seconds", "Time to process one event, per stage (a batch's time over its rows, once per batch)", ["stage"],
                       registry=registry, buckets=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)),
             Gauge("psmesh_processor_consumer_lag", "End offset minus committed offset, per input partition "
                   "(refreshed every 10 s)", ["topic", "partition"], registry=registry),
@@ -161,6 +169,8 @@ class Processors:
         self.project_stages: dict[int, ProjectStage] = {}
         self.resource_stages: dict[int, ResourceStage] = {}
         self.rollup_stage = RollupStage()
+        #: view → table key → the row as last published (JSON), for queries and to publish only what changed
+        self.published: dict[str, dict[bytes, bytes]] = {v: {} for v in VIEW_KEYS}
         self._fresh: set[tuple[str, int]] = set()  # (stage, partition) rebuilt and not yet re-published
         self._progress: dict[Any, tuple[int, float]] = {}  # tp → (committed offset, since when)
         self._watermark_client: Any = None
@@ -181,10 +191,10 @@ class Processors:
             "derived.project_risk_alerts", "dlq.processors", *(f"views.{v}" for v in VIEW_KEYS))}
 
         table = {"key_type": bytes, "value_type": bytes}
-        tables = {name: app.Table(name, partitions=partitions, **table) for name, partitions in TABLES.items()}
+        self.tables = tables = {name: app.Table(name, partitions=partitions, **table)
+                                for name, partitions in TABLES.items()}
         self.routes, self.project_rows = tables["routes"], tables["project_rows"]
         self.resource_rows, self.rollup_rows = tables["resource_rows"], tables["rollup_rows"]
-        self.views = {v: tables[f"view_{v}"] for v in VIEW_KEYS}
         self.project_rows.on_recover(self._rebuild_projects)
         self.resource_rows.on_recover(self._rebuild_resources)
         self.rollup_rows.on_recover(self._rebuild_rollup)
@@ -228,24 +238,124 @@ class Processors:
                                        headers=headers)
         self.metrics.published.labels(topic).inc()
 
-    async def _dead_letter(self, stage: str, event: Any, exc: Exception) -> None:
-        msg = event.message
+    async def _dead_letter(self, stage: str, cause: Cause, exc: Exception) -> None:
+        msg = cause.event.message
         logger.warning("dead letter from %s: %s (%s[%d]@%d)", stage, exc, msg.topic, msg.partition, msg.offset)
         self.metrics.dead_letters.labels(stage).inc()
         await self._publish("dlq.processors", {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}, {
             "topic": msg.topic, "partition": msg.partition, "offset": msg.offset, "stage": stage,
-            "reason": f"{type(exc).__name__}: {exc}", "key": event.key, "value": event.value, "failed_at": _now(),
+            "reason": f"{type(exc).__name__}: {exc}", "key": cause.key, "value": cause.value, "failed_at": _now(),
         })
+
+    # ---- batches
+    async def _batches(self, stream, stage: str, handle, size: int) -> None:
+        """Take events in batches and hand each batch to ``handle``; acknowledged once it returns."""
+        async for events in stream.take_events(size, within=BATCH_SECONDS):
+            started = time.perf_counter()
+            rows = await self._guarded(stage, events, handle)
+            self.metrics.events.labels(stage).inc(rows)
+            if rows:
+                self.metrics.latency.labels(stage).observe((time.perf_counter() - started) / rows)
+
+    async def _guarded(self, stage: str, events: list, handle) -> int:
+        """Handle one batch; returns the rows it held. Bad input is dead-lettered inside ``handle``.
+
+        An error of the infrastructure (Kafka, metadata, Faust's own checks)
+        says nothing about the events: the batch is retried, 1 s apart, after
+        marking its partitions to be re-published (folding a row again changes
+        nothing, so what the failed attempt left unpublished must be sent from
+        the state); if it persists the worker crashes, so that it is restarted
+        and replays from its last commit instead of dropping events.
+        """
+        for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
+            try:
+                return await handle(events)
+            except (KafkaError, FaustError) as exc:
+                first = events[0].message
+                if attempt == TRANSIENT_ATTEMPTS:
+                    logger.error("%s: giving up on a batch of %d from %s[%d]@%d after %d attempts: %s", stage,
+                                 len(events), first.topic, first.partition, first.offset, attempt, exc)
+                    await self.app.crash(exc)
+                    raise
+                logger.warning("%s: %s; retrying the batch in 1s (attempt %d)", stage, exc, attempt)
+                if stage != "route":
+                    self._fresh |= {(stage, 0 if stage == "rollup" else e.message.partition) for e in events}
+                await asyncio.sleep(1.0)
+        return 0
+
+    async def _content_guarded(self, stage: str, cause: Cause, fold, *args) -> None:
+        """Fold one row: an error of its content sends it to the dead-letter topic and the batch goes on."""
+        try:
+            fold(*args)
+        except (KafkaError, FaustError):
+            raise
+        except Exception as exc:  # bad input never vanishes: it goes to the dead-letter topic
+            await self._dead_letter(stage, cause, exc)
+
+    async def _flush(self, stage: str, out: Outbox) -> None:
+        """Write the coalesced table rows, then publish what changed, each with the header of its cause."""
+        for (name, key), (event, row) in out.writes.items():
+            table = self.tables[name]
+            _within(event)
+            if row is None:
+                if key in table:
+                    del table[key]
+            else:
+                table[key] = dumps(row)
+        now = _now()
+        for (view, table_key), (key, row, cause, resend) in out.views.items():
+            published = self.published[view]
+            try:
+                row = view_row(row)
+                stored = dumps(row) if row is not None else None
+            except Exception as exc:  # a row the state cannot give: the change that asked for it is dead-lettered
+                await self._dead_letter(stage, cause, exc)
+                continue
+            current = published.get(table_key)
+            if stored == current and not resend:
+                continue
+            if stored is None:
+                if current is None:
+                    continue
+                del published[table_key]
+            else:
+                published[table_key] = stored
+            await self._emit(stage, cause, f"views.{view}", dict(zip(VIEW_KEYS[view], key)),
+                             None if row is None else {**row, "updated_at": now})
+        for topic, key, value, cause in out.events:
+            await self._emit(stage, cause, topic, key, value)
+        if out.rollup:
+            latest = max((c.commit_ms for _, c in out.rollup.values() if c.commit_ms), default=None, key=int)
+            body = dumps([[key, value, cause.commit_ms] for key, (value, cause) in out.rollup.items()])
+            await self.to_rollup.send(key=b"rollup", value=body, partition=0,
+                                      headers=Cause(None, None, None, latest).headers)
+
+    async def _emit(self, stage: str, cause: Cause, topic: str, key: dict[str, Any], value: Any) -> None:
+        try:
+            await self._publish(topic, key, value, cause.headers)
+        except (KafkaError, FaustError):
+            raise
+        except Exception as exc:  # a record its schema refuses: the row that caused it is dead-lettered
+            await self._dead_letter(stage, cause, exc)
 
     # ---- hop 1: route
     async def _route_agent(self, stream) -> None:
-        async for event in stream.events():
-            started = time.perf_counter()
-            await self._guarded("route", event, self._route)
-            self.metrics.events.labels("route").inc()
-            self.metrics.latency.labels("route").observe(time.perf_counter() - started)
+        await self._batches(stream, "route", self._route_batch, ROUTE_BATCH)
 
-    async def _route(self, event: Any) -> None:
+    async def _route_batch(self, events: list) -> int:
+        out = Outbox()
+        for event in events:
+            cause = Cause(event, event.key, event.value)
+            await self._content_guarded("route", cause, self._route, event, out)
+        for (stage, partition), rows in out.forwards.items():
+            topic = self.by_project if stage == "p" else self.by_resource
+            latest = max((r[4] for r in rows if r[4]), default=None, key=int)
+            await topic.send(key=stage.encode(), value=dumps(rows), partition=partition,
+                             headers=Cause(None, None, None, latest).headers)
+        await self._flush("route", out)  # the routes table, once the rows are on their way
+        return len(events)
+
+    def _route(self, event: Any, out: Outbox) -> None:
         kind = KIND_OF_TOPIC[event.message.topic]
         envelope = self.decoder.decode(event.value)
         if envelope is None:
@@ -261,31 +371,31 @@ class Processors:
         if pk is None:
             raise BadChangeEvent(f"{event.message.topic}: primary key {pk_column} missing")
         row = pick(kind, envelope["after"]) if op != "d" else None
-        body = dumps({"k": kind, "id": pk, "row": row})  # encoded once, sent to every destination
-        headers = commit_headers(envelope)
+        commit_ms = commit_ms_of(commit_headers(envelope))
         if kind in BROADCAST_KINDS:
             for partition in range(PARTITIONS):
-                await self.by_project.send(key=f"~{kind}|{pk}".encode(), value=body, partition=partition,
-                                           headers=headers)
+                out.forwards.setdefault(("p", partition), []).append(["~", kind, pk, row, commit_ms])
             return
         route_key = f"{kind}|{pk}".encode()
-        previous = self.routes.get(route_key)
-        old = loads(previous) if previous is not None else []
+        pending = out.writes.get(("routes", route_key))
+        if pending is not None:
+            old = pending[1] or []
+        else:
+            _within(event)
+            previous = self.routes.get(route_key)
+            old = loads(previous) if previous is not None else []
         new = _destinations(kind, row)
         for stage, key in old:
             if [stage, key] not in new:
-                await self._forward(stage, key, dumps({"k": kind, "id": pk, "row": None}), headers)
+                self._forward(out, stage, key, [key, kind, pk, None, commit_ms])
         for stage, key in new:
-            await self._forward(stage, key, body, headers)
+            self._forward(out, stage, key, [key, kind, pk, row, commit_ms])
         if new != old:
-            if new:
-                self.routes[route_key] = dumps(new)
-            else:
-                del self.routes[route_key]
+            out.write("routes", route_key, event, new or None)
 
-    async def _forward(self, stage: str, key: str, body: bytes, headers: dict[str, bytes] | None) -> None:
-        topic = self.by_project if stage == "p" else self.by_resource
-        await topic.send(key=key.encode(), value=body, headers=headers)
+    @staticmethod
+    def _forward(out: Outbox, stage: str, key: str, item: list[Any]) -> None:
+        out.forwards.setdefault((stage, stage_partition(key.encode(), PARTITIONS)), []).append(item)
 
     # ---- hop 2: project stage
     def _project_stage(self, partition: int) -> ProjectStage:
@@ -306,34 +416,55 @@ class Processors:
             else:
                 stage.load(code, kind, ident_value, _parse_project(kind, row))
             count += 1
-        self._fresh |= {("project", p) for p in range(PARTITIONS)}
+        self._republish_later("project", range(PARTITIONS), self.project_stages.values())
         logger.info("project stage rebuilt from %d mirrored rows", count)
 
-    async def _project_agent(self, stream) -> None:
-        async for event in stream.events():
-            started = time.perf_counter()
-            await self._guarded("project", event, self._project)
-            self.metrics.events.labels("project").inc()
-            self.metrics.latency.labels("project").observe(time.perf_counter() - started)
+    def _republish_later(self, stage: str, partitions, stages) -> None:
+        """After a rebuild: the views as the state gives them (for queries), re-published on the next event."""
+        for view in [v for v, s in VIEW_STAGE.items() if s == stage]:
+            self.published[view] = {}
+        for st in stages:
+            for view, key, row in st.view_rows():
+                self.published[view]["|".join(str(k) for k in key).encode()] = dumps(row)
+        self._fresh |= {(stage, p) for p in partitions}
 
-    async def _project(self, event: Any) -> None:
-        partition = event.message.partition
-        stage = self._project_stage(partition)
-        if ("project", partition) in self._fresh:
-            self._fresh.discard(("project", partition))
-            await self._apply(stage.refresh_all(), partition, resend=True)
-        message = loads(event.value)
-        kind, ident, row = message["k"], message["id"], message["row"]
+    async def _project_agent(self, stream) -> None:
+        await self._batches(stream, "project", self._project_batch, STAGE_BATCH)
+
+    async def _project_batch(self, events: list) -> int:
+        out, rows = Outbox(), 0
+        for event in events:
+            partition = event.message.partition
+            stage = self._project_stage(partition)
+            if ("project", partition) in self._fresh:
+                self._fresh.discard(("project", partition))
+                out.add(stage.refresh_all(), Cause(event, None, None), "project_rows", partition, resend=True)
+            for cause, item in await self._items("project", event):
+                rows += 1
+                await self._content_guarded("project", cause, self._project, stage, partition, item, cause, out)
+        await self._flush("project", out)
+        return rows
+
+    def _project(self, stage: ProjectStage, partition: int, item: list, cause: Cause, out: Outbox) -> None:
+        code, kind, ident, row = item[:4]
         if kind in BROADCAST_KINDS:
-            mirror_key = f"{partition}|~|{kind}|{ident}".encode()
             parsed = parse(kind, row) if row is not None else None
-            self._mirror(self.project_rows, mirror_key, row)
+            out.write("project_rows", f"{partition}|~|{kind}|{ident}".encode(), cause.event, row)
             fx = stage.on_account(ident, row) if kind == "account" else stage.on_period(ident, parsed)
         else:
-            code = event.key.decode()
-            self._mirror(self.project_rows, f"{partition}|{code}|{kind}|{ident}".encode(), row)
-            fx = stage.on_row(code, kind, ident, _parse_project(kind, row) if row is not None else None)
-        await self._apply(fx, partition, headers=passed_headers(event))
+            parsed = _parse_project(kind, row) if row is not None else None
+            out.write("project_rows", f"{partition}|{code}|{kind}|{ident}".encode(), cause.event, row)
+            fx = stage.on_row(code, kind, ident, parsed)
+        out.add(fx, cause, "project_rows", partition)
+
+    async def _items(self, stage: str, event: Any) -> list[tuple[Cause, list]]:
+        """The rows of a batch message, each with its cause; an unreadable message is dead-lettered whole."""
+        try:
+            items = loads(event.value)
+            return [(Cause(event, str(item[0]).encode(), dumps(item), item[-1]), item) for item in items]
+        except Exception as exc:
+            await self._dead_letter(stage, Cause(event, event.key, event.value), exc)
+            return []
 
     # ---- hop 2: resource stage
     def _resource_stage(self, partition: int) -> ResourceStage:
@@ -346,114 +477,60 @@ class Processors:
             partition, rid, kind, ident = key.decode().split("|", 3)
             self._resource_stage(int(partition)).load(int(rid), kind, int(ident), parse(kind, loads(value)))
             count += 1
-        self._fresh |= {("resource", p) for p in range(PARTITIONS)}
+        self._republish_later("resource", range(PARTITIONS), self.resource_stages.values())
         logger.info("resource stage rebuilt from %d mirrored rows", count)
 
     async def _resource_agent(self, stream) -> None:
-        async for event in stream.events():
-            started = time.perf_counter()
-            await self._guarded("resource", event, self._resource)
-            self.metrics.events.labels("resource").inc()
-            self.metrics.latency.labels("resource").observe(time.perf_counter() - started)
+        await self._batches(stream, "resource", self._resource_batch, STAGE_BATCH)
 
-    async def _resource(self, event: Any) -> None:
-        partition = event.message.partition
-        stage = self._resource_stage(partition)
-        if ("resource", partition) in self._fresh:
-            self._fresh.discard(("resource", partition))
-            await self._apply(stage.refresh_all(), partition, resend=True)
-        message = loads(event.value)
-        kind, ident, row = message["k"], message["id"], message["row"]
-        rid = int(event.key)
-        self._mirror(self.resource_rows, f"{partition}|{rid}|{kind}|{ident}".encode(), row)
-        fx = stage.on_row(rid, kind, ident, parse(kind, row) if row is not None else None)
-        await self._apply(fx, partition, headers=passed_headers(event))
+    async def _resource_batch(self, events: list) -> int:
+        out, rows = Outbox(), 0
+        for event in events:
+            partition = event.message.partition
+            stage = self._resource_stage(partition)
+            if ("resource", partition) in self._fresh:
+                self._fresh.discard(("resource", partition))
+                out.add(stage.refresh_all(), Cause(event, None, None), resend=True)
+            for cause, item in await self._items("resource", event):
+                rows += 1
+                await self._content_guarded("resource", cause, self._resource, stage, partition, item, cause, out)
+        await self._flush("resource", out)
+        return rows
+
+    def _resource(self, stage: ResourceStage, partition: int, item: list, cause: Cause, out: Outbox) -> None:
+        key, kind, ident, row = item[:4]
+        rid = int(key)
+        parsed = parse(kind, row) if row is not None else None
+        out.write("resource_rows", f"{partition}|{rid}|{kind}|{ident}".encode(), cause.event, row)
+        out.add(stage.on_row(rid, kind, ident, parsed), cause)
 
     # ---- hop 3: rollup
     async def _rebuild_rollup(self) -> None:
         self.rollup_stage = RollupStage()
         for key, value in self.rollup_rows.items():
             self.rollup_stage.load(key.decode(), loads(value))
-        self._fresh.add(("rollup", 0))
+        self._republish_later("rollup", (0,), (self.rollup_stage,))
         logger.info("rollup stage rebuilt from %d contributions", len(self.rollup_stage.contributions))
 
     async def _rollup_agent(self, stream) -> None:
-        async for event in stream.events():
-            started = time.perf_counter()
-            await self._guarded("rollup", event, self._rollup)
-            self.metrics.events.labels("rollup").inc()
-            self.metrics.latency.labels("rollup").observe(time.perf_counter() - started)
+        await self._batches(stream, "rollup", self._rollup_batch, STAGE_BATCH)
 
-    async def _rollup(self, event: Any) -> None:
-        if ("rollup", 0) in self._fresh:
-            self._fresh.discard(("rollup", 0))
-            await self._apply(self.rollup_stage.refresh_all(), 0, resend=True)
-        key, value = event.key.decode(), loads(event.value)
-        self._mirror(self.rollup_rows, event.key, value)
-        await self._apply(self.rollup_stage.on_contribution(key, value), 0, headers=passed_headers(event))
+    async def _rollup_batch(self, events: list) -> int:
+        out, rows = Outbox(), 0
+        for event in events:
+            if ("rollup", 0) in self._fresh:
+                self._fresh.discard(("rollup", 0))
+                out.add(self.rollup_stage.refresh_all(), Cause(event, None, None), resend=True)
+            for cause, item in await self._items("rollup", event):
+                rows += 1
+                await self._content_guarded("rollup", cause, self._rollup, item, cause, out)
+        await self._flush("rollup", out)
+        return rows
 
-    async def _guarded(self, stage: str, event: Any, handle) -> None:
-        """Handle one event: bad input goes to the dead-letter topic, a broker hiccup is retried.
-
-        An error of the event's content (undecodable, a missing column, a
-        value a formula rejects) is dead-lettered with its bytes and the
-        stream goes on. An error of the infrastructure (Kafka, metadata,
-        Faust's own checks) says nothing about the event: it is retried, 1 s
-        apart; if it persists the worker crashes, so that it is restarted and
-        replays from its last commit instead of dropping events.
-        """
-        for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
-            try:
-                await handle(event)
-                return
-            except (KafkaError, FaustError) as exc:
-                if attempt == TRANSIENT_ATTEMPTS:
-                    logger.error("%s: giving up on %s[%d]@%d after %d attempts: %s", stage, event.message.topic,
-                                 event.message.partition, event.message.offset, attempt, exc)
-                    await self.app.crash(exc)
-                    raise
-                logger.warning("%s: %s; retrying in 1s (attempt %d)", stage, exc, attempt)
-                if stage != "route":  # what the failed attempt left unpublished is published again
-                    self._fresh.add((stage, 0 if stage == "rollup" else event.message.partition))
-                await asyncio.sleep(1.0)
-            except Exception as exc:  # bad input never vanishes: it goes to the dead-letter topic
-                await self._dead_letter(stage, event, exc)
-                return
-
-    # ---- effects
-    @staticmethod
-    def _mirror(table: Any, key: bytes, row: Any) -> None:
-        if row is None:
-            if key in table:
-                del table[key]
-        else:
-            table[key] = dumps(row)
-
-    async def _apply(self, fx: Effects, partition: int, resend: bool = False,
-                     headers: dict[str, bytes] | None = None) -> None:
-        """Store and publish what a change produced; ``headers`` carry its source commit time onwards."""
-        for code, meta in fx.meta:
-            self.project_rows[f"{partition}|{code}|meta|".encode()] = dumps(meta)
-        for view, key, row in fx.views:
-            table = self.views[view]
-            table_key = "|".join(str(k) for k in key).encode()
-            stored = dumps(row) if row is not None else None
-            current = table.get(table_key)
-            if stored == current and not resend:
-                continue
-            if stored is None:
-                if current is None:
-                    continue
-                del table[table_key]
-            else:
-                table[table_key] = stored
-            record_key = dict(zip(VIEW_KEYS[view], key))
-            await self._publish(f"views.{view}", record_key, None if row is None else {**row, "updated_at": _now()},
-                                headers)
-        for topic, key, value in fx.events:
-            await self._publish(topic, key, value, headers)
-        for key, value in fx.rollup:
-            await self.to_rollup.send(key=key.encode(), value=dumps(value), headers=headers)
+    def _rollup(self, item: list, cause: Cause, out: Outbox) -> None:
+        key, value = item[0], item[1]
+        out.write("rollup_rows", key.encode(), cause.event, value)
+        out.add(self.rollup_stage.on_contribution(key, value), cause)
 
     # ---- stalled partitions
     async def _watch_stalls(self) -> None:
@@ -534,7 +611,7 @@ class Processors:
         except Exception as exc:
             if type(exc).__name__ != "SameNode":
                 raise
-        value = self.views[view].get(key.encode())
+        value = self.published[view].get(key.encode())
         if value is None:
             return web.json({"error": f"no {view} row with key {key!r}"}, status=404)
         return web.json(loads(value))
@@ -543,7 +620,7 @@ class Processors:
         """The rows of a view held by this worker (its partitions)."""
         if view not in VIEW_KEYS:
             return web.json({"error": f"unknown view {view!r}; views: {sorted(VIEW_KEYS)}"}, status=404)
-        rows = [loads(v) for _, v in self.views[view].items()]
+        rows = [loads(v) for v in self.published[view].values()]
         return web.json({"view": view, "worker": str(self.app.conf.canonical_url), "rows": rows})
 
     async def _metrics_page(self, web, request) -> Any:
@@ -588,6 +665,12 @@ def ensure_internal_topics(settings: Settings, app_id: str = APP_ID, replication
             raise ProcessorError(f"internal topics {sorted(wanted)} not visible after {timeout:.0f}s")
         time.sleep(0.2)
     return created
+
+
+def _within(event: Any) -> None:
+    """Make ``event`` Faust's current event: a table takes the partition of a write (its changelog partition and
+    its RocksDB store) from it, and the rows of one batch come from several partitions."""
+    _current_event.set(weakref.ref(event))
 
 
 def _ident(kind: str, ident: str) -> Any:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import partial
 from decimal import Decimal
 from typing import Any
 
@@ -186,7 +187,7 @@ class ResourceStage:
             fx.views.append(("resource_week", (resource_id, week), None))
         redo = new_weeks if (not touched or kind == "resource") else (touched & new_weeks) | (new_weeks - old_weeks)
         for week in sorted(redo):
-            fx.views.append(("resource_week", (resource_id, week), st.week_row(week)))
+            fx.views.append(("resource_week", (resource_id, week), partial(st.week_row, week)))
         if kind != "entry" or before != after:
             self._profile(st, fx)
         return fx
@@ -196,10 +197,17 @@ class ResourceStage:
         for st in self.resources.values():
             span = st.activity_range()
             for week in weeks_between(*span) if span else ():
-                fx.views.append(("resource_week", (st.resource_id, week), st.week_row(week)))
+                fx.views.append(("resource_week", (st.resource_id, week), partial(st.week_row, week)))
             st.sent_profile = None
             self._profile(st, fx, force=True)
         return fx
+
+    def view_rows(self):
+        """The resource_week rows of the partition as its state gives them (queries after a rebuild)."""
+        for st in self.resources.values():
+            span = st.activity_range()
+            for week in weeks_between(*span) if span else ():
+                yield "resource_week", (st.resource_id, week), st.week_row(week)
 
     def _profile(self, st: ResourceState, fx: Effects, force: bool = False) -> None:
         profile = st.profile()

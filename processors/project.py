@@ -343,10 +343,25 @@ class ProjectStage:
                 fx.meta.append((st.project_code, st.meta))
         return fx
 
+    def view_rows(self):
+        """The view rows of the partition as its state gives them, deriving nothing (queries after a rebuild)."""
+        for st in self.projects.values():
+            row = st.view_row()
+            if row is None:
+                continue
+            yield "project_financials", (st.project_code,), row
+            raised = st.raised()
+            for rule in RULES:
+                was, detail = st.meta["risks"].get(rule), raised.get(rule)
+                if was is not None and detail is not None:
+                    yield "project_risks", (st.project_code, rule), {
+                        "project_code": st.project_code, "rule": rule,
+                        "raised_at": datetime.fromisoformat(was["raised_at"]), "detail": detail}
+
     # ---- derivations
     def _refresh(self, st: ProjectState, fx: Effects, kind: str | None = None, resend: bool = False) -> None:
         """Re-derive what ``kind`` can change (everything when None); ``resend`` repeats current events."""
-        fx.views.append(("project_financials", (st.project_code,), st.view_row()))
+        fx.views.append(("project_financials", (st.project_code,), st.view_row))
         if kind in (None, "opportunity") and st.opportunity_row is not None:
             # milestones completed before the opportunity arrived bill now, in its currency
             for m in list(st.table("billing_milestone").values()):

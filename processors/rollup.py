@@ -10,10 +10,12 @@ rebuilt from the mirrored contributions after a restart.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter
 from datetime import date, timedelta
 from decimal import Decimal
 from fractions import Fraction
+from functools import partial
 from typing import Any
 
 from processors.capacity import weeks_between
@@ -41,14 +43,7 @@ def _line_demand(value: dict[str, Any], week: date) -> Fraction:
     return Fraction(value["weight"]) * Fraction(value["hours"]) * weekdays_in(start, end, week) / whole
 
 
-def _capacity(profile: dict[str, Any], week: date) -> Decimal:
-    if not profile["active"]:
-        return ZERO
-    hired = profile["hired_on"]
-    if hired is not None and date.fromisoformat(hired) > week + timedelta(days=6):
-        return ZERO
-    left = Decimal(profile["capacity"]) - Decimal(profile["off"].get(week.isoformat(), "0"))
-    return max(left, ZERO)
+SUNDAY = timedelta(days=6)
 
 
 class RollupStage:
@@ -58,6 +53,12 @@ class RollupStage:
         self.bookings: dict[tuple[str, date], list] = {}
         self.demand: dict[str, dict[date, Fraction]] = {s: {} for s in SKILLS}
         self.members: dict[str, set[int]] = {s: set() for s in SKILLS}
+        # supply_hours(skill, week) = Σ capacity of the active members hired by the week's Sunday (by hire date,
+        # cumulated on demand) + Σ of what their time off takes away in that week; booked_hours likewise per week.
+        self.capacity_by_hire: dict[str, dict[date, Decimal]] = {}
+        self.off_by_week: dict[str, dict[date, Decimal]] = {}
+        self.booked: dict[str, dict[date, Decimal]] = {}
+        self._cumulated: dict[str, tuple[list[date], list[Decimal]]] = {}
         self.firsts: Counter = Counter()
         self.lasts: Counter = Counter()
 
@@ -105,9 +106,26 @@ class RollupStage:
             per_week[week] = per_week.get(week, Fraction(0)) + step * _line_demand(c, week)
 
     def _res(self, resource_id: int, c: dict[str, Any], step: int) -> None:
-        if c["skill"] is not None:
-            members = self.members.setdefault(c["skill"], set())
+        skill = c["skill"]
+        if skill is not None:
+            members = self.members.setdefault(skill, set())
             (members.add if step > 0 else members.discard)(resource_id)
+            if c["active"]:
+                capacity = Decimal(c["capacity"])
+                hired = date.fromisoformat(c["hired_on"]) if c["hired_on"] is not None else date.min
+                by_hire = self.capacity_by_hire.setdefault(skill, {})
+                by_hire[hired] = by_hire.get(hired, ZERO) + step * capacity
+                self._cumulated.pop(skill, None)
+                off_by_week = self.off_by_week.setdefault(skill, {})
+                for iso, off in c["off"].items():
+                    week = date.fromisoformat(iso)
+                    if hired <= week + SUNDAY:  # capacity never below 0: time off takes at most all of it
+                        taken = min(Decimal(off), capacity) if capacity > 0 else ZERO
+                        off_by_week[week] = off_by_week.get(week, ZERO) - step * taken
+            booked = self.booked.setdefault(skill, {})
+            for iso, hours in c["booked"].items():
+                week = date.fromisoformat(iso)
+                booked[week] = booked.get(week, ZERO) + step * Decimal(hours)
         if c["first"] is not None:
             self.firsts[date.fromisoformat(c["first"])] += step
             self.lasts[date.fromisoformat(c["last"])] += step
@@ -136,14 +154,25 @@ class RollupStage:
 
     def skill_row(self, skill: str, week: date) -> dict[str, Any]:
         demand = to_decimal(self.demand.get(skill, {}).get(week, Fraction(0)))
-        supply = booked = ZERO
-        for rid in self.members.get(skill, ()):
-            profile = self.contributions[f"res|{rid}"]
-            supply += _capacity(profile, week)
-            booked += Decimal(profile["booked"].get(week.isoformat(), "0"))
+        supply = self._supply(skill, week)
+        booked = self.booked.get(skill, {}).get(week, ZERO)
         return {"skill": skill, "week_start": week, "demand_hours": store(demand, HOURS_SCALE),
                 "supply_hours": store(supply, HOURS_SCALE), "booked_hours": store(booked, HOURS_SCALE),
                 "gap_hours": store(demand - (supply - booked), HOURS_SCALE)}
+
+    def _supply(self, skill: str, week: date) -> Decimal:
+        cumulated = self._cumulated.get(skill)
+        if cumulated is None:
+            hires, totals, total = [], [], ZERO
+            for hired, capacity in sorted(self.capacity_by_hire.get(skill, {}).items()):
+                total += capacity
+                hires.append(hired)
+                totals.append(total)
+            cumulated = self._cumulated[skill] = (hires, totals)
+        hires, totals = cumulated
+        hired_by = bisect_right(hires, week + SUNDAY)
+        base = totals[hired_by - 1] if hired_by else ZERO
+        return base + self.off_by_week.get(skill, {}).get(week, ZERO)
 
     def on_contribution(self, key: str, value: Any) -> Effects:
         before = self.week_range()
@@ -155,10 +184,10 @@ class RollupStage:
             for c in (previous, value):
                 if c and c["pipeline"]:
                     k = (c["pipeline"][0], date.fromisoformat(c["pipeline"][1]))
-                    fx.views.append(("pipeline", k, self.pipeline_row(k)))
+                    fx.views.append(("pipeline", k, partial(self.pipeline_row, k)))
                 if c and c["bookings"]:
                     k = (c["bookings"][0], date.fromisoformat(c["bookings"][1]))
-                    fx.views.append(("bookings", k, self.bookings_row(k)))
+                    fx.views.append(("bookings", k, partial(self.bookings_row, k)))
             return fx
         for week in sorted(set(before) - set(after)):
             for skill in SKILLS:
@@ -178,15 +207,26 @@ class RollupStage:
         fx = Effects()
         for skill in sorted(skills):
             for week in weeks:
-                fx.views.append(("skill_week", (skill, week), self.skill_row(skill, week)))
+                fx.views.append(("skill_week", (skill, week), partial(self.skill_row, skill, week)))
         return fx
+
+    def view_rows(self):
+        """Every row of the three views as the contributions give them (queries after a rebuild)."""
+        for view, rows in (("pipeline", self.pipeline), ("bookings", self.bookings)):
+            for k in rows:
+                row = self.pipeline_row(k) if view == "pipeline" else self.bookings_row(k)
+                if row is not None:
+                    yield view, k, row
+        for week in self.week_range():
+            for skill in SKILLS:
+                yield "skill_week", (skill, week), self.skill_row(skill, week)
 
     def refresh_all(self) -> Effects:
         fx = Effects()
         for k in self.pipeline:
-            fx.views.append(("pipeline", k, self.pipeline_row(k)))
+            fx.views.append(("pipeline", k, partial(self.pipeline_row, k)))
         for k in self.bookings:
-            fx.views.append(("bookings", k, self.bookings_row(k)))
+            fx.views.append(("bookings", k, partial(self.bookings_row, k)))
         fx.extend(self._skill_rows(SKILLS, self.week_range()))
         return fx
 

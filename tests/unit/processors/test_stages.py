@@ -126,7 +126,7 @@ class ProjectHarness:
         self.meta: dict[str, Any] = {}
 
     def take(self, fx: Effects) -> Effects:
-        for view, key, row in fx.views:
+        for view, key, row in fx.resolved_views():
             if row is None:
                 self.views.pop((view, key), None)
             else:
@@ -519,7 +519,7 @@ class ResourceHarness:
         self.rollup: list[tuple[str, Any]] = []
 
     def take(self, fx: Effects) -> None:
-        for view, key, row in fx.views:
+        for view, key, row in fx.resolved_views():
             assert view == "resource_week"
             if row is None:
                 self.tombstones.append(key)
@@ -646,7 +646,7 @@ def _rollup_views(*contributions: list[tuple[str, Any]]) -> dict[tuple[str, tupl
     stage, views = RollupStage(), {}
     for stream in contributions:
         for key, value in stream:
-            for view, vkey, row in stage.on_contribution(key, value).views:
+            for view, vkey, row in stage.on_contribution(key, value).resolved_views():
                 if row is None:
                     views.pop((view, vkey), None)
                 else:

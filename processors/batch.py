@@ -1,0 +1,88 @@
+"""What one batch of events produced, coalesced before anything touches Kafka.
+
+The worker takes events in batches (``stream.take_events``) and folds them
+one row at a time, in order; what the rows produce is collected here and
+published once per batch. Collecting coalesces by key, the last value
+winning: a mirrored row or a stage's metadata is written once, a view row is
+published once (and only when it differs from the row last published), a
+rollup contribution is sent once. Derived events are kept, in order, as they
+are: each carries its own id. Every output remembers its :class:`Cause`, the
+row that produced it last, for the commit-time header it passes on
+(psmesh/latency.py) and for the dead-letter topic.
+
+The rows bound for a stage travel in one message per stage partition per
+batch (:func:`stage_partition` chooses it as the producer's partitioner would
+for the row's key, so interactive queries still find the owner).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka.partitioner import murmur2
+
+from processors.effects import Effects
+from psmesh.latency import COMMIT_HEADER
+
+
+@dataclass(frozen=True)
+class Cause:
+    """The row an output comes from: its Faust event, and the row's own key and bytes within a batch message."""
+
+    event: Any
+    key: bytes | None
+    value: bytes | None
+    commit_ms: str | None = None
+
+    @property
+    def headers(self) -> dict[str, bytes] | None:
+        return {COMMIT_HEADER: self.commit_ms.encode()} if self.commit_ms else None
+
+
+def commit_ms_of(headers: dict[str, bytes] | None) -> str | None:
+    value = (headers or {}).get(COMMIT_HEADER)
+    return value.decode() if value else None
+
+
+_PARTITION_CACHE: dict[tuple[bytes, int], int] = {}
+
+
+def stage_partition(key: bytes, partitions: int) -> int:
+    """The partition the default partitioner (murmur2, as Kafka's Java client) gives ``key``."""
+    found = _PARTITION_CACHE.get((key, partitions))
+    if found is None:
+        found = _PARTITION_CACHE[(key, partitions)] = (murmur2(key) & 0x7FFFFFFF) % partitions
+    return found
+
+
+@dataclass
+class Outbox:
+    #: (table name, key) → (event whose partition the write belongs to, row or None to delete)
+    writes: dict[tuple[str, bytes], tuple[Any, Any]] = field(default_factory=dict)
+    #: (view, table key) → [key tuple, row or None, cause, resend]
+    views: dict[tuple[str, bytes], list] = field(default_factory=dict)
+    #: (topic, key record, value record, cause), in order
+    events: list[tuple[str, dict[str, Any], dict[str, Any], Cause]] = field(default_factory=list)
+    #: contribution key → (value or None, cause)
+    rollup: dict[str, tuple[Any, Cause]] = field(default_factory=dict)
+    #: (stage letter, partition) → rows forwarded by the router: [key, kind, id, row, commit ms]
+    forwards: dict[tuple[str, int], list[list[Any]]] = field(default_factory=dict)
+
+    def write(self, table: str, key: bytes, event: Any, row: Any) -> None:
+        self.writes[(table, key)] = (event, row)
+
+    def add(self, fx: Effects, cause: Cause, meta_table: str | None = None, partition: int | None = None,
+            resend: bool = False) -> None:
+        """Collect a stage's effects; ``resend`` publishes its view rows even when unchanged."""
+        for code, meta in fx.meta:
+            assert meta_table is not None
+            self.write(meta_table, f"{partition}|{code}|meta|".encode(), cause.event, meta)
+        for view, key, row in fx.views:
+            table_key = "|".join(str(k) for k in key).encode()
+            earlier = self.views.get((view, table_key))
+            self.views[(view, table_key)] = [key, row, cause, resend or (earlier is not None and earlier[3])]
+        for topic, key, value in fx.events:
+            self.events.append((topic, key, value, cause))
+        for key, value in fx.rollup:
+            self.rollup[key] = (value, cause)

@@ -1,0 +1,53 @@
+"""The batch outbox: what many rows of one batch produce is coalesced by key, derived events are kept in order."""
+
+from __future__ import annotations
+
+from aiokafka.partitioner import DefaultPartitioner
+
+from processors.batch import Cause, Outbox, stage_partition
+from processors.effects import Effects, view_row
+from psmesh.latency import COMMIT_HEADER
+
+
+def test_a_rows_stage_partition_is_the_one_the_default_partitioner_gives_its_key():
+    for key in (b"PRJ-1", b"PRJ-1000000000123", b"7", b"150"):
+        assert stage_partition(key, 6) == DefaultPartitioner()(key, list(range(6)), list(range(6)))
+
+
+def test_the_last_row_of_a_view_key_wins_with_the_header_of_the_change_that_set_it():
+    out = Outbox()
+    first, second = Cause("e1", b"k", b"v", "1000"), Cause("e2", b"k", b"v", "2000")
+    out.add(Effects(views=[("project_financials", ("PRJ-1",), {"wip": 1})]), first)
+    out.add(Effects(views=[("project_financials", ("PRJ-1",), {"wip": 2}), ("project_financials", ("PRJ-2",), None)]),
+            second)
+    assert {k: (v[1], v[2].headers) for k, v in out.views.items()} == {
+        ("project_financials", b"PRJ-1"): ({"wip": 2}, {COMMIT_HEADER: b"2000"}),
+        ("project_financials", b"PRJ-2"): (None, {COMMIT_HEADER: b"2000"}),
+    }
+
+
+def test_a_view_row_to_resend_stays_resent_when_a_later_row_of_the_batch_updates_it():
+    out = Outbox()
+    out.add(Effects(views=[("resource_week", (7, "2026-03-02"), {"h": 1})]), Cause("e", None, None), resend=True)
+    out.add(Effects(views=[("resource_week", (7, "2026-03-02"), {"h": 2})]), Cause("e", None, None))
+    assert out.views[("resource_week", b"7|2026-03-02")][3] is True
+
+
+def test_a_lazy_view_row_is_computed_when_resolved_from_the_state_as_it_is_then():
+    state = {"wip": 1}
+    out = Outbox()
+    out.add(Effects(views=[("project_financials", ("PRJ-1",), lambda: dict(state))]), Cause("e", None, None))
+    state["wip"] = 5
+    assert view_row(out.views[("project_financials", b"PRJ-1")][1]) == {"wip": 5}
+
+
+def test_derived_events_are_kept_in_order_and_contributions_and_metadata_coalesce():
+    out = Outbox()
+    cause = Cause("e", None, None)
+    out.add(Effects(events=[("t", {"id": 1}, {"n": 1})], rollup=[("opp|1", {"a": 1})], meta=[("PRJ-1", {"m": 1})]),
+            cause, "project_rows", 3)
+    out.add(Effects(events=[("t", {"id": 2}, {"n": 2})], rollup=[("opp|1", None)], meta=[("PRJ-1", {"m": 2})]),
+            cause, "project_rows", 3)
+    assert [e[1]["id"] for e in out.events] == [1, 2]
+    assert out.rollup == {"opp|1": (None, cause)}
+    assert out.writes == {("project_rows", b"3|PRJ-1|meta|"): ("e", {"m": 2})}
