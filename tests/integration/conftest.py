@@ -18,17 +18,18 @@ import pytest
 
 from psmesh.config import Settings
 
-#: Ports of the demo's stack and services; no other test stack uses them.
+#: Ports of the demo's stack and services; no other test stack uses them. All below Linux's
+#: ephemeral range (32768-60999): a listener there can find its port taken by an outgoing connection.
 DEMO_PORTS = {
-    "PSMESH_KAFKA_PORT": "59092",
-    "PSMESH_KAFKA_CONTROLLER_PORT": "59093",
-    "PSMESH_PG_PORT": "55433",
-    "PSMESH_REGISTRY_PORT": "58081",
-    "PSMESH_PROCESSORS_PORT": "56066",
-    "PSMESH_ERP_SINK_METRICS_PORT": "59401",
-    "PSMESH_REPORTING_SINK_METRICS_PORT": "59402",
-    "PSMESH_PAGE_PORT": "58090",
-    "PSMESH_CDC_METRICS_PORT_BASE": "59411",
+    "PSMESH_KAFKA_PORT": "23092",
+    "PSMESH_KAFKA_CONTROLLER_PORT": "23093",
+    "PSMESH_PG_PORT": "23433",
+    "PSMESH_REGISTRY_PORT": "23081",
+    "PSMESH_PROCESSORS_PORT": "23066",
+    "PSMESH_ERP_SINK_METRICS_PORT": "23401",
+    "PSMESH_REPORTING_SINK_METRICS_PORT": "23402",
+    "PSMESH_PAGE_PORT": "23090",
+    "PSMESH_CDC_METRICS_PORT_BASE": "23411",
 }
 
 
