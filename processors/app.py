@@ -80,9 +80,11 @@ BY_OPPORTUNITY = {"opportunity", "line", "opp_milestone", "change_order"}
 TABLES = {"routes": PARTITIONS, "project_rows": PARTITIONS, "resource_rows": PARTITIONS, "rollup_rows": 1}
 #: Change events the router takes at a time, and batch messages a stage takes at a time (each holds the rows
 #: one router batch sent to that stage partition); a batch is handled at the latest this long after its first event.
+#: A stage batch holds about STAGE_BATCH × ROUTE_BATCH / PARTITIONS rows (4,000: about a second's work), so
+#: offsets are committed often and the stall watchdog sees every partition move.
 ROUTE_BATCH = 1000
-STAGE_BATCH = 20
-BATCH_SECONDS = 0.1
+STAGE_BATCH = 24
+BATCH_SECONDS = 0.5
 #: Attempts at an event that failed for a reason other than its content (broker, metadata), 1 s apart.
 TRANSIENT_ATTEMPTS = 30
 
@@ -169,10 +171,11 @@ class Processors:
         self.project_stages: dict[int, ProjectStage] = {}
         self.resource_stages: dict[int, ResourceStage] = {}
         self.rollup_stage = RollupStage()
-        #: view → table key → the row as last published (JSON), for queries and to publish only what changed
-        self.published: dict[str, dict[bytes, bytes]] = {v: {} for v in VIEW_KEYS}
+        #: view → table key → the row as last published, for queries and to publish only what changed
+        self.published: dict[str, dict[bytes, dict[str, Any]]] = {v: {} for v in VIEW_KEYS}
         self._fresh: set[tuple[str, int]] = set()  # (stage, partition) rebuilt and not yet re-published
         self._progress: dict[Any, tuple[int, float]] = {}  # tp → (committed offset, since when)
+        self._read: dict[Any, float] = {}  # tp → when an agent last took an event of it
         self._watermark_client: Any = None
         self._define()
 
@@ -244,7 +247,8 @@ class Processors:
         self.metrics.dead_letters.labels(stage).inc()
         await self._publish("dlq.processors", {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}, {
             "topic": msg.topic, "partition": msg.partition, "offset": msg.offset, "stage": stage,
-            "reason": f"{type(exc).__name__}: {exc}", "key": cause.key, "value": cause.value, "failed_at": _now(),
+            "reason": f"{type(exc).__name__}: {exc}", "key": cause.key,
+            "value": cause.value if cause.item is None else dumps(cause.item), "failed_at": _now(),
         })
 
     # ---- batches
@@ -252,6 +256,9 @@ class Processors:
         """Take events in batches and hand each batch to ``handle``; acknowledged once it returns."""
         async for events in stream.take_events(size, within=BATCH_SECONDS):
             started = time.perf_counter()
+            now = time.monotonic()
+            for event in events:
+                self._read[event.message.tp] = now
             rows = await self._guarded(stage, events, handle)
             self.metrics.events.labels(stage).inc(rows)
             if rows:
@@ -307,19 +314,18 @@ class Processors:
             published = self.published[view]
             try:
                 row = view_row(row)
-                stored = dumps(row) if row is not None else None
             except Exception as exc:  # a row the state cannot give: the change that asked for it is dead-lettered
                 await self._dead_letter(stage, cause, exc)
                 continue
             current = published.get(table_key)
-            if stored == current and not resend:
+            if row == current and not resend:
                 continue
-            if stored is None:
+            if row is None:
                 if current is None:
                     continue
                 del published[table_key]
             else:
-                published[table_key] = stored
+                published[table_key] = row
             await self._emit(stage, cause, f"views.{view}", dict(zip(VIEW_KEYS[view], key)),
                              None if row is None else {**row, "updated_at": now})
         for topic, key, value, cause in out.events:
@@ -425,7 +431,7 @@ class Processors:
             self.published[view] = {}
         for st in stages:
             for view, key, row in st.view_rows():
-                self.published[view]["|".join(str(k) for k in key).encode()] = dumps(row)
+                self.published[view]["|".join(str(k) for k in key).encode()] = row
         self._fresh |= {(stage, p) for p in partitions}
 
     async def _project_agent(self, stream) -> None:
@@ -461,7 +467,7 @@ class Processors:
         """The rows of a batch message, each with its cause; an unreadable message is dead-lettered whole."""
         try:
             items = loads(event.value)
-            return [(Cause(event, str(item[0]).encode(), dumps(item), item[-1]), item) for item in items]
+            return [(Cause(event, str(item[0]).encode(), None, item[-1], item), item) for item in items]
         except Exception as exc:
             await self._dead_letter(stage, Cause(event, event.key, event.value), exc)
             return []
@@ -539,9 +545,11 @@ class Processors:
         faust-streaming 0.15 with aiokafka 0.12 can leave a partition assigned
         but never fetched again after a rebalance (faust-streaming/faust#629;
         seen here when records arrived during recovery after a kill -9). A
-        partition whose committed offset stays below its end offset for
-        ``STALL_SECONDS`` is sought back to its committed offset: at worst a
-        few records are read twice, which every stage tolerates.
+        partition whose committed offset stays below its end offset, and of
+        which no agent took an event, for ``STALL_SECONDS`` is sought back to
+        its committed offset: at worst a few records are read twice, which
+        every stage tolerates. (A partition merely slow, behind a backlog of
+        long batches, is read all along: seeking it back would only replay it.)
         """
         app = self.app
         if app.rebalancing or app.consumer is None:
@@ -567,7 +575,8 @@ class Processors:
             seen = self._progress.get(tp)
             if seen is None or seen[0] != position:
                 self._progress[tp] = (position, now)
-            elif now - seen[1] >= STALL_SECONDS:
+            elif now - seen[1] >= STALL_SECONDS and now - self._read.get(tp, 0.0) >= STALL_SECONDS:
+                # not merely slow (a long batch, a backlog): nothing of it was read for as long
                 logger.warning("partition %s[%d] stalled at offset %d below its end %d for %.0fs: fetching it again",
                                tp.topic, tp.partition, position, high, now - seen[1])
                 # Recovery pauses every partition; one left paused is never fetched: resume, then seek.
@@ -614,13 +623,13 @@ class Processors:
         value = self.published[view].get(key.encode())
         if value is None:
             return web.json({"error": f"no {view} row with key {key!r}"}, status=404)
-        return web.json(loads(value))
+        return web.json(loads(dumps(value)))
 
     async def _list_view(self, web, request, view: str) -> Any:
         """The rows of a view held by this worker (its partitions)."""
         if view not in VIEW_KEYS:
             return web.json({"error": f"unknown view {view!r}; views: {sorted(VIEW_KEYS)}"}, status=404)
-        rows = [loads(v) for v in self.published[view].values()]
+        rows = loads(dumps(list(self.published[view].values())))
         return web.json({"view": view, "worker": str(self.app.conf.canonical_url), "rows": rows})
 
     async def _metrics_page(self, web, request) -> Any:

@@ -28,12 +28,14 @@ from psmesh.latency import COMMIT_HEADER
 
 @dataclass(frozen=True)
 class Cause:
-    """The row an output comes from: its Faust event, and the row's own key and bytes within a batch message."""
+    """The row an output comes from: its Faust event, and the row's own key and bytes (or item) in a batch message."""
 
     event: Any
     key: bytes | None
     value: bytes | None
     commit_ms: str | None = None
+    #: the row's item in a batch message, encoded only if it is dead-lettered
+    item: Any = None
 
     @property
     def headers(self) -> dict[str, bytes] | None:

@@ -50,7 +50,7 @@ from processors.formulas import (
     store,
 )
 from processors.formulas.billing import MILESTONE_COMPLETED, PERIOD_CLOSE
-from processors.formulas.rounding import exact_ratio
+from processors.formulas.rounding import quotient, wide
 from processors.formulas.risk import (
     BURN,
     MARGIN,
@@ -64,6 +64,7 @@ from processors.formulas.risk import (
 from processors.formulas.rows import CLOSED_WON
 
 ZERO = Decimal(0)
+ONE = Decimal(1)
 APPROVED = "approved"
 TIME_AND_MATERIALS = "time_and_materials"
 REQUESTS_TOPIC = "derived.project_requests"
@@ -201,14 +202,14 @@ class ProjectState:
         revenue = s.earned_time if o.contract_type == TIME_AND_MATERIALS else s.milestones_done
         delivered = revenue + s.billable_expenses
         cost = s.time_cost + s.expense_cost
-        planned_cost = exact_ratio(s.planned_cost, o.amount)
+        planned_cost = quotient(s.planned_cost, o.amount)
         return {
             "contract_value": contract_value, "contract_hours": contract_hours, "earned_revenue": revenue,
             "billable_expenses": s.billable_expenses, "delivered_value": delivered, "billed": s.billed,
             "wip": delivered - s.billed, "backlog": contract_value - revenue, "cost": cost,
-            "margin": exact_ratio(delivered - cost, delivered),
-            "planned_margin": None if planned_cost is None else 1 - planned_cost,
-            "hours_burn": exact_ratio(s.approved_hours, contract_hours),
+            "margin": quotient(delivered - cost, delivered),
+            "planned_margin": None if planned_cost is None else wide("subtract", ONE, planned_cost),
+            "hours_burn": quotient(s.approved_hours, contract_hours),
         }
 
     def view_row(self) -> dict[str, Any] | None:
@@ -246,7 +247,7 @@ class ProjectState:
         if margin_rule(f["margin"], f["planned_margin"], f["delivered_value"], f["contract_value"]):
             raised[MARGIN] = (f"margin {store(f['margin'], RATIO_SCALE)} against planned "
                               f"{store(f['planned_margin'], RATIO_SCALE)}")
-        share = exact_ratio(self.sums.non_billable_hours, self.sums.approved_hours)
+        share = quotient(self.sums.non_billable_hours, self.sums.approved_hours)
         if share is not None and share >= NON_BILLABLE_THRESHOLD:
             raised[NON_BILLABLE] = f"non-billable share {store(share, RATIO_SCALE)} of approved hours"
         sold: dict[str, Decimal] = {}

@@ -26,7 +26,7 @@ from .project import (
     planned_margin_fraction,
     time_cost,
 )
-from .rounding import exact_ratio
+from .rounding import exact_ratio, wide
 from .rows import BillingMilestone, ChangeOrder, Expense, Opportunity, OpportunityLine, TimeEntry
 
 BURN = "burn"
@@ -35,29 +35,34 @@ NON_BILLABLE = "non_billable"
 RATE_LEAKAGE = "rate_leakage"
 RULES = (BURN, MARGIN, NON_BILLABLE, RATE_LEAKAGE)
 
-BURN_HOURS_THRESHOLD = Fraction(8, 10)
-BURN_REVENUE_THRESHOLD = Fraction(6, 10)
-MARGIN_SHORTFALL = Fraction(10, 100)
-MARGIN_DELIVERED_SHARE = Fraction(10, 100)
-NON_BILLABLE_THRESHOLD = Fraction(20, 100)
+# Decimal thresholds compare exactly with a Fraction (the pure formulas) and with the stages' 60-digit quotients.
+BURN_HOURS_THRESHOLD = Decimal("0.8")
+BURN_REVENUE_THRESHOLD = Decimal("0.6")
+MARGIN_SHORTFALL = Decimal("0.10")
+MARGIN_DELIVERED_SHARE = Decimal("0.10")
+NON_BILLABLE_THRESHOLD = Decimal("0.20")
 
 
-def burn_rule(hours_burn: Fraction | None, earned_revenue_: Decimal, contract_value_: Decimal) -> bool:
+def burn_rule(hours_burn: Fraction | Decimal | None, earned_revenue_: Decimal, contract_value_: Decimal) -> bool:
     """hours_burn ≥ 0.8 while earned_revenue / contract_value < 0.6."""
-    earned_share = exact_ratio(earned_revenue_, contract_value_)
-    if hours_burn is None or earned_share is None:
+    if hours_burn is None or contract_value_ == 0 or hours_burn < BURN_HOURS_THRESHOLD:
         return False
-    return hours_burn >= BURN_HOURS_THRESHOLD and earned_share < BURN_REVENUE_THRESHOLD
+    # earned / contract < 0.6, without dividing: exact for amounts of either sign
+    bound = wide("multiply", BURN_REVENUE_THRESHOLD, contract_value_)
+    return earned_revenue_ < bound if contract_value_ > 0 else earned_revenue_ > bound
 
 
 def margin_rule(
-    margin: Fraction | None, planned_margin: Fraction | None, delivered_value_: Decimal, contract_value_: Decimal
+    margin: Fraction | Decimal | None, planned_margin: Fraction | Decimal | None, delivered_value_: Decimal,
+    contract_value_: Decimal
 ) -> bool:
     """margin_pct at least 10 points below planned_margin_pct, once delivered_value ≥ 10 % of contract_value."""
     if margin is None or planned_margin is None:
         return False
-    if Fraction(delivered_value_) < MARGIN_DELIVERED_SHARE * Fraction(contract_value_):
+    if delivered_value_ < wide("multiply", MARGIN_DELIVERED_SHARE, contract_value_):
         return False
+    if isinstance(planned_margin, Decimal) and isinstance(margin, Decimal):
+        return wide("subtract", planned_margin, margin) >= MARGIN_SHORTFALL
     return planned_margin - margin >= MARGIN_SHORTFALL
 
 
