@@ -36,10 +36,10 @@ from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
-from psycopg.conninfo import conninfo_to_dict
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine
 from sqlalchemy import exc as sa_exc
 
+from psmesh import db
 from psmesh.latency import commit_time_ms
 from sinks import metrics
 from sinks.base import Sink, Write
@@ -72,18 +72,8 @@ class RunnerConfig:
 
 
 def make_engine(dsn: str) -> Engine:
-    """A SQLAlchemy engine over psycopg 3 for a libpq connection string.
-
-    ``pool_pre_ping`` finds connections that died while the server was down
-    (they are replaced instead of failing the next batch a second time).
-    """
-    return create_engine(
-        "postgresql+psycopg://",
-        connect_args={"connect_timeout": 5, "application_name": "psmesh-sink", **conninfo_to_dict(dsn)},
-        pool_pre_ping=True,
-        pool_size=2,
-        max_overflow=0,
-    )
+    """The sink's engine: two connections, no overflow (one batch at a time)."""
+    return db.make_engine(dsn, "psmesh-sink")
 
 
 class _Stopped(Exception):

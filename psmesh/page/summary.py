@@ -16,8 +16,9 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from psycopg.conninfo import conninfo_to_dict
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Connection, Engine, text
+
+from psmesh import db
 
 #: Most snapshots the page charts (the latest ones).
 SNAPSHOT_LIMIT = 500
@@ -79,14 +80,8 @@ def build_summary(results: dict[str, list[dict[str, Any]]], as_of: dt.datetime) 
 
 
 def make_engine(dsn: str) -> Engine:
-    """A small pool over psycopg 3 for a libpq connection string (the page only reads)."""
-    return create_engine(
-        "postgresql+psycopg://",
-        connect_args={"connect_timeout": 5, "application_name": "psmesh-page", **conninfo_to_dict(dsn)},
-        pool_pre_ping=True,
-        pool_size=2,
-        max_overflow=2,
-    )
+    """The page's engine: it only reads, a few requests at a time."""
+    return db.make_engine(dsn, "psmesh-page", pool_size=2, max_overflow=2)
 
 
 class SummaryStore:
