@@ -7,7 +7,8 @@ service's own ``/metrics``. A part is
 
 * ``ok``,
 * ``warn``: working, but someone should look (lag above the threshold, dead
-  letters waiting, a capture whose metrics do not answer from here), or
+  letters waiting, a capture whose metrics do not answer from here, the
+  executive page down), or
 * ``fail``: broken (a server unreachable, a slot with no capture attached, a
   consumer group with no member, a service not answering, a sink paused
   because its database is away).
@@ -258,7 +259,9 @@ def _services(settings: Settings, topology: Topology, checks: list[Check]) -> No
         address = f"http://{settings.bind_host}:{port}/metrics"
         scraped = _scrape(settings, port)
         if scraped is None:
-            checks.append(Check("service", name, "fail", f"not answering on {address}", {"address": address}))
+            # The page only shows the store; the data path does not depend on it.
+            state = "warn" if name == "page" else "fail"
+            checks.append(Check("service", name, state, f"not answering on {address}", {"address": address}))
             continue
         figures: dict[str, Any] = {"address": address}
         detail = f"answering on {address}"
