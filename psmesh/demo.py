@@ -99,14 +99,14 @@ def _run(settings, stack: LocalStack, topology_file: Path | None, size: str, wee
     create_source_tables(settings)
     services = []
     for source in topology.sources:
-        service = CaptureService(settings, source.name)
+        service = CaptureService(settings, source.name, topology)
         try:
             what = service.start()
         except StackError as exc:
             raise click.ClickException(str(exc)) from exc
         services.append(service)
         click.echo(f"    cdc-{source.name:9} {what} (log {service.process.logfile})")
-    for service in (processor_service(settings), sink_service(settings, "erp"), sink_service(settings, "reporting"),
+    for service in (processor_service(settings), sink_service(settings, "erp", topology), sink_service(settings, "reporting", topology),
                     page_service(settings)):
         try:
             what = service.start()

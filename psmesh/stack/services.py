@@ -128,12 +128,13 @@ def running_services(settings: Settings) -> list[CaptureService | HttpService]:
     if not run_dir.exists():
         return []
     found: list[CaptureService | HttpService] = []
+    topology = default_topology()  # read once: it gives every capture's and sink's metrics port
     if (run_dir / "page.pid").exists():
         found.append(page_service(settings))
     for sink in ("reporting", "erp"):
         if (run_dir / f"sink-{sink}.pid").exists():
-            found.append(sink_service(settings, sink))
+            found.append(sink_service(settings, sink, topology))
     if (run_dir / "processors.pid").exists():
         found.append(processor_service(settings))
-    found += [CaptureService(settings, p.stem[len("cdc-"):]) for p in sorted(run_dir.glob("cdc-*.pid"))]
+    found += [CaptureService(settings, p.stem[len("cdc-"):], topology) for p in sorted(run_dir.glob("cdc-*.pid"))]
     return found
