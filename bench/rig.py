@@ -13,6 +13,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+#: The benches' own stack: a runtime directory and ports no developer or test stack uses
+#: (below Linux's ephemeral range). Any PSMESH_* variable already set wins.
+BENCH_STACK = {
+    "PSMESH_HOME": str(Path(tempfile.gettempdir()) / "psmesh-bench"),
+    "PSMESH_KAFKA_PORT": "26092",
+    "PSMESH_KAFKA_CONTROLLER_PORT": "26093",
+    "PSMESH_PG_PORT": "26433",
+    "PSMESH_REGISTRY_PORT": "26081",
+}
+for _name, _value in BENCH_STACK.items():
+    os.environ.setdefault(_name, _value)
+
 import psycopg  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 

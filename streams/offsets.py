@@ -59,6 +59,10 @@ class FlushTracker:
         txn.sealed = True
         self._advance()
 
+    def settled(self) -> None:
+        """A sealed transaction's last event was acknowledged (its ``pending`` is 0; counted by the caller)."""
+        self._advance()
+
     def discard(self, txn: PendingTransaction) -> None:
         """An aborted streamed transaction: its sent events are compensated elsewhere."""
         txn.sealed = True

@@ -102,6 +102,15 @@ class ReplicationStream:
 
     def read(self, timeout: float) -> XLogData | Keepalive | None:
         """The next message, or None after ``timeout`` seconds without one."""
+        data = self.read_raw(timeout)
+        return None if data is None else self.parse(data)
+
+    def read_raw(self, timeout: float) -> memoryview | bytes | None:
+        """The next CopyData message as received ('w' XLogData, 'k' keepalive), or None after ``timeout``.
+
+        The capture's hot loop reads XLogData headers itself (start and end LSN at offsets 1 and 9,
+        the pgoutput message from offset 25) and passes the rest to :meth:`parse`.
+        """
         n, data = self.pg.get_copy_data(1)
         if n == 0:
             ready, _, _ = select.select([self.pg.socket], [], [], timeout)
@@ -114,6 +123,10 @@ class ReplicationStream:
         if n < 0:
             error = self.pg.error_message.decode(errors="replace").strip()
             raise ReplicationError(f"replication stream ended: {error or 'server closed the copy'}")
+        return data
+
+    @staticmethod
+    def parse(data: memoryview | bytes) -> XLogData | Keepalive:
         kind = data[0]
         if kind == 0x77:  # 'w'
             start, end, clock = _XLOGDATA.unpack_from(data, 1)

@@ -30,6 +30,7 @@ import logging
 import os
 import shutil
 import signal
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -68,7 +69,8 @@ from streams.pgtypes import RowConverter
 from streams.publisher import ChangePublisher, producer_config
 from streams.registration import SchemaRegistrar, TableSchemas
 from streams.lsn import Lsn
-from streams.replication import Keepalive, ReplicationStream, XLogData
+from streams.replication import ReplicationStream, XLogData
+from streams.rowcodec import Fallback, RowCodec, encode_long, encode_string
 from streams.snapshot import Snapshotter, TableRef, table_columns
 from streams.spill import SpilledTransaction
 from streams.state import CaptureState, TableState
@@ -76,6 +78,13 @@ from streams.state import CaptureState, TableState
 logger = logging.getLogger(__name__)
 
 PG_EPOCH_MS = 946_684_800_000
+
+_XLOG_HEAD = struct.Struct(">QQ")  # XLogData: start and end of the WAL it carries
+_RELATION_ID = struct.Struct("!I")
+_INSERT, _UPDATE, _DELETE = b"I"[0], b"U"[0], b"D"[0]
+_KEY, _OLD, _NEW = b"K"[0], b"O"[0], b"N"[0]
+#: Delivery reports are served every this many messages (and at every commit and idle moment).
+_POLL_EVERY = 64
 
 
 @dataclass(frozen=True)
@@ -114,10 +123,11 @@ class CaptureConfig:
 class _TableInfo:
     """A table's current shape: columns, converters, registered encoders, metric children."""
 
-    __slots__ = ("ref", "topic", "columns", "names", "key_idx", "convert", "schemas", "captured", "produced", "compacted")
+    __slots__ = ("ref", "topic", "columns", "names", "key_idx", "convert", "schemas", "captured", "produced", "compacted",
+                 "unflushed", "codec", "value_head", "key_head", "source_txn", "source_prefix")
 
     def __init__(self, ref: TableRef, topic: str, columns: Sequence[ColumnSpec], convert: Callable | None,
-                 schemas: TableSchemas, source: str, compacted: bool) -> None:
+                 schemas: TableSchemas, source: str, compacted: bool, codec: RowCodec | None = None) -> None:
         self.ref = ref
         self.topic = topic
         self.columns = tuple(columns)
@@ -128,15 +138,42 @@ class _TableInfo:
         self.captured = {op: metrics.EVENTS_CAPTURED.labels(source, ref.table, op) for op in "cudrt"}
         self.produced = metrics.EVENTS_PRODUCED.labels(source, ref.table)
         self.compacted = compacted
+        #: Events counted since the metrics were last updated (they are updated per transaction, not per row).
+        self.unflushed = dict.fromkeys("cudrt", 0)
+        self.codec = codec
+        # The fast path's constant bytes: Confluent headers, and the `source` block up to txId for one transaction.
+        self.value_head = _confluent_header(schemas.value)
+        self.key_head = _confluent_header(schemas.key)
+        self.source_txn: object = None
+        self.source_prefix = b""
+
+    def flush_counts(self) -> None:
+        produced = 0
+        for op, n in self.unflushed.items():
+            if n:
+                self.captured[op].inc(n)
+                produced += n
+                self.unflushed[op] = 0
+        if produced:
+            self.produced.inc(produced)
+
+
+def _confluent_header(encoder) -> bytes:
+    return struct.pack(">bI", 0, encoder.schema_id)
 
 
 class CaptureSource:
     """One source database → its change topics. ``run()`` until stopped or failed."""
 
-    def __init__(self, config: CaptureConfig) -> None:
+    def __init__(self, config: CaptureConfig, *, registrar: SchemaRegistrar | None = None,
+                 publisher: ChangePublisher | None = None, fast_path: bool = True) -> None:
+        """``registrar`` and ``publisher`` replace the real ones in tests; ``fast_path=False`` runs every
+        change through the reference path (decoder, converters, envelope dicts), which the fast path
+        (:mod:`streams.rowcodec`) must match byte for byte."""
         self.config = config
-        self.registrar = SchemaRegistrar(config.registry_url)
-        self.publisher = ChangePublisher(producer_config(config.kafka, f"psmesh-cdc-{config.name}"))
+        self.registrar = registrar or SchemaRegistrar(config.registry_url)
+        self.publisher = publisher or ChangePublisher(producer_config(config.kafka, f"psmesh-cdc-{config.name}"))
+        self.fast_path = fast_path
         self.tracker = FlushTracker()
         self.decoder = PgOutputDecoder(protocol_version=2)
         self.state = CaptureState.load(config.state_dir / f"{config.name}.state.json", [r.qualified for r in config.table_refs()])
@@ -155,6 +192,9 @@ class CaptureSource:
         self._confirmed = 0
         self._last_event_at: float | None = None
         self._last_commit_ts_ms: int | None = None
+        self._ack: Callable = self._acker(PendingTransaction(), None)
+        self._tail_ms = -1
+        self._tails: dict[str, bytes] = {}
         self._labels = config.name
         self.status_path = config.state_dir / f"{config.name}.status.json"
 
@@ -324,6 +364,7 @@ class CaptureSource:
                     self._publish(info, txn, ack, "r", None, row, source, ())
                     rows_counter.inc()
                 self.publisher.poll(0)
+                info.flush_counts()
             self.tracker.seal(txn, consistent_lsn)
             remaining = self.publisher.flush(300)
             if remaining:
@@ -333,7 +374,8 @@ class CaptureSource:
             snap.close()
 
     # --- tables -----------------------------------------------------------------
-    def _table(self, ref: TableRef, columns: Sequence[ColumnSpec], convert: Callable | None) -> _TableInfo:
+    def _table(self, ref: TableRef, columns: Sequence[ColumnSpec], convert: Callable | None,
+               codec: RowCodec | None = None) -> _TableInfo:
         topic = self.config.topic(ref.schema, ref.table)
         try:
             schemas = self.registrar.schemas_for(topic, ref.qualified, columns)
@@ -341,7 +383,7 @@ class CaptureSource:
             self.state.move(ref.qualified, TableState.ERRORED, str(exc))
             self.state.save()
             raise
-        info = _TableInfo(ref, topic, columns, convert, schemas, self.config.name, self._compacted.get(topic, True))
+        info = _TableInfo(ref, topic, columns, convert, schemas, self.config.name, self._compacted.get(topic, True), codec)
         self._by_name[ref.qualified] = info
         return info
 
@@ -362,28 +404,35 @@ class CaptureSource:
             columns = [ColumnSpec(c.name, c.type_oid, c.type_modifier, c.is_key) for c in rel.columns]
         if not any(c.key for c in columns):
             raise StreamsError(f"table {ref.qualified} has no replica identity key; give it a primary key")
-        self.tables[rel.relation_id] = self._table(ref, columns, RowConverter(rel.columns))
+        codec = RowCodec(columns) if self.fast_path else None
+        self.tables[rel.relation_id] = self._table(ref, columns, RowConverter(rel.columns), codec)
 
     # --- the stream -------------------------------------------------------------
     def _stream_loop(self, stream: ReplicationStream, until) -> None:
         next_status = time.monotonic() + self.config.status_interval
         next_heartbeat = time.monotonic() + self.config.heartbeat_interval
-        decode = self.decoder.decode
+        read_raw = stream.read_raw
+        on_wal = self._on_wal
+        poll = self.publisher.poll
+        unpolled = 0
         while not self._stop.is_set():
-            msg = stream.read(0.1)
-            if msg.__class__ is XLogData:
-                if msg.wal_end > self._server_lsn:
-                    self._server_lsn = msg.wal_end
-                self._handle(decode(msg.payload), msg)
-                self._written = max(self._written, msg.wal_start)
-            elif msg.__class__ is Keepalive:
+            raw = read_raw(0.1)
+            if raw is not None and raw[0] == 0x77:  # 'w' XLogData: the hot path, without message objects
+                wal_start, wal_end = _XLOG_HEAD.unpack_from(raw, 1)
+                on_wal(bytes(raw[25:]), wal_start, wal_end)
+                unpolled += 1
+                if unpolled < _POLL_EVERY:
+                    continue  # more messages are likely waiting: serve reports and timers every few
+            elif raw is not None:
+                msg = stream.parse(raw)
                 if msg.wal_end > self._server_lsn:
                     self._server_lsn = msg.wal_end
                 if self._txn is None and not self._spills:
                     self.tracker.idle(msg.wal_end)
                 if msg.reply_requested:
                     self._send_status(stream, force=True)
-            self.publisher.poll(0)
+            unpolled = 0
+            poll(0)
             now = time.monotonic()
             if now >= next_status:
                 self._send_status(stream)
@@ -393,6 +442,17 @@ class CaptureSource:
             if now >= next_heartbeat:
                 self._heartbeat()
                 next_heartbeat = now + self.config.heartbeat_interval
+
+    def _on_wal(self, payload: bytes, wal_start: int, wal_end: int) -> None:
+        """One pgoutput message of an XLogData: changes outside stream blocks take the fast path."""
+        if wal_end > self._server_lsn:
+            self._server_lsn = wal_end
+        kind = payload[0]
+        if not ((kind == _INSERT or kind == _UPDATE or kind == _DELETE) and self.fast_path
+                and self._stream_xid is None and self._fast_change(payload, wal_start, 1)):
+            self._handle(self.decoder.decode(payload), XLogData(wal_start, wal_end, 0, memoryview(payload)))
+        if wal_start > self._written:
+            self._written = wal_start
 
     def _handle(self, m: Any, x: XLogData) -> None:
         if self._stream_xid is not None and m.__class__ is not StreamStop:
@@ -443,6 +503,12 @@ class CaptureSource:
             self._transaction_acked(commit_ts)
         self._txn = None
         self._last_commit_ts_ms = commit_ts // 1000 + PG_EPOCH_MS
+        self._flush_counts()
+
+    def _flush_counts(self) -> None:
+        """Bring the event counters up to date (once per transaction, not once per row)."""
+        for info in self._by_name.values():
+            info.flush_counts()
 
     def _replay(self, m: StreamCommit) -> None:
         spill = self._spills.pop(m.xid, None)
@@ -454,6 +520,7 @@ class CaptureSource:
         decoder = PgOutputDecoder(protocol_version=2)
         decoder.decode(b"S" + m.xid.to_bytes(4, "big") + b"\x01")
         keepalive_at = time.monotonic() + 1.0
+        fast = self._fast_change if self.fast_path else None
         try:
             for n, (_xid, wal_start, payload) in enumerate(spill.replay()):
                 if n % 1000 == 0 and time.monotonic() >= keepalive_at and self._stream is not None:
@@ -461,6 +528,12 @@ class CaptureSource:
                     # a status update now and then tells the server we are alive.
                     self._send_status(self._stream, force=True)
                     keepalive_at = time.monotonic() + 1.0
+                if n % _POLL_EVERY == 0:
+                    self.publisher.poll(0)
+                kind = payload[0]
+                # Inside a stream block a change carries its (sub)transaction's xid before the relation id.
+                if fast is not None and (kind == _INSERT or kind == _UPDATE or kind == _DELETE) and fast(payload, wal_start, 5):
+                    continue
                 msg = decoder.decode(payload)
                 cls = msg.__class__
                 if cls is Insert or cls is Update or cls is Delete:
@@ -469,7 +542,6 @@ class CaptureSource:
                     self._on_relation(msg)
                 elif cls is Truncate:
                     self._truncate(msg, wal_start)
-                self.publisher.poll(0)
         finally:
             spill.discard()
         self._commit(m.end_lsn, m.commit_ts)
@@ -479,9 +551,16 @@ class CaptureSource:
         tracker = self.tracker
 
         def on_delivery(err, msg) -> None:
-            tracker.delivered(txn, err)
-            if err is None and txn.sealed and txn.pending == 0 and commit_ts is not None:
-                self._transaction_acked(commit_ts)
+            # Called once per event: only the last acknowledgement of a sealed transaction can
+            # move the flushable position, so the tracker is asked only then.
+            if err is not None:
+                tracker.delivered(txn, err)
+                return
+            txn.pending -= 1
+            if txn.pending == 0 and txn.sealed:
+                tracker.settled()
+                if commit_ts is not None:
+                    self._transaction_acked(commit_ts)
 
         return on_delivery
 
@@ -544,6 +623,111 @@ class CaptureSource:
             self._publish(info, txn, self._ack, "d", before, None, source, ())
             self._tombstone(info, txn, before)
 
+    def _fast_change(self, buf: bytes, lsn: int, base: int) -> bool:
+        """Publish an Insert, Update or Delete straight from its bytes (:mod:`streams.rowcodec`).
+
+        ``base`` is the offset of the relation id (1, or 5 inside a stream block). False: the
+        message was not taken and nothing was published; the caller runs the reference path,
+        which publishes the same events or raises the reference error.
+        """
+        info = self.tables.get(_RELATION_ID.unpack_from(buf, base)[0])
+        txn = self._txn
+        if info is None or txn is None or info.codec is None:
+            return False
+        codec = info.codec
+        read = codec.read
+        kind = buf[0]
+        pos = base + 4
+        unchanged: list[str] = []
+        try:
+            if kind == _INSERT:
+                if buf[pos] != _NEW:
+                    return False
+                after = [b"\x00\x02"]  # before: null; after: a Value
+                pos, key = read(buf, pos + 1, after.append, unchanged)
+                if pos != len(buf) or key is None:
+                    return False
+                events = ((key, "c", None, after),)
+            elif kind == _UPDATE:
+                tag = buf[pos]
+                before = None
+                if tag == _KEY or tag == _OLD:
+                    before = [b"\x02"]
+                    pos, old_key = read(buf, pos + 1, before.append, [])
+                    tag = buf[pos]
+                if tag != _NEW:
+                    return False
+                after = [b"\x02"]
+                pos, key = read(buf, pos + 1, after.append, unchanged)
+                if pos != len(buf) or key is None:
+                    return False
+                if before is None:
+                    events = ((key, "u", None, after),)
+                elif old_key is None or not codec.exact_keys:
+                    return False
+                elif old_key != key:
+                    # Primary key changed: the old key is deleted (and forgotten), the new one created.
+                    events = ((old_key, "d", before, None), (old_key, None, None, None), (key, "c", None, after))
+                else:
+                    events = ((key, "u", before if buf[base + 4] == _OLD else None, after),)
+            elif kind == _DELETE:
+                tag = buf[pos]
+                if tag != _KEY and tag != _OLD:
+                    return False
+                before = [b"\x02"]
+                pos, key = read(buf, pos + 1, before.append, [])
+                if pos != len(buf) or key is None:
+                    return False
+                events = ((key, "d", before, None), (key, None, None, None))
+            else:
+                return False
+        except (Fallback, ValueError, ArithmeticError, LookupError, TypeError, struct.error):
+            # Malformed or unusual input (ValueConversionError and UnicodeDecodeError are ValueErrors):
+            # the reference path raises the reference error, or publishes what it publishes.
+            return False
+        if info.source_txn is not txn:
+            xid, commit_ts = self._txn_meta
+            info.source_prefix = self._source_prefix(info, commit_ts // 1000 + PG_EPOCH_MS, xid)
+            info.source_txn = txn
+        now = time.time()
+        ms = int(now * 1000)
+        if ms != self._tail_ms:
+            self._tail_ms = ms
+            stamp = b"\x02" + encode_long(ms)
+            self._tails = {op: encode_string(op) + stamp for op in "cud"}
+        source = info.source_prefix + b"\x02" + encode_long(lsn) + b"\x00"  # lsn, then sequence: null
+        send = self.publisher.send
+        topic, ack, value_head = info.topic, self._ack, info.value_head
+        for key, op, before, after in events:
+            txn.pending += 1
+            txn.events += 1
+            if op is None:
+                send(topic, info.key_head + key, None, ack)
+                continue
+            if unchanged and after is not None:
+                toasted = encode_long(len(unchanged)) + b"".join(encode_string(n) for n in unchanged) + b"\x00"
+            else:
+                toasted = b"\x00"
+            if after is None:
+                parts = [value_head, *before, b"\x00", source, self._tails[op], toasted]
+            elif before is None:
+                after[0] = b"\x00\x02"
+                parts = [value_head, *after, source, self._tails[op], toasted]
+            else:
+                parts = [value_head, *before, *after, source, self._tails[op], toasted]
+            send(topic, info.key_head + key, b"".join(parts), ack)
+            info.unflushed[op] += 1
+        self._last_event_at = now
+        return True
+
+    def _source_prefix(self, info: _TableInfo, ts_ms: int, xid: int) -> bytes:
+        """The Avro bytes of a streamed change's ``source`` block up to ``txId``, taken from the reference encoder."""
+        source = self._source_block(info.ref, ts_ms, xid, None, "false")
+        empty = info.schemas.value.encode({"before": None, "after": None, "source": source, "op": "", "ts_ms": None,
+                                           "unchanged_toasted": []})
+        # header (5), before and after null (2) | source ... lsn null, sequence null (2) | op "", ts_ms null, [] (3)
+        return empty[7:-5]
+
     def _truncate(self, m: Truncate, lsn: int) -> None:
         xid, commit_ts = self._txn_meta
         for relation_id in m.relation_ids:
@@ -570,8 +754,7 @@ class CaptureSource:
         })
         self.tracker.sent(txn)
         self.publisher.send(info.topic, key, value, ack)
-        info.captured[op].inc()
-        info.produced.inc()
+        info.unflushed[op] += 1
         self._last_event_at = time.time()
 
     def _tombstone(self, info: _TableInfo, txn: PendingTransaction, before: dict) -> None:
