@@ -79,6 +79,9 @@ class ChangePublisher:
 
     def __init__(self, config: dict[str, Any]) -> None:
         self._producer = Producer(config)
+        #: ``produce(topic, value, key, partition, on_delivery)`` without the retry of :meth:`send`: the
+        #: capture's hot path calls it directly and falls back to :meth:`send` on BufferError.
+        self.produce = self._producer.produce
 
     def send(self, topic: str, key: bytes, value: bytes | None, on_delivery: Callable[[Any, Any], None]) -> None:
         while True:

@@ -42,6 +42,7 @@ Contracts:
 
 from __future__ import annotations
 
+import re
 import struct
 from typing import Any, Callable, Sequence
 
@@ -52,7 +53,7 @@ from streams.pgtypes import (
     _date, _timestamp, _timestamptz, converter_for, numeric_precision_scale,
 )
 
-__all__ = ["Fallback", "RowCodec", "encode_long", "encode_string"]
+__all__ = ["Fallback", "RowCodec", "encode_long", "encode_string", "tagged_long"]
 
 
 class Fallback(Exception):
@@ -67,6 +68,7 @@ class Fallback(Exception):
 _MASK14 = 0x3FFF
 _CHUNKS = [bytes(((x & 0x7F) | 0x80, ((x >> 7) & 0x7F) | 0x80)) for x in range(1 << 14)]
 _LAST = [bytes((x,)) if x < 0x80 else bytes(((x & 0x7F) | 0x80, x >> 7)) for x in range(1 << 14)]
+_TAGGED_CHUNKS = [b"\x02" + c for c in _CHUNKS]
 
 _SMALL = 8192
 _LONGS = []  # zig-zag varints of -_SMALL .. _SMALL-1
@@ -77,8 +79,6 @@ def encode_long(n: int) -> bytes:
     """Avro long (zig-zag varint) of ``n``; the same bytes as fastavro; refuses values outside 64 bits."""
     if -_SMALL <= n < _SMALL:
         return _LONGS[n + _SMALL]
-    if not -(1 << 63) <= n < (1 << 63):
-        raise ValueError(f"integer {n} does not fit in an Avro long")
     z = (n << 1) ^ (n >> 63)
     if z < 0x10000000:
         return _CHUNKS[z & _MASK14] + _LAST[z >> 14]
@@ -86,8 +86,24 @@ def encode_long(n: int) -> bytes:
         return _CHUNKS[z & _MASK14] + _CHUNKS[z >> 14 & _MASK14] + _LAST[z >> 28]
     if z < 0x100000000000000:
         return _CHUNKS[z & _MASK14] + _CHUNKS[z >> 14 & _MASK14] + _CHUNKS[z >> 28 & _MASK14] + _LAST[z >> 42]
+    if not -(1 << 63) <= n < (1 << 63):  # outside 64 bits, z is at least 2**64
+        raise ValueError(f"integer {n} does not fit in an Avro long")
     return (_CHUNKS[z & _MASK14] + _CHUNKS[z >> 14 & _MASK14] + _CHUNKS[z >> 28 & _MASK14]
             + _CHUNKS[z >> 42 & _MASK14] + _LAST[z >> 56])
+
+
+def tagged_long(n: int) -> bytes:
+    """``encode_long(n)`` behind the ``["null", long]`` branch tag (b"\\x02")."""
+    if -_SMALL <= n < _SMALL:
+        return _TAGGED_LONGS[n + _SMALL]
+    z = (n << 1) ^ (n >> 63)
+    if z < 0x10000000:
+        return _TAGGED_CHUNKS[z & _MASK14] + _LAST[z >> 14]
+    if z < 0x40000000000:
+        return _TAGGED_CHUNKS[z & _MASK14] + _CHUNKS[z >> 14 & _MASK14] + _LAST[z >> 28]
+    if z < 0x100000000000000:
+        return _TAGGED_CHUNKS[z & _MASK14] + _CHUNKS[z >> 14 & _MASK14] + _CHUNKS[z >> 28 & _MASK14] + _LAST[z >> 42]
+    return b"\x02" + encode_long(n)
 
 
 def _encode_long_loop(n: int) -> bytes:
@@ -104,12 +120,6 @@ _LONGS.extend(_encode_long_loop(n) for n in range(-_SMALL, _SMALL))
 _TAGGED_LONGS.extend(b"\x02" + b for b in _LONGS)
 #: b"\x02" + the length n as an Avro long: a non-null string's (or bytes') head.
 _TAGGED_LENGTHS = _TAGGED_LONGS[_SMALL:]
-
-
-def _tagged_long(n: int) -> bytes:
-    if -_SMALL <= n < _SMALL:
-        return _TAGGED_LONGS[n + _SMALL]
-    return b"\x02" + encode_long(n)
 
 
 def encode_string(s: str) -> bytes:
@@ -155,6 +165,44 @@ def _numeric_encoder(precision: int, scale: int, reference: Callable[[bytes], by
             return reference(v)  # raises the reference error
         size = ((unscaled if unscaled >= 0 else -unscaled).bit_length() + 8) >> 3
         return _TAGGED_LONGS[size + _SMALL] + unscaled.to_bytes(size, "big", signed=True)
+
+    return encode
+
+
+# The session's timestamp output (DateStyle ISO, TimeZone UTC: streams/replication.py), read as
+# "minute" + seconds + fraction; anything else (other offsets, BC, years past 9999, infinity) goes
+# through the reference converter.
+_TIMESTAMP_TEXT = re.compile(rb"(\d{4}-\d\d-\d\d \d\d:\d\d):([0-5]\d)(?:\.(\d{1,6}))?(\+00)?")
+
+
+def _timestamp_encoder(aware: bool) -> Callable[[bytes], bytes]:
+    """timestamptz (``aware``) or timestamp text → tagged Avro timestamp-micros / local-timestamp-micros.
+
+    The minute is converted by the reference converter once (and remembered); seconds and
+    fraction are added as integers, which is what the reference arithmetic gives.
+    """
+    if aware:
+        def micros(text: str) -> int:
+            return _micros_aware(_timestamptz(text))
+    else:
+        def micros(text: str) -> int:
+            return _micros_naive(_timestamp(text))
+    minutes: dict[bytes, int] = {}
+    suffix = b":00+00" if aware else b":00"
+
+    def encode(v: bytes) -> bytes:
+        m = _TIMESTAMP_TEXT.fullmatch(v)
+        if m is None or (m[4] is None) is aware:
+            return tagged_long(micros(v.decode()))
+        minute, fraction = m[1], m[3]
+        base = minutes.get(minute)
+        if base is None:
+            if len(minutes) >= _CACHE_MAX:
+                minutes.clear()
+            base = minutes[minute] = micros((minute + suffix).decode())
+        if fraction is None:
+            return tagged_long(base + int(m[2]) * 1_000_000)
+        return tagged_long(base + int(m[2]) * 1_000_000 + int(fraction.ljust(6, b"0")))
 
     return encode
 
@@ -222,7 +270,7 @@ class RowCodec:
         env: dict[str, Any] = {
             "Fallback": Fallback, "unpack_len": struct.Struct("!I").unpack_from, "int": int, "float": float,
             "TL": _TAGGED_LENGTHS, "_tagged_length": _tagged_length, "_SMALL": _SMALL,
-            "_tagged_long": _tagged_long, "_BOOLS": _BOOLS, "_PACK_F": _PACK_F, "_PACK_D": _PACK_D,
+            "tagged_long": tagged_long, "_BOOLS": _BOOLS, "_PACK_F": _PACK_F, "_PACK_D": _PACK_D,
         }
         lines = [
             "def read(buf, pos, ap, unchanged):",
@@ -276,7 +324,7 @@ class RowCodec:
                 "x = (TL[n] if n < _SMALL else _tagged_length(n)) + v",
             ]
         if oid in _INT_TYPES:
-            return ["x = _tagged_long(int(v))"]
+            return ["x = tagged_long(int(v))"]
         if oid == BOOL:
             return ["x = _BOOLS[v]"]
         if oid == FLOAT8:
@@ -289,13 +337,11 @@ class RowCodec:
             encode = _numeric_encoder(precision, scale, reference)
         elif oid == DATE:
             def encode(v: bytes) -> bytes:
-                return _tagged_long(_date(v.decode()).toordinal() - _EPOCH_ORDINAL)
+                return tagged_long(_date(v.decode()).toordinal() - _EPOCH_ORDINAL)
         elif oid == TIMESTAMPTZ:
-            def encode(v: bytes) -> bytes:
-                return _tagged_long(_micros_aware(_timestamptz(v.decode())))
+            encode = _timestamp_encoder(True)
         elif oid == TIMESTAMP:
-            def encode(v: bytes) -> bytes:
-                return _tagged_long(_micros_naive(_timestamp(v.decode())))
+            encode = _timestamp_encoder(False)
         else:
             encode = reference
         cache: dict[bytes, bytes] = {}

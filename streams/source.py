@@ -70,7 +70,7 @@ from streams.publisher import ChangePublisher, producer_config
 from streams.registration import SchemaRegistrar, TableSchemas
 from streams.lsn import Lsn
 from streams.replication import ReplicationStream, XLogData
-from streams.rowcodec import Fallback, RowCodec, encode_long, encode_string
+from streams.rowcodec import Fallback, RowCodec, encode_long, encode_string, tagged_long
 from streams.snapshot import Snapshotter, TableRef, table_columns
 from streams.spill import SpilledTransaction
 from streams.state import CaptureState, TableState
@@ -85,6 +85,13 @@ _INSERT, _UPDATE, _DELETE = b"I"[0], b"U"[0], b"D"[0]
 _KEY, _OLD, _NEW = b"K"[0], b"O"[0], b"N"[0]
 #: Delivery reports are served every this many messages (and at every commit and idle moment).
 _POLL_EVERY = 64
+#: An envelope's bytes after `source.lsn`: `source.sequence` (null) and `op`; `ts_ms` follows.
+_OP_HEADS = {op: b"\x00" + encode_string(op) for op in "cud"}
+
+
+def _toasted(names: list[str]) -> bytes:
+    """The Avro array of the unchanged TOASTed columns' names."""
+    return encode_long(len(names)) + b"".join(encode_string(n) for n in names) + b"\x00"
 
 
 @dataclass(frozen=True)
@@ -414,24 +421,25 @@ class CaptureSource:
         read_raw = stream.read_raw
         on_wal = self._on_wal
         poll = self.publisher.poll
-        unpolled = 0
+        unpack_head = _XLOG_HEAD.unpack_from
         while not self._stop.is_set():
-            raw = read_raw(0.1)
-            if raw is not None and raw[0] == 0x77:  # 'w' XLogData: the hot path, without message objects
-                wal_start, wal_end = _XLOG_HEAD.unpack_from(raw, 1)
+            # Up to _POLL_EVERY XLogData messages in a row without message objects, then delivery
+            # reports and timers: a backlog is read without a select() or poll() per message.
+            for _ in range(_POLL_EVERY):
+                raw = read_raw(0.1)
+                if raw is None:
+                    break
+                if raw[0] != 0x77:  # not 'w' XLogData: a keepalive
+                    msg = stream.parse(raw)
+                    if msg.wal_end > self._server_lsn:
+                        self._server_lsn = msg.wal_end
+                    if self._txn is None and not self._spills:
+                        self.tracker.idle(msg.wal_end)
+                    if msg.reply_requested:
+                        self._send_status(stream, force=True)
+                    break
+                wal_start, wal_end = unpack_head(raw, 1)
                 on_wal(bytes(raw[25:]), wal_start, wal_end)
-                unpolled += 1
-                if unpolled < _POLL_EVERY:
-                    continue  # more messages are likely waiting: serve reports and timers every few
-            elif raw is not None:
-                msg = stream.parse(raw)
-                if msg.wal_end > self._server_lsn:
-                    self._server_lsn = msg.wal_end
-                if self._txn is None and not self._spills:
-                    self.tracker.idle(msg.wal_end)
-                if msg.reply_requested:
-                    self._send_status(stream, force=True)
-            unpolled = 0
             poll(0)
             now = time.monotonic()
             if now >= next_status:
@@ -643,11 +651,11 @@ class CaptureSource:
             if kind == _INSERT:
                 if buf[pos] != _NEW:
                     return False
-                after = [b"\x00\x02"]  # before: null; after: a Value
+                after = [info.value_head, b"\x00\x02"]  # header; before: null; after: a Value
                 pos, key = read(buf, pos + 1, after.append, unchanged)
                 if pos != len(buf) or key is None:
                     return False
-                events = ((key, "c", None, after),)
+                events = None
             elif kind == _UPDATE:
                 tag = buf[pos]
                 before = None
@@ -693,31 +701,38 @@ class CaptureSource:
         ms = int(now * 1000)
         if ms != self._tail_ms:
             self._tail_ms = ms
-            stamp = b"\x02" + encode_long(ms)
-            self._tails = {op: encode_string(op) + stamp for op in "cud"}
-        source = info.source_prefix + b"\x02" + encode_long(lsn) + b"\x00"  # lsn, then sequence: null
-        send = self.publisher.send
-        topic, ack, value_head = info.topic, self._ack, info.value_head
+            stamp = tagged_long(ms)
+            self._tails = {op: head + stamp for op, head in _OP_HEADS.items()}
+        lsn_bytes = tagged_long(lsn)
+        produce = self.publisher.produce
+        topic, ack = info.topic, self._ack
+        self._last_event_at = now
+        if events is None:  # an insert: one event, the commonest case
+            after += (info.source_prefix, lsn_bytes, self._tails["c"], _toasted(unchanged) if unchanged else b"\x00")
+            txn.pending += 1
+            txn.events += 1
+            try:
+                produce(topic, b"".join(after), info.key_head + key, -1, ack)
+            except (BufferError, KafkaException):
+                self.publisher.send(topic, info.key_head + key, b"".join(after), ack)
+            info.unflushed["c"] += 1
+            return True
         for key, op, before, after in events:
             txn.pending += 1
             txn.events += 1
             if op is None:
-                send(topic, info.key_head + key, None, ack)
+                self.publisher.send(topic, info.key_head + key, None, ack)
                 continue
-            if unchanged and after is not None:
-                toasted = encode_long(len(unchanged)) + b"".join(encode_string(n) for n in unchanged) + b"\x00"
-            else:
-                toasted = b"\x00"
+            toasted = _toasted(unchanged) if unchanged and after is not None else b"\x00"
             if after is None:
-                parts = [value_head, *before, b"\x00", source, self._tails[op], toasted]
+                parts = [info.value_head, *before, b"\x00"]
             elif before is None:
-                after[0] = b"\x00\x02"
-                parts = [value_head, *after, source, self._tails[op], toasted]
+                parts = [info.value_head, b"\x00", *after]
             else:
-                parts = [value_head, *before, *after, source, self._tails[op], toasted]
-            send(topic, info.key_head + key, b"".join(parts), ack)
+                parts = [info.value_head, *before, *after]
+            parts += (info.source_prefix, lsn_bytes, self._tails[op], toasted)
+            self.publisher.send(topic, info.key_head + key, b"".join(parts), ack)
             info.unflushed[op] += 1
-        self._last_event_at = now
         return True
 
     def _source_prefix(self, info: _TableInfo, ts_ms: int, xid: int) -> bytes:
