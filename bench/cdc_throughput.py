@@ -1,6 +1,9 @@
 """Benchmark: PostgreSQL → Kafka change capture from one slot, with Avro and acknowledgements.
 
-Two figures, on the stack `psmesh dev up` runs (or the one PSMESH_* points at):
+Two figures, on the benches' own local stack (bench/rig.py: runtime directory
+``$TMPDIR/psmesh-bench``, Kafka 26092/26093, PostgreSQL 26433, registry 26081;
+started if needed, left running: stop it with ``PSMESH_HOME=... psmesh dev down``
+and the same ports), or on the servers the PSMESH_* variables point at:
 
 1. **Sustained throughput**: ROWS inserts into timeexp-shaped ``time_entries``
    (14 columns: bigint, text, date, numeric, boolean, timestamptz) are

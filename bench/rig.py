@@ -49,8 +49,8 @@ def _capture(config: CaptureConfig) -> None:
 class CaptureRig:
     """A scratch ``timeexp``-shaped database with one captured table and its topic.
 
-    Uses the stack ``psmesh dev up`` runs (started if needed), or the servers
-    the ``PSMESH_*`` variables point at; ``close()`` drops what it made.
+    Uses the local stack of ``BENCH_STACK`` (started if needed, left running), or
+    the servers the ``PSMESH_*`` variables point at; ``close()`` drops what it made.
     """
 
     def __init__(self, partitions: int, topic_config: dict[str, str]) -> None:

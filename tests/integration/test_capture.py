@@ -198,3 +198,32 @@ def test_idle_source_advances_its_slot(source):
             conn.execute("insert into wal_mover select generate_series(1, 1000)")
         assert wait_for(lambda: confirmed() > start, timeout=20)
     assert run.error is None
+
+
+def test_streamed_transaction_publishes_its_inserts_updates_and_deletes_at_commit(source, reader):
+    from streams import metrics
+
+    # pgoutput streams a transaction that outgrows logical_decoding_work_mem (64 kB here, per database,
+    # which the walsender of this slot reads): the capture spills it and publishes it at Stream Commit.
+    source.execute(f"alter database \"{source.database}\" set logical_decoding_work_mem = '64kB'")
+    with RunningCapture(source.config(snapshot=False)) as run:
+        with psycopg.connect(source.dsn) as conn:
+            conn.execute("""insert into time_entries
+                select g, g % 50, 'PRJ-' || (g % 97), 'consultant', date '2026-01-05' + (g % 60)::int,
+                       7.50, g % 5 <> 0, 150.00, 90.00, 'submitted', 'design workshop', now(), null, now()
+                from generate_series(1, 3000) g""")
+            conn.execute("update time_entries set hours = 8.25, status = 'approved', approved_at = '2026-03-01 10:00:00.5+01' where entry_id <= 100")
+            conn.execute("delete from time_entries where entry_id > 2990")
+            conn.commit()
+        records = reader.read(source.topic("time_entries"), 3000 + 100 + 2 * 10, timeout=120)
+    assert run.error is None
+    assert metrics.SPILLED_BYTES.labels(source.name)._value.get() > 0, "the transaction was not streamed"
+    ops = [v["op"] if v else None for _, v in records]
+    assert (ops.count("c"), ops.count("u"), ops.count("d"), ops.count(None)) == (3000, 100, 10, 10)
+    assert len({v["source"]["txId"] for _, v in records if v}) == 1
+    updated = next(v for _, v in records if v and v["op"] == "u" and v["after"]["entry_id"] == 7)["after"]
+    assert updated["hours"] == Decimal("8.25") and updated["status"] == "approved"
+    assert updated["approved_at"] == datetime(2026, 3, 1, 9, 0, 0, 500000, tzinfo=timezone.utc)
+    assert updated["work_date"] == date(2026, 1, 12) and updated["bill_rate"] == Decimal("150.00")
+    deleted = [k["entry_id"] for k, v in records if v and v["op"] == "d"]
+    assert sorted(deleted) == list(range(2991, 3001))
