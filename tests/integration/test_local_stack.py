@@ -15,7 +15,8 @@ from psmesh.stack.process import pid_alive, port_in_use
 
 pytestmark = pytest.mark.integration
 
-PORTS = {"PSMESH_KAFKA_PORT": "39092", "PSMESH_KAFKA_CONTROLLER_PORT": "39093", "PSMESH_PG_PORT": "35433", "PSMESH_REGISTRY_PORT": "38081"}
+#: Below Linux's ephemeral range (32768-60999), so no outgoing connection holds them.
+PORTS = {"PSMESH_KAFKA_PORT": "22092", "PSMESH_KAFKA_CONTROLLER_PORT": "22093", "PSMESH_PG_PORT": "22433", "PSMESH_REGISTRY_PORT": "22081"}
 
 
 def _psmesh(home: Path, *args: str) -> subprocess.CompletedProcess:
@@ -56,9 +57,9 @@ def test_up_twice_is_harmless_and_down_leaves_no_process(tmp_path_factory):
         assert status.returncode == 0, status.stdout + status.stderr
         parts = {p["name"]: p for p in json.loads(status.stdout)}
         assert {n: p["state"] for n, p in parts.items()} == {"kafka": "healthy", "postgres": "healthy", "registry": "healthy"}
-        assert parts["postgres"]["address"] == "127.0.0.1:35433"
+        assert parts["postgres"]["address"] == "127.0.0.1:22433"
 
-        with psycopg.connect("host=127.0.0.1 port=35433 user=psmesh dbname=postgres") as conn:
+        with psycopg.connect("host=127.0.0.1 port=22433 user=psmesh dbname=postgres") as conn:
             assert conn.execute("show wal_level").fetchone()[0] == "logical"
             dbs = {r[0] for r in conn.execute("select datname from pg_database")}
             assert {"crm", "psa", "timeexp", "erp", "reporting"} <= dbs
@@ -86,9 +87,9 @@ def test_up_names_the_port_when_it_is_taken(tmp_path_factory):
     with socket.socket() as squatter:
         # The previous test's broker may have left TIME_WAIT connections on this port.
         squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        squatter.bind(("127.0.0.1", 39092))
+        squatter.bind(("127.0.0.1", 22092))
         squatter.listen()
         result = _psmesh(home, "dev", "up")
     _psmesh(home, "dev", "down")
     assert result.returncode != 0
-    assert "port 39092" in result.stderr and "PSMESH_KAFKA_PORT" in result.stderr
+    assert "port 22092" in result.stderr and "PSMESH_KAFKA_PORT" in result.stderr
