@@ -29,8 +29,9 @@ timestamptz (1184)                          aware ``datetime`` in UTC, µs; any
 timestamp (1114)                            naive ``datetime``
 time (1083)                                 naive ``datetime.time``
 bytea (17)                                  ``bytes`` (hex output format)
-arrays of the above (text[] 1009,           ``list`` (nested lists for several
-varchar[] 1015, int4[] 1007, int8[] 1016,   dimensions); NULL elements are
+arrays of the above (text[] 1009,           ``list`` (one dimension; a value of
+varchar[] 1015, int4[] 1007, int8[] 1016,   several is a ValueConversionError,
+                                            as the Avro type has one); NULL elements are
 numeric[] 1231, ... see ``_ARRAY_ELEMENT``)  ``None``; explicit lower bounds
                                             (``[0:1]={...}``) are dropped
 any other oid                               ``str``, unchanged, with no error
@@ -398,7 +399,13 @@ def parse_array(text: str, element: Converter = str) -> list:
 
 def _array_of(element: Converter) -> Converter:
     def convert(text: str) -> list:
-        return parse_array(text, element)
+        values = parse_array(text, element)
+        # The column's Avro type is a one-dimensional array (the catalog does not say how many
+        # dimensions a value will have); a value of several cannot be written as one.
+        if any(isinstance(v, list) for v in values):
+            raise ValueConversionError("array", "several dimensions; change events carry one-dimensional "
+                                       "arrays (store one dimension, or the value as text or jsonb)", text)
+        return values
 
     return convert
 
