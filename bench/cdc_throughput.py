@@ -60,6 +60,29 @@ def _latencies(rig: CaptureRig, first_id: int) -> list[int]:
     return sorted(latencies)
 
 
+def _append_span(rig: CaptureRig) -> tuple[int, int, int]:
+    """(records, first LogAppendTime, last LogAppendTime) of everything in the topic, in ms."""
+    consumer = Consumer({**rig.settings.kafka_client_config(), "group.id": f"bench-span-{rig.name}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    parts = list(consumer.list_topics(rig.topic, timeout=10).topics[rig.topic].partitions)
+    ends = {p: consumer.get_watermark_offsets(TopicPartition(rig.topic, p))[1] for p in parts}
+    consumer.assign([TopicPartition(rig.topic, p, 0) for p in parts])
+    count, first, last = 0, None, None
+    done = {p for p, end in ends.items() if end == 0}
+    while len(done) < len(parts):
+        for msg in consumer.consume(10000, 1.0):
+            if msg.error():
+                continue
+            if msg.offset() + 1 >= ends[msg.partition()]:
+                done.add(msg.partition())
+            at = msg.timestamp()[1]
+            count += 1
+            first = at if first is None else min(first, at)
+            last = at if last is None else max(last, at)
+    consumer.close()
+    return count, first or 0, last or 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
@@ -85,6 +108,11 @@ def main() -> None:
         cpu = cpu_seconds(proc.pid)
         print(f"throughput: {args.rows} row changes in {elapsed:.2f} s = {args.rows / elapsed:,.0f} row changes/s "
               "(one slot, one capture process, Avro + idempotent producer, acks=all; includes process start)")
+        records, first_ms, last_ms = _append_span(rig)
+        span = max(last_ms - first_ms, 1) / 1000
+        print(f"streaming: {records:,} records (the backlog's inserts) appended, from the first to "
+              f"the last in {span:.2f} s = {records / span:,.0f} row changes/s (broker LogAppendTime; without process "
+              "start, connection and slot setup)")
         print(f"capture process CPU: {cpu:.1f} s in {elapsed:.1f} s wall ({100 * cpu / elapsed:.0f}% of one core; "
               f"{cpu / args.rows * 1e6:.0f} µs CPU per row change); the rest of the machine runs PostgreSQL's walsender and the broker")
 
