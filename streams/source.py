@@ -46,7 +46,7 @@ from psycopg import sql
 from psmesh import __version__
 from streams import metrics
 from streams.envelope import CONNECTOR, ColumnSpec
-from streams.exceptions import ReplicationError, StreamsError
+from streams.exceptions import ReplicationError, StreamsError, ValueConversionError
 from streams.offsets import FlushTracker, PendingTransaction
 from streams.pgoutput import (
     UNCHANGED_TOAST,
@@ -596,7 +596,10 @@ class CaptureSource:
     def _row(self, info: _TableInfo, values) -> tuple[dict | None, tuple[str, ...]]:
         if values is None:
             return None, ()
-        converted = info.convert(values)
+        try:
+            converted = info.convert(values)
+        except ValueConversionError as exc:
+            raise _located(exc, info, values) from exc
         unchanged = tuple(n for n, v in zip(info.names, converted) if v is UNCHANGED_TOAST)
         if unchanged:
             converted = [None if v is UNCHANGED_TOAST else v for v in converted]
@@ -814,3 +817,16 @@ class CaptureSource:
                 conn.execute("select pg_logical_emit_message(false, 'psmesh.heartbeat', '')")
         except psycopg.Error as exc:
             logger.warning("heartbeat on %s failed: %s", self.config.database, exc)
+
+
+def _located(exc: ValueConversionError, info: _TableInfo, values: Sequence[Any]) -> ValueConversionError:
+    """The same conversion error, naming the table and the column (found again, on this error path only)."""
+    column = "?"
+    for name, convert, value in zip(info.names, getattr(info.convert, "converters", ()), values):
+        if value.__class__ is str:
+            try:
+                convert(value)
+            except ValueConversionError:
+                column = name
+                break
+    return ValueConversionError(exc.type_name, f"{exc.reason} (table {info.ref.qualified}, column {column})", exc.text)

@@ -316,6 +316,8 @@ def test_malformed_and_unconvertible_changes_raise_the_reference_errors(tmp_path
     events = _assert_same(tmp_path, wire.messages)
     raised = [e for e in events if e[0] == "raised"]
     assert {e[1] for e in raised} >= {"DecodeError", "ValueConversionError", "ReplicationError"}
+    # a conversion error names where the value was, not only what it was
+    assert any("several dimensions" in e[2] and "column tags" in e[2] and "arrays" in e[2] for e in raised), raised
     assert len(raised) >= 10
 
 
