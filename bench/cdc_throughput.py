@@ -37,50 +37,41 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer  # noqa: E402
 from confluent_kafka.serialization import MessageField, SerializationContext  # noqa: E402
 
 
-def _latencies(rig: CaptureRig, first_id: int) -> list[int]:
-    """LogAppendTime − source commit time, in ms, of every event with entry_id ≥ first_id."""
-    deserializer = AvroDeserializer(SchemaRegistryClient({"url": rig.settings.schema_registry_url}))
-    consumer = Consumer({**rig.settings.kafka_client_config(), "group.id": f"bench-{rig.name}",
+def _records(rig: CaptureRig, group: str):
+    """Every record in the bench topic up to its end offsets at the call."""
+    consumer = Consumer({**rig.settings.kafka_client_config(), "group.id": f"{group}-{rig.name}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
     parts = list(consumer.list_topics(rig.topic, timeout=10).topics[rig.topic].partitions)
     ends = {p: consumer.get_watermark_offsets(TopicPartition(rig.topic, p))[1] for p in parts}
     consumer.assign([TopicPartition(rig.topic, p, 0) for p in parts])
-    latencies = []
     done = {p for p, end in ends.items() if end == 0}
-    while len(done) < len(parts):
-        for msg in consumer.consume(10000, 1.0):
-            if msg.error():
-                continue
-            if msg.offset() + 1 >= ends[msg.partition()]:
-                done.add(msg.partition())
-            value = deserializer(msg.value(), SerializationContext(rig.topic, MessageField.VALUE))
-            if value["after"]["entry_id"] >= first_id:
-                latencies.append(msg.timestamp()[1] - value["source"]["ts_ms"])
-    consumer.close()
+    try:
+        while len(done) < len(parts):
+            for msg in consumer.consume(10000, 1.0):
+                if msg.error():
+                    continue
+                if msg.offset() + 1 >= ends[msg.partition()]:
+                    done.add(msg.partition())
+                yield msg
+    finally:
+        consumer.close()
+
+
+def _latencies(rig: CaptureRig, first_id: int) -> list[int]:
+    """LogAppendTime − source commit time, in ms, of every event with entry_id ≥ first_id."""
+    deserializer = AvroDeserializer(SchemaRegistryClient({"url": rig.settings.schema_registry_url}))
+    latencies = []
+    for msg in _records(rig, "bench"):
+        value = deserializer(msg.value(), SerializationContext(rig.topic, MessageField.VALUE))
+        if value["after"]["entry_id"] >= first_id:
+            latencies.append(msg.timestamp()[1] - value["source"]["ts_ms"])
     return sorted(latencies)
 
 
 def _append_span(rig: CaptureRig) -> tuple[int, int, int]:
     """(records, first LogAppendTime, last LogAppendTime) of everything in the topic, in ms."""
-    consumer = Consumer({**rig.settings.kafka_client_config(), "group.id": f"bench-span-{rig.name}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    parts = list(consumer.list_topics(rig.topic, timeout=10).topics[rig.topic].partitions)
-    ends = {p: consumer.get_watermark_offsets(TopicPartition(rig.topic, p))[1] for p in parts}
-    consumer.assign([TopicPartition(rig.topic, p, 0) for p in parts])
-    count, first, last = 0, None, None
-    done = {p for p, end in ends.items() if end == 0}
-    while len(done) < len(parts):
-        for msg in consumer.consume(10000, 1.0):
-            if msg.error():
-                continue
-            if msg.offset() + 1 >= ends[msg.partition()]:
-                done.add(msg.partition())
-            at = msg.timestamp()[1]
-            count += 1
-            first = at if first is None else min(first, at)
-            last = at if last is None else max(last, at)
-    consumer.close()
-    return count, first or 0, last or 0
+    stamps = [msg.timestamp()[1] for msg in _records(rig, "bench-span")]
+    return len(stamps), min(stamps, default=0), max(stamps, default=0)
 
 
 def main() -> None:

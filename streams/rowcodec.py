@@ -46,7 +46,7 @@ import re
 import struct
 from typing import Any, Callable, Sequence
 
-from streams.avrocodegen import _EPOCH_ORDINAL, _micros_aware, _micros_naive, compile_encoder
+from streams.avrocodegen import _EPOCH_ORDINAL, _encode_long, _micros_aware, _micros_naive, compile_encoder
 from streams.envelope import ColumnSpec, avro_type
 from streams.pgtypes import (
     BOOL, DATE, FLOAT4, FLOAT8, INT2, INT4, INT8, NUMERIC, TIMESTAMP, TIMESTAMPTZ,
@@ -106,17 +106,7 @@ def tagged_long(n: int) -> bytes:
     return b"\x02" + encode_long(n)
 
 
-def _encode_long_loop(n: int) -> bytes:
-    z = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while z > 0x7F:
-        out.append((z & 0x7F) | 0x80)
-        z >>= 7
-    out.append(z)
-    return bytes(out)
-
-
-_LONGS.extend(_encode_long_loop(n) for n in range(-_SMALL, _SMALL))
+_LONGS.extend(_encode_long(n) for n in range(-_SMALL, _SMALL))
 _TAGGED_LONGS.extend(b"\x02" + b for b in _LONGS)
 #: b"\x02" + the length n as an Avro long: a non-null string's (or bytes') head.
 _TAGGED_LENGTHS = _TAGGED_LONGS[_SMALL:]
