@@ -17,7 +17,7 @@ fi
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 command -v dot >/dev/null 2>&1 || missing+=(graphviz)
 # Headless, for the executive page's test (tests/integration/test_exec_page.py).
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium fonts-dejavu-core)  # a font, so screenshots show text
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null 2>&1; then
     say "missing Debian packages: ${missing[*]}; install them as root (apt-get install ${missing[*]})"
