@@ -24,6 +24,7 @@ from processors.formulas import HOURS_SCALE, MONEY_SCALE, store, weekdays_betwee
 from processors.formulas.rounding import to_decimal
 
 ZERO = Decimal(0)
+ZERO_HOURS = Fraction(0)
 #: The skills of DOMAIN.md section 1: skill_week has a row for each of them in every week of its range.
 SKILLS = ("aws", "azure", "gcp", "sap", "salesforce", "data_engineering", "security")
 
@@ -35,12 +36,19 @@ def _line_weeks(value: dict[str, Any] | None) -> list[date]:
     return weeks_between(start, end)
 
 
-def _line_demand(value: dict[str, Any], week: date) -> Fraction:
+def _line_demands(value: dict[str, Any]) -> list[tuple[date, Fraction]]:
+    """The line's weighted demand in each week of its span: weight × hours spread evenly over its weekdays.
+
+    Exact: (weight × hours / weekdays) × weekdays in the week is the same rational as
+    weight × hours × weekdays in the week / weekdays, computed once per line instead of once per week.
+    """
     start, end = date.fromisoformat(value["start"]), date.fromisoformat(value["end"])
+    weeks = weeks_between(start, end)
     whole = weekdays_between(start, end)
     if whole == 0:
-        return Fraction(0)
-    return Fraction(value["weight"]) * Fraction(value["hours"]) * weekdays_in(start, end, week) / whole
+        return [(week, Fraction(0)) for week in weeks]
+    per_weekday = Fraction(value["weight"]) * Fraction(value["hours"]) / whole
+    return [(week, per_weekday * weekdays_in(start, end, week)) for week in weeks]
 
 
 SUNDAY = timedelta(days=6)
@@ -96,14 +104,14 @@ class RollupStage:
             agg[1] += step * Decimal(value)
 
     def _line(self, c: dict[str, Any], step: int) -> None:
-        weeks = _line_weeks(c)
-        if not weeks:
+        demands = _line_demands(c)
+        if not demands:
             return
-        self.firsts[weeks[0]] += step
-        self.lasts[weeks[-1]] += step
+        self.firsts[demands[0][0]] += step
+        self.lasts[demands[-1][0]] += step
         per_week = self.demand.setdefault(c["skill"], {})
-        for week in weeks:
-            per_week[week] = per_week.get(week, Fraction(0)) + step * _line_demand(c, week)
+        for week, demand in demands:
+            per_week[week] = per_week.get(week, ZERO_HOURS) + (demand if step > 0 else -demand)
 
     def _res(self, resource_id: int, c: dict[str, Any], step: int) -> None:
         skill = c["skill"]
