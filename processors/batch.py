@@ -58,6 +58,24 @@ def stage_partition(key: bytes, partitions: int) -> int:
     return found
 
 
+_TABLE_KEYS: dict[tuple, bytes] = {}
+_TABLE_KEYS_MAX = 1_000_000
+
+
+def table_key(key: tuple) -> bytes:
+    """A view row's key as published rows and queries spell it: its columns joined by '|'.
+
+    Remembered per key tuple: the same rows are touched batch after batch (the rollup names every week of a
+    skill for each resource's contribution), and formatting dates was a visible part of a batch's time.
+    """
+    found = _TABLE_KEYS.get(key)
+    if found is None:
+        if len(_TABLE_KEYS) >= _TABLE_KEYS_MAX:
+            _TABLE_KEYS.clear()
+        found = _TABLE_KEYS[key] = "|".join(map(str, key)).encode()
+    return found
+
+
 @dataclass
 class Outbox:
     #: (table name, key) → (event whose partition the write belongs to, row or None to delete)
@@ -80,10 +98,11 @@ class Outbox:
         for code, meta in fx.meta:
             assert meta_table is not None
             self.write(meta_table, f"{partition}|{code}|meta|".encode(), cause.event, meta)
+        views = self.views
         for view, key, row in fx.views:
-            table_key = "|".join(str(k) for k in key).encode()
-            earlier = self.views.get((view, table_key))
-            self.views[(view, table_key)] = [key, row, cause, resend or (earlier is not None and earlier[3])]
+            slot = (view, table_key(key))
+            earlier = views.get(slot) if not resend else None
+            views[slot] = [key, row, cause, resend or (earlier is not None and earlier[3])]
         for topic, key, value in fx.events:
             self.events.append((topic, key, value, cause))
         for key, value in fx.rollup:
