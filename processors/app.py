@@ -30,6 +30,7 @@ import asyncio
 import logging
 import time
 import weakref
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,6 +41,7 @@ from aiohttp import web as aioweb
 from aiokafka.errors import KafkaError
 from faust.exceptions import FaustError
 from faust.streams import _current_event
+from faust.types import TP
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -47,14 +49,18 @@ from processors.batch import Cause, Outbox, commit_ms_of, stage_partition
 from processors.capacity import ResourceStage
 from processors.effects import view_row
 from processors.codec import ChangeEventDecoder, TopicEncoder
+from processors import faust_fixes
 from processors.exceptions import BadChangeEvent, ProcessorError
 from processors.project import ProjectStage, project_code_of
+from processors.sender import Sender, Ticket
 from processors.records import KIND_OF_TOPIC, KINDS, SOURCE_TOPICS, dumps, loads, parse, pick
 from processors.rollup import RollupStage
 from psmesh.config import Settings
 from psmesh.latency import commit_headers
 
 logger = logging.getLogger(__name__)
+#: the delivery ticket of the batch the current agent task is handling (processors/sender.py)
+_TICKET: ContextVar[Ticket] = ContextVar("psmesh_processors_ticket")
 
 APP_ID = "psmesh-processors"
 PARTITIONS = 6  # as the change topics (topology.yaml defaults), so route is co-partitioned with them
@@ -85,6 +91,8 @@ TABLES = {"routes": PARTITIONS, "project_rows": PARTITIONS, "resource_rows": PAR
 ROUTE_BATCH = 1000
 STAGE_BATCH = 24
 BATCH_SECONDS = 0.5
+#: Events a stream buffers before Faust pauses its partitions (Faust's default is 4,096).
+STREAM_BUFFER = 32768
 #: Attempts at an event that failed for a reason other than its content (broker, metadata), 1 s apart.
 TRANSIENT_ATTEMPTS = 30
 
@@ -139,6 +147,7 @@ class Processors:
     def __init__(self, settings: Settings, *, web_port: int = 6066, datadir: Path | None = None,
                  app_id: str = APP_ID, store: str = "rocksdb://", replication_factor: int = 1) -> None:
         self.settings = settings
+        faust_fixes.install()
         datadir = datadir or settings.home / "processors" / f"worker-{web_port}"
         datadir.mkdir(parents=True, exist_ok=True)
         self.app = faust.App(
@@ -162,9 +171,15 @@ class Processors:
             broker_commit_every=2000,
             broker_commit_interval=1.0,
             producer_linger_ms=5,
+            # Larger fetches and stream buffers: with Faust's defaults (4,096 events per stream buffer, 1 MiB per
+            # partition fetch) the worker waited on its own fetcher (docs/processors.md, "Throughput").
+            stream_buffer_maxsize=STREAM_BUFFER,
+            broker_max_poll_records=ROUTE_BATCH * 5,
+            consumer_max_fetch_size=16 * 1024 * 1024,
             web_enabled=True,
         )
         self.metrics = Metrics.create()
+        self.sender = Sender(settings.kafka_client_config())
         self._registry_url = settings.schema_registry_url
         self._decoder: ChangeEventDecoder | None = None
         self._encoders: dict[str, TopicEncoder] = {}
@@ -217,6 +232,11 @@ class Processors:
             return await self._metrics_page(web, request)
 
         app.timer(10.0)(self._watch_stalls)
+
+        @app.on_before_shutdown.connect
+        async def close_sender(app, **kwargs):  # records of unacknowledged batches are sent again anyway
+            await asyncio.to_thread(self.sender.close)
+
         app.page("/views/{view}/")(list_view)
         app.page("/views/{view}/{key}")(get_view)
         app.page("/metrics")(metrics_page)
@@ -237,9 +257,13 @@ class Processors:
     async def _publish(self, topic: str, key: dict[str, Any], value: dict[str, Any] | None,
                        headers: dict[str, bytes] | None = None) -> None:
         enc = self.encoder(topic)
-        await self.outputs[topic].send(key=enc.key(key), value=None if value is None else enc.value(value),
-                                       headers=headers)
+        self._send(topic, enc.key(key), None if value is None else enc.value(value), headers=headers)
         self.metrics.published.labels(topic).inc()
+
+    def _send(self, topic: str, key: bytes | None, value: bytes | None, *, partition: int | None = None,
+              headers: dict[str, bytes] | None = None, table: Any = None) -> None:
+        """Queue a record on the current batch's ticket; acknowledged before the batch's events are."""
+        self.sender.produce(_TICKET.get(), topic, key, value, partition=partition, headers=headers, table=table)
 
     async def _dead_letter(self, stage: str, cause: Cause, exc: Exception) -> None:
         msg = cause.event.message
@@ -275,8 +299,12 @@ class Processors:
         and replays from its last commit instead of dropping events.
         """
         for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
+            ticket = self.sender.ticket()
+            token = _TICKET.set(ticket)
             try:
-                return await handle(events)
+                rows = await handle(events)
+                self._persisted(await self.sender.wait(ticket))
+                return rows
             except (KafkaError, FaustError) as exc:
                 first = events[0].message
                 if attempt == TRANSIENT_ATTEMPTS:
@@ -288,7 +316,15 @@ class Processors:
                 if stage != "route":
                     self._fresh |= {(stage, 0 if stage == "rollup" else e.message.partition) for e in events}
                 await asyncio.sleep(1.0)
+            finally:
+                _TICKET.reset(token)
         return 0
+
+    def _persisted(self, offsets: dict[tuple[Any, int], int]) -> None:
+        """Remember in each table's store the last changelog offset it holds, as Faust does after a send: a
+        restart on its own RocksDB data reads the changelog from there on only."""
+        for (table, partition), offset in offsets.items():
+            table.data.set_persisted_offset(TP(table.changelog_topic.get_topic_name(), partition), offset)
 
     async def _content_guarded(self, stage: str, cause: Cause, fold, *args) -> None:
         """Fold one row: an error of its content sends it to the dead-letter topic and the batch goes on."""
@@ -302,13 +338,20 @@ class Processors:
     async def _flush(self, stage: str, out: Outbox) -> None:
         """Write the coalesced table rows, then publish what changed, each with the header of its cause."""
         for (name, key), (event, row) in out.writes.items():
+            # The store and the changelog, as Faust's table assignment writes them, but the record goes out
+            # through the batch's producer (processors/sender.py) rather than one aiokafka send each.
             table = self.tables[name]
+            store = table.data
             _within(event)
             if row is None:
-                if key in table:
-                    del table[key]
+                if key not in store:
+                    continue
+                del store[key]
+                value = None
             else:
-                table[key] = dumps(row)
+                value = store[key] = dumps(row)
+            self._send(table.changelog_topic.get_topic_name(), key, value, partition=event.message.partition,
+                       table=table)
         now = _now()
         for (view, table_key), (key, row, cause, resend) in out.views.items():
             published = self.published[view]
@@ -333,8 +376,8 @@ class Processors:
         if out.rollup:
             latest = max((c.commit_ms for _, c in out.rollup.values() if c.commit_ms), default=None, key=int)
             body = dumps([[key, value, cause.commit_ms] for key, (value, cause) in out.rollup.items()])
-            await self.to_rollup.send(key=b"rollup", value=body, partition=0,
-                                      headers=Cause(None, None, None, latest).headers)
+            self._send(self.to_rollup.get_topic_name(), b"rollup", body, partition=0,
+                       headers=Cause(None, None, None, latest).headers)
 
     async def _emit(self, stage: str, cause: Cause, topic: str, key: dict[str, Any], value: Any) -> None:
         try:
@@ -356,8 +399,8 @@ class Processors:
         for (stage, partition), rows in out.forwards.items():
             topic = self.by_project if stage == "p" else self.by_resource
             latest = max((r[4] for r in rows if r[4]), default=None, key=int)
-            await topic.send(key=stage.encode(), value=dumps(rows), partition=partition,
-                             headers=Cause(None, None, None, latest).headers)
+            self._send(topic.get_topic_name(), stage.encode(), dumps(rows), partition=partition,
+                       headers=Cause(None, None, None, latest).headers)
         await self._flush("route", out)  # the routes table, once the rows are on their way
         return len(events)
 

@@ -1,0 +1,150 @@
+"""The worker's output producer: librdkafka (confluent-kafka) instead of Faust's per-record aiokafka path.
+
+Every record the stages write (changelog records of the mirror tables, rows
+forwarded to the next stage, view and derived events, dead letters) goes
+through one :class:`Sender`. Faust sends each record on its own through its
+producer buffer and aiokafka: on the benchmark that path cost more than all
+the stages' folding together (docs/processors.md, "Throughput"). librdkafka
+batches and delivers in C; a background thread serves its delivery reports.
+
+Delivery is tracked per batch: :meth:`Sender.ticket` opens one, every record
+produced for the batch is counted on it, and :meth:`Sender.wait` returns when
+the broker has acknowledged every one of them (``acks=all``, idempotent
+producer), or raises :class:`DeliveryFailed`. A batch's events are
+acknowledged to Faust (and their offsets committed) only after that, so a
+crash replays whatever was not delivered, as before.
+
+Keys hash as Kafka's Java client and aiokafka hash them (``murmur2_random``),
+so a key stays on the partition it had when Faust produced it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka.errors import KafkaError
+from confluent_kafka import KafkaException, Producer
+
+logger = logging.getLogger(__name__)
+
+
+class DeliveryFailed(KafkaError):
+    """The broker did not acknowledge a record of the batch: the batch is retried (an error of the infrastructure)."""
+
+
+@dataclass(eq=False)
+class Ticket:
+    """The records of one batch: produced, delivered, the first error, the highest offset per (table, partition)."""
+
+    loop: asyncio.AbstractEventLoop
+    sent: int = 0
+    delivered: int = 0
+    closed: bool = False
+    error: str | None = None
+    offsets: dict[tuple[Any, int], int] = field(default_factory=dict)
+    done: asyncio.Future | None = None
+
+
+class Sender:
+    def __init__(self, client_config: dict[str, Any], *, linger_ms: int = 5) -> None:
+        self._config = {
+            **client_config,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": linger_ms,
+            "compression.type": "lz4",
+            "partitioner": "murmur2_random",
+            "queue.buffering.max.messages": 500_000,
+            "queue.buffering.max.kbytes": 512 * 1024,
+        }
+        self._producer: Producer | None = None
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._poller: threading.Thread | None = None
+
+    # ---- lifecycle
+    @property
+    def producer(self) -> Producer:
+        if self._producer is None:
+            self._producer = Producer(self._config)
+            self._poller = threading.Thread(target=self._poll, name="psmesh-sender", daemon=True)
+            self._poller.start()
+        return self._producer
+
+    def _poll(self) -> None:
+        producer = self._producer
+        while not self._stopping.is_set():
+            producer.poll(0.05)
+
+    def close(self, timeout: float = 10.0) -> None:
+        if self._producer is None:
+            return
+        left = self._producer.flush(timeout)
+        if left:
+            logger.warning("%d records not delivered at shutdown; they are sent again after the restart", left)
+        self._stopping.set()
+        if self._poller is not None:
+            self._poller.join(1.0)
+
+    # ---- batches
+    def ticket(self) -> Ticket:
+        return Ticket(asyncio.get_running_loop())
+
+    def produce(self, ticket: Ticket, topic: str, key: bytes | None, value: bytes | None, *,
+                partition: int | None = None, headers: dict[str, bytes] | None = None,
+                table: Any = None) -> None:
+        """Queue one record of ``ticket``'s batch; ``table`` asks for its offset (a changelog record)."""
+        producer = self.producer
+        slot = (table, partition) if table is not None else None
+
+        def delivered(err: Any, msg: Any) -> None:  # the poller's thread
+            with self._lock:
+                if err is not None:
+                    if ticket.error is None:
+                        ticket.error = f"{msg.topic()}[{msg.partition()}]: {err}"
+                elif slot is not None:
+                    offset = msg.offset()
+                    if offset > ticket.offsets.get(slot, -1):
+                        ticket.offsets[slot] = offset
+                ticket.delivered += 1
+                finished = ticket.closed and ticket.delivered == ticket.sent
+            if finished and ticket.done is not None:
+                ticket.loop.call_soon_threadsafe(_resolve, ticket.done)
+
+        kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": delivered}
+        if partition is not None:
+            kwargs["partition"] = partition
+        if headers:
+            kwargs["headers"] = headers
+        ticket.sent += 1
+        while True:
+            try:
+                producer.produce(topic, **kwargs)
+                return
+            except BufferError:  # the local queue is full: let the poller deliver some
+                self._stopping.wait(0.01)
+            except KafkaException as exc:
+                ticket.sent -= 1
+                raise DeliveryFailed(f"{topic}: {exc}") from exc
+
+    async def wait(self, ticket: Ticket) -> dict[tuple[Any, int], int]:
+        """Until every record of the batch is acknowledged; the highest changelog offset per (table, partition)."""
+        with self._lock:
+            ticket.closed = True
+            pending = ticket.delivered != ticket.sent
+            if pending:
+                ticket.done = ticket.loop.create_future()
+        if pending:
+            await ticket.done
+        if ticket.error is not None:
+            raise DeliveryFailed(f"a record of the batch was not delivered: {ticket.error}")
+        return ticket.offsets
+
+
+def _resolve(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
