@@ -66,9 +66,13 @@ class ResourceState:
     billable: dict[date, Decimal] = field(default_factory=dict)
     total: dict[date, Decimal] = field(default_factory=dict)
     sent_profile: Any = None
+    #: activity_range() as last computed; dropped by any change that can move it
+    _range: Any = field(default=False, repr=False, compare=False)
 
     def apply(self, kind: str, key: int, row: Any) -> set[date]:
         """Fold one row; returns the weeks whose figures it may change (empty set = all weeks)."""
+        if kind != "entry":
+            self._range = False
         if kind == "resource":
             self.resource = row
             return set()
@@ -82,9 +86,14 @@ class ResourceState:
                     continue
                 week = week_start_of(e.work_date)
                 touched.add(week)
-                self.entry_weeks[week] += step
-                if self.entry_weeks[week] == 0:
+                count = self.entry_weeks[week] + step
+                if count == 0:
                     del self.entry_weeks[week]
+                    self._range = False
+                else:
+                    if count == 1:
+                        self._range = False
+                    self.entry_weeks[week] = count
                 if e.status in WORKED_STATUSES:
                     self.total[week] = self.total.get(week, ZERO) + step * e.hours
                     if e.billable:
@@ -98,6 +107,11 @@ class ResourceState:
 
     def activity_range(self) -> tuple[date, date] | None:
         """First and last week of resource_week rows; None without activity or without the resource itself."""
+        if self._range is False:
+            self._range = self._activity_range()
+        return self._range
+
+    def _activity_range(self) -> tuple[date, date] | None:
         if self.resource is None:
             return None  # a resource unknown to (or deleted from) psa has no rows
         weeks = set(self.entry_weeks)
@@ -181,6 +195,16 @@ class ResourceStage:
         touched = st.apply(kind, key, row)
         after = st.activity_range()
         fx = Effects()
+        if touched and kind != "resource" and before == after:
+            # the common case, an entry within the resource's weeks: only its weeks change
+            if after is not None:
+                first, last = after
+                for week in sorted(touched):
+                    if first <= week <= last:
+                        fx.views.append(("resource_week", (resource_id, week), partial(st.week_row, week)))
+            if kind != "entry":
+                self._profile(st, fx)
+            return fx
         old_weeks = set(weeks_between(*before)) if before else set()
         new_weeks = set(weeks_between(*after)) if after else set()
         for week in sorted(old_weeks - new_weeks):

@@ -290,7 +290,7 @@ class ProjectStage:
     def on_row(self, project_code: str, kind: str, key: Any, row: Any) -> Effects:
         """Fold a row change of ``project_code`` and return what it changes downstream."""
         st = self.state(project_code)
-        meta_before = _freeze(st.meta)
+        meta_before = st.meta
         previous = st.apply(kind, key, row)
         fx = Effects()
         if kind == "billing_milestone" and row is not None:
@@ -299,7 +299,7 @@ class ProjectStage:
             fx.rollup.append((f"line|{key}", None))  # always: a lost deletion would leave demand behind
             st.sent.pop(f"line|{key}", None)
         self._refresh(st, fx, kind)
-        if _freeze(st.meta) != meta_before:
+        if st.meta is not meta_before:
             fx.meta.append((project_code, st.meta))
         return fx
 
@@ -311,9 +311,9 @@ class ProjectStage:
         fx = Effects()
         for st in self.projects.values():
             if st.opportunity_row is not None and st.opportunity_row["account_id"] == account_id:
-                before = _freeze(st.meta)
+                before = st.meta
                 self._request(st, fx, False)
-                if _freeze(st.meta) != before:
+                if st.meta is not before:
                     fx.meta.append((st.project_code, st.meta))
         return fx
 
@@ -327,9 +327,9 @@ class ProjectStage:
         if period.status != "closed":
             return fx
         for st in self.projects.values():
-            before = _freeze(st.meta)
+            before = st.meta
             self._period_trigger(st, period, fx)
-            if _freeze(st.meta) != before:
+            if st.meta is not before:
                 fx.meta.append((st.project_code, st.meta))
         return fx
 
@@ -338,9 +338,9 @@ class ProjectStage:
         fx = Effects()
         for st in self.projects.values():
             st.sent.clear()
-            before = _freeze(st.meta)
+            before = st.meta
             self._refresh(st, fx, resend=True)
-            if _freeze(st.meta) != before:
+            if st.meta is not before:
                 fx.meta.append((st.project_code, st.meta))
         return fx
 
@@ -552,5 +552,5 @@ def _send_rollup(st: ProjectState, fx: Effects, key: str, value: Any) -> None:
     fx.rollup.append((key, value))
 
 
-def _freeze(meta: dict[str, Any]) -> str:
-    return repr(meta)
+# A project's ``meta`` is never changed in place: every change assigns a new dict (copy on write), so a changed
+# meta is a new object, and the stages compare identities instead of the contents.

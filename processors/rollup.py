@@ -161,7 +161,8 @@ class RollupStage:
                 "contract_value": store(agg[1], MONEY_SCALE)}
 
     def skill_row(self, skill: str, week: date) -> dict[str, Any]:
-        demand = to_decimal(self.demand.get(skill, {}).get(week, Fraction(0)))
+        found = self.demand.get(skill)
+        demand = to_decimal(found.get(week, ZERO) if found else ZERO)
         supply = self._supply(skill, week)
         booked = self.booked.get(skill, {}).get(week, ZERO)
         return {"skill": skill, "week_start": week, "demand_hours": store(demand, HOURS_SCALE),

@@ -21,6 +21,8 @@ HOURS_SCALE = 2
 RATIO_SCALE = 4
 
 ZERO = Decimal(0)
+#: the quantum of each scale, formed once: store() runs for every column of every view row published
+_QUANTA = {scale: Decimal(1).scaleb(-scale) for scale in range(0, 13)}
 
 
 def exact_ratio(numerator: Decimal | Fraction | int, denominator: Decimal | Fraction | int) -> Fraction | None:
@@ -55,7 +57,8 @@ def to_decimal(value: Fraction | Decimal | int | None) -> Decimal | None:
         return None
     if isinstance(value, Decimal):
         return value
-    value = Fraction(value)
+    if type(value) is not Fraction:
+        value = Fraction(value)
     return _WIDE.divide(Decimal(value.numerator), Decimal(value.denominator))
 
 
@@ -71,7 +74,9 @@ def store(value: Decimal | Fraction | int | None, scale: int) -> Decimal | None:
     """
     if value is None:
         return None
-    quantum = Decimal(1).scaleb(-scale)
+    quantum = _QUANTA.get(scale) or Decimal(1).scaleb(-scale)
+    if type(value) is Decimal:
+        return value.quantize(quantum, rounding=ROUND_HALF_UP, context=_WIDE)
     if isinstance(value, Fraction):
         scaled = abs(value) * 10**scale
         whole, rest = divmod(scaled.numerator, scaled.denominator)
