@@ -16,7 +16,12 @@ own RocksDB data (a restart) and (b) on an empty data dir (a new machine,
 every table rebuilt from its changelog); the time from process start until
 its HTTP port answers with every stage rebuilt is printed.
 
-    .venv/bin/python bench/processors.py [--entries 30000]
+With ``--ceiling``, the same backlog is first read by a Faust agent that
+does nothing else (bench/faust_ceiling.py): with faust-streaming as
+installed, with processors/faust_fixes.py, and with every event decoded too.
+That is what one worker can reach on this machine before any stage runs.
+
+    .venv/bin/python bench/processors.py [--entries 30000] [--ceiling]
 """
 
 from __future__ import annotations
@@ -191,6 +196,8 @@ def wait_rebuilt(log: Path, began_lines: int, timeout: float = 300) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entries", type=int, default=30000, help="time entries (2 change events each)")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="first measure a Faust agent that only reads (and decodes) the backlog")
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="psmesh-bench-proc-"))
@@ -206,6 +213,17 @@ def main() -> None:
         t = time.perf_counter()
         produce(backlog, args.entries)
         print(f"backlog: {backlog.count:,} change events produced in {time.perf_counter() - t:.1f}s")
+
+        if args.ceiling:
+            for mode in ("stock", "fixed", "decode"):
+                done = subprocess.run(
+                    [sys.executable, str(ROOT / "bench" / "faust_ceiling.py"), mode, str(backlog.count),
+                     settings.bootstrap_servers, settings.schema_registry_url],
+                    env={**os.environ, **settings_env(settings), "TMPDIR": str(home)}, capture_output=True, text=True,
+                    timeout=600)
+                found = re.search(r"CEILING .*", done.stdout + done.stderr)
+                print(found.group(0) if found else f"ceiling {mode}: no figure (exit {done.returncode})\n"
+                      + done.stderr[-2000:])
 
         datadir, log = home / "worker", home / "worker.log"
         worker = start_worker(settings, datadir, log)
