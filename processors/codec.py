@@ -4,7 +4,9 @@ Change events are read with the writer schema named by their 4-byte schema id
 (fetched once per id from the registry), so a source table that gained a
 column keeps flowing. View and derived events are written with the schemas
 kept in ``schemas/`` (the repository's contracts), registered under
-``<topic>-key`` / ``<topic>-value`` before the first record is produced.
+``<topic>-key`` / ``<topic>-value`` before the first record is produced, and
+written by an encoder generated for the schema (processors/avrowrite.py),
+with fastavro for anything that encoder does not take.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import fastavro
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
+from processors.avrowrite import compile_writer
 from processors.exceptions import UndecodableEvent
 
 SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
@@ -73,14 +76,28 @@ class TopicEncoder:
         return _frame(self._value_schema, self._value_id, record)
 
 
-def _register(registry: SchemaRegistryClient, subject: str, path: Path) -> tuple[Any, int]:
+class _Schema:
+    """A repository schema: fastavro's parsed form, and the generated writer when there is one."""
+
+    def __init__(self, text: str) -> None:
+        raw = json.loads(text)
+        self.parsed = fastavro.parse_schema(raw)
+        self.fast = compile_writer(raw)
+
+
+def _register(registry: SchemaRegistryClient, subject: str, path: Path) -> tuple[_Schema, int]:
     text = path.read_text()
     schema_id = registry.register_schema(subject, Schema(text, "AVRO"))
-    return fastavro.parse_schema(json.loads(text)), schema_id
+    return _Schema(text), schema_id
 
 
-def _frame(schema: Any, schema_id: int, record: dict[str, Any]) -> bytes:
+def _frame(schema: _Schema, schema_id: int, record: dict[str, Any]) -> bytes:
+    if schema.fast is not None:
+        try:
+            return _HEADER.pack(_MAGIC, schema_id) + schema.fast(record)
+        except Exception:  # anything the generated writer does not take as fastavro would: fastavro decides
+            pass
     buf = io.BytesIO()
     buf.write(_HEADER.pack(_MAGIC, schema_id))
-    fastavro.schemaless_writer(buf, schema, record)
+    fastavro.schemaless_writer(buf, schema.parsed, record)
     return buf.getvalue()
