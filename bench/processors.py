@@ -176,6 +176,19 @@ def output_summary(port: int, events: int) -> str:
     return "\n".join(lines)
 
 
+VIEWS = ("project_financials", "project_risks", "resource_week", "pipeline", "bookings", "skill_week")
+
+
+def view_rows(port: int) -> dict[str, list]:
+    """Every view's rows as the worker serves them (it owns every partition), sorted."""
+    out = {}
+    for view in VIEWS:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/views/{view}/", timeout=30) as response:
+            rows = json.loads(response.read())["rows"]
+        out[view] = sorted(json.dumps(r, sort_keys=True) for r in rows)
+    return out
+
+
 def start_worker(settings: Settings, datadir: Path, log: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "psmesh", "processors", "run", "--web-port", str(settings.processors_port),
@@ -252,6 +265,7 @@ def main() -> None:
               f"per worker ({staged:,.0f} more stage events: project, resource, rollup)")
         print(output_summary(settings.processors_port, backlog.count))
 
+        before = view_rows(settings.processors_port)
         for label, wipe in (("restart on its own RocksDB data", False), ("new machine, empty data dir", True)):
             worker.send_signal(signal.SIGTERM)
             worker.wait(60)
@@ -262,6 +276,11 @@ def main() -> None:
             worker = start_worker(settings, datadir, log)
             wait_rebuilt(log, lines)
             print(f"recovery ({label}): tables ready and stages rebuilt in {time.perf_counter() - t:.1f}s")
+            after = view_rows(settings.processors_port)
+            if after != before:
+                differ = [v for v in VIEWS if after[v] != before[v]]
+                raise SystemExit(f"views differ after the {label}: {differ}; see {log}")
+            print(f"  views after it: the same {sum(map(len, after.values())):,} rows as before the restart")
         print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}")
     finally:
         if worker is not None and worker.poll() is None:

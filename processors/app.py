@@ -42,6 +42,11 @@ from aiokafka.errors import KafkaError
 from faust.exceptions import FaustError
 from faust.streams import _current_event
 from faust.types import TP
+
+try:
+    from rocksdict import WriteBatch
+except ImportError:  # pragma: no cover - rocksdict is a dependency; the memory store does without
+    WriteBatch = None
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -337,21 +342,31 @@ class Processors:
 
     async def _flush(self, stage: str, out: Outbox) -> None:
         """Write the coalesced table rows, then publish what changed, each with the header of its cause."""
+        # The store and the changelog, as Faust's table assignment writes them, but the record goes out through
+        # the batch's producer (processors/sender.py) rather than one aiokafka send each, and RocksDB takes the
+        # batch's rows of each partition in one write.
+        batches: dict[tuple[str, int], Any] = {}
+        current = None
         for (name, key), (event, row) in out.writes.items():
-            # The store and the changelog, as Faust's table assignment writes them, but the record goes out
-            # through the batch's producer (processors/sender.py) rather than one aiokafka send each.
             table = self.tables[name]
             store = table.data
-            _within(event)
+            partition = event.message.partition
+            if event is not current:
+                _within(event)
+                current = event
             if row is None:
                 if key not in store:
                     continue
-                del store[key]
                 value = None
             else:
-                value = store[key] = dumps(row)
-            self._send(table.changelog_topic.get_topic_name(), key, value, partition=event.message.partition,
-                       table=table)
+                value = dumps(row)
+            batch = batches.get((name, partition))
+            if batch is None:
+                batch = batches[(name, partition)] = _StoreBatch(store, partition)
+            batch.put(key, value)
+            self._send(table.changelog_topic.get_topic_name(), key, value, partition=partition, table=table)
+        for batch in batches.values():
+            batch.write()
         now = _now()
         for (view, table_key), (key, row, cause, resend) in out.views.items():
             published = self.published[view]
@@ -717,6 +732,38 @@ def ensure_internal_topics(settings: Settings, app_id: str = APP_ID, replication
             raise ProcessorError(f"internal topics {sorted(wanted)} not visible after {timeout:.0f}s")
         time.sleep(0.2)
     return created
+
+
+class _StoreBatch:
+    """A batch's writes to one partition of a table's store: one RocksDB write batch (or, for the memory store
+    of tests, the store's own assignment)."""
+
+    def __init__(self, store: Any, partition: int) -> None:
+        self.store, self.partition = store, partition
+        self._db = self._batch = None
+        if WriteBatch is not None and hasattr(store, "_db_for_partition") and getattr(store, "use_rocksdict", False):
+            self._db = store._db_for_partition(partition)
+            self._batch = WriteBatch(raw_mode=True)  # as Faust writes its changelog batches at recovery
+        self._writes: list[tuple[bytes, bytes | None]] = []
+
+    def put(self, key: bytes, value: bytes | None) -> None:
+        if self._batch is None:
+            self._writes.append((key, value))
+        elif value is None:
+            self._batch.delete(key)
+        else:
+            self._batch.put(key, value)
+            self.store._key_index[key] = self.partition
+
+    def write(self) -> None:
+        if self._batch is not None:
+            self._db.write(self._batch)
+            return
+        for key, value in self._writes:
+            if value is None:
+                del self.store[key]
+            else:
+                self.store[key] = value
 
 
 def _within(event: Any) -> None:
