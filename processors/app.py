@@ -127,6 +127,12 @@ class Metrics:
         )
 
 
+#: What the router reads of a change event of each kind: the columns it forwards (and the primary key, among them),
+#: the operation, and the commit time; the rest is skipped undecoded (processors/avroread.py).
+ROUTE_PROJECTIONS = {kind: {"Envelope": {"before", "after", "source", "op"}, "Source": {"ts_ms", "snapshot"},
+                            "Value": set(columns)} for kind, (_, _, columns) in KINDS.items()}
+
+
 def _destinations(kind: str, row: dict[str, Any] | None) -> list[list[str]]:
     """Where a row lives: [stage, key] pairs (an entry lives with its project and its resource)."""
     if row is None:
@@ -250,7 +256,7 @@ class Processors:
     @property
     def decoder(self) -> ChangeEventDecoder:
         if self._decoder is None:
-            self._decoder = ChangeEventDecoder(SchemaRegistryClient({"url": self._registry_url}))
+            self._decoder = ChangeEventDecoder(SchemaRegistryClient({"url": self._registry_url}), ROUTE_PROJECTIONS)
         return self._decoder
 
     def encoder(self, topic: str) -> TopicEncoder:
@@ -421,7 +427,7 @@ class Processors:
 
     def _route(self, event: Any, out: Outbox) -> None:
         kind = KIND_OF_TOPIC[event.message.topic]
-        envelope = self.decoder.decode(event.value)
+        envelope = self.decoder.decode(event.value, kind)
         if envelope is None:
             return  # the tombstone after a delete: the delete itself was routed
         op = envelope.get("op")

@@ -2,7 +2,8 @@
 
 Change events are read with the writer schema named by their 4-byte schema id
 (fetched once per id from the registry), so a source table that gained a
-column keeps flowing. View and derived events are written with the schemas
+column keeps flowing. They are read by a decoder generated for that schema
+(processors/avroread.py), with fastavro for anything it does not take. View and derived events are written with the schemas
 kept in ``schemas/`` (the repository's contracts), registered under
 ``<topic>-key`` / ``<topic>-value`` before the first record is produced, and
 written by an encoder generated for the schema (processors/avrowrite.py),
@@ -20,6 +21,7 @@ from typing import Any
 import fastavro
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
+from processors.avroread import compile_reader
 from processors.avrowrite import compile_writer
 from processors.exceptions import UndecodableEvent
 
@@ -31,12 +33,20 @@ _HEADER = struct.Struct(">bI")
 class ChangeEventDecoder:
     """Decodes Confluent-framed Avro with the writer schema its id names."""
 
-    def __init__(self, registry: SchemaRegistryClient) -> None:
+    def __init__(self, registry: SchemaRegistryClient, projections: dict[str, dict[str, Any]] | None = None) -> None:
         self._registry = registry
         self._schemas: dict[int, Any] = {}
+        self._raw: dict[int, Any] = {}
+        self._fast: dict[tuple[int, str | None], Any] = {}
+        #: name → {record name → fields to read}: what a caller that needs only some fields asks for
+        self._projections = projections or {}
 
-    def decode(self, data: bytes | None) -> dict[str, Any] | None:
-        """The record, or None for a tombstone; :class:`UndecodableEvent` for anything else."""
+    def decode(self, data: bytes | None, projection: str | None = None) -> dict[str, Any] | None:
+        """The record, or None for a tombstone; :class:`UndecodableEvent` for anything else.
+
+        With a ``projection`` (a name given at construction), the records it names may hold only the fields it
+        lists (they hold more when the record is read by fastavro).
+        """
         if data is None:
             return None
         if len(data) < _HEADER.size:
@@ -50,8 +60,19 @@ class ChangeEventDecoder:
                 registered = self._registry.get_schema(schema_id)
             except Exception as exc:  # the client raises SchemaRegistryError or transport errors
                 raise UndecodableEvent(f"schema id {schema_id} not found in the registry: {exc}") from exc
-            schema = fastavro.parse_schema(json.loads(registered.schema_str))
+            raw = json.loads(registered.schema_str)
+            schema = fastavro.parse_schema(raw)
             self._schemas[schema_id] = schema
+            self._raw[schema_id] = raw
+        fast = self._fast.get((schema_id, projection), False)
+        if fast is False:
+            fast = self._fast[(schema_id, projection)] = compile_reader(
+                self._raw[schema_id], self._projections.get(projection) if projection else None)
+        if fast is not None:
+            try:
+                return fast(data[_HEADER.size:])
+            except Exception:  # truncated or foreign bytes, or a value it does not read: fastavro decides
+                pass
         try:
             return fastavro.schemaless_reader(io.BytesIO(memoryview(data)[_HEADER.size:]), schema, None)
         except Exception as exc:  # fastavro raises many types on truncated or foreign bytes
