@@ -15,8 +15,9 @@ Three hops, each an agent:
 3. **rollup** (one partition) folds per-contributor contributions into the
    firm-wide pipeline, bookings and skill_week views.
 
-Delivery is at least once (Faust flushes the producer before it commits an
-offset), and every effect is idempotent by design: stages replace rows by
+Delivery is at least once (a batch's events are acknowledged, and their
+offsets committed, only once every record the batch produced is on the
+broker: processors/sender.py), and every effect is idempotent by design: stages replace rows by
 key, never add deltas; view events are upserts of the whole row; derived
 events carry deterministic ids. After a restart each stage rebuilds its
 in-memory state from its mirror table and, on the first event of each

@@ -156,6 +156,9 @@ class ProjectState:
     meta: dict[str, Any] = field(default_factory=lambda: {"request": None, "demand": {}, "risks": {}, "triggers": {}})
     #: last contributions sent to the rollup stage (not persisted: re-sent after a restart)
     sent: dict[str, Any] = field(default_factory=dict)
+    #: the rules raised (rule → detail) at the last evaluation: when a row leaves them as they were, neither the
+    #: alerts nor the project_risks rows can change (not persisted: None after a restart)
+    last_raised: dict[str, str] | None = None
 
     def table(self, kind: str) -> dict[Any, Any]:
         return self.rows.setdefault(kind, {})
@@ -441,8 +444,11 @@ class ProjectStage:
 
     def _risks(self, st: ProjectState, fx: Effects, resend: bool = False) -> None:
         """Raise and clear alerts per (project, rule); the view keeps a row while an alert is raised."""
-        risks = dict(st.meta["risks"])  # rule → {"raised_at", "seq"} while raised; "<rule>_seq" → last seq
         raised = st.raised()
+        if raised == st.last_raised and not resend:
+            return
+        st.last_raised = raised
+        risks = dict(st.meta["risks"])  # rule → {"raised_at", "seq"} while raised; "<rule>_seq" → last seq
         for rule in RULES:
             was, detail = risks.get(rule), raised.get(rule)
             key = {"project_code": st.project_code, "rule": rule}
