@@ -21,7 +21,11 @@ does nothing else (bench/faust_ceiling.py): with faust-streaming as
 installed, with processors/faust_fixes.py, and with every event decoded too.
 That is what one worker can reach on this machine before any stage runs.
 
-    .venv/bin/python bench/processors.py [--entries 30000] [--ceiling]
+With ``--workers N``, the backlog is then read again by N workers sharing
+a new consumer group (scale-out), and the views they serve together are
+compared with the single worker's.
+
+    .venv/bin/python bench/processors.py [--entries 30000] [--ceiling] [--workers 2]
 """
 
 from __future__ import annotations
@@ -179,20 +183,23 @@ def output_summary(port: int, events: int) -> str:
 VIEWS = ("project_financials", "project_risks", "resource_week", "pipeline", "bookings", "skill_week")
 
 
-def view_rows(port: int) -> dict[str, list]:
-    """Every view's rows as the worker serves them (it owns every partition), sorted."""
-    out = {}
-    for view in VIEWS:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/views/{view}/", timeout=30) as response:
-            rows = json.loads(response.read())["rows"]
-        out[view] = sorted(json.dumps(r, sort_keys=True) for r in rows)
-    return out
+def view_rows(*ports: int, drop: tuple[str, ...] = ()) -> dict[str, list]:
+    """Every view's rows as the workers on ``ports`` serve them (each its partitions), sorted; ``drop``: columns
+    left out (raised_at is the wall-clock time a run raised an alert)."""
+    out: dict[str, list] = {view: [] for view in VIEWS}
+    for port in ports:
+        for view in VIEWS:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/views/{view}/", timeout=30) as response:
+                rows = json.loads(response.read())["rows"]
+            out[view] += [json.dumps({k: v for k, v in r.items() if k not in drop}, sort_keys=True) for r in rows]
+    return {view: sorted(rows) for view, rows in out.items()}
 
 
-def start_worker(settings: Settings, datadir: Path, log: Path) -> subprocess.Popen:
+def start_worker(settings: Settings, datadir: Path, log: Path, port: int | None = None,
+                 app_id: str = "psmesh-bench") -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "psmesh", "processors", "run", "--web-port", str(settings.processors_port),
-         "--datadir", str(datadir), "--app-id", "psmesh-bench"],
+        [sys.executable, "-m", "psmesh", "processors", "run", "--web-port", str(port or settings.processors_port),
+         "--datadir", str(datadir), "--app-id", app_id],
         env={**os.environ, **settings_env(settings)}, stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
 
@@ -209,6 +216,8 @@ def wait_rebuilt(log: Path, began_lines: int, timeout: float = 300) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entries", type=int, default=30000, help="time entries (2 change events each)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="then also read the backlog again with this many workers in a new group (scale-out)")
     parser.add_argument("--ceiling", action="store_true",
                         help="first measure a Faust agent that only reads (and decodes) the backlog")
     args = parser.parse_args()
@@ -217,6 +226,7 @@ def main() -> None:
     settings = Settings(home=home, **PORTS)
     stack = LocalStack(settings)
     worker = None
+    workers: list[subprocess.Popen] = []
     try:
         stack.up()
         topology = load_topology(ROOT / "topology.yaml")
@@ -281,8 +291,52 @@ def main() -> None:
                 differ = [v for v in VIEWS if after[v] != before[v]]
                 raise SystemExit(f"views differ after the {label}: {differ}; see {log}")
             print(f"  views after it: the same {sum(map(len, after.values())):,} rows as before the restart")
+
+        if args.workers > 1:
+            ports = [settings.processors_port + 1 + i for i in range(args.workers)]
+            app_id = f"psmesh-bench-{args.workers}w"
+            workers = [start_worker(settings, home / f"worker-{port}", home / f"worker-{port}.log", port, app_id)
+                       for port in ports]
+            first, done_since, last = None, None, {}
+            while True:
+                totals: dict[str, float] = {}
+                for port in ports:
+                    for stage, n in metrics(port).items():
+                        totals[stage] = totals.get(stage, 0) + n
+                now = time.perf_counter()
+                if first is None and totals.get("route", 0) > 0:
+                    first = now
+                if totals.get("route", 0) >= backlog.count and totals == last:
+                    done_since = done_since or now
+                    if now - done_since > 3.0:
+                        break
+                else:
+                    done_since = None
+                last = totals
+                if any(w.poll() is not None for w in workers):
+                    raise SystemExit(f"a worker exited; see {home}/worker-*.log")
+                time.sleep(0.2)
+            elapsed = done_since - first
+            print(f"{args.workers} workers (group {app_id}): {backlog.count:,} change events in {elapsed:.1f}s = "
+                  f"{backlog.count / elapsed:,.0f} events/s in all, {backlog.count / elapsed / args.workers:,.0f} "
+                  f"per worker")
+            one = view_rows(settings.processors_port, drop=("raised_at", "updated_at"))
+            many = view_rows(*ports, drop=("raised_at", "updated_at"))
+            if one != many:
+                raise SystemExit(f"the {args.workers} workers' views differ from the single worker's: "
+                                 f"{[v for v in VIEWS if one[v] != many[v]]}")
+            print(f"  their views, each row served by the worker that owns it: the same "
+                  f"{sum(map(len, many.values())):,} rows as the single worker's")
         print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}")
     finally:
+        for other in workers:
+            if other.poll() is None:
+                other.send_signal(signal.SIGTERM)
+        for other in workers:
+            try:
+                other.wait(30)
+            except subprocess.TimeoutExpired:
+                other.kill()
         if worker is not None and worker.poll() is None:
             worker.send_signal(signal.SIGTERM)
             try:
