@@ -1,0 +1,104 @@
+"""The processors' batch producer on the real broker: a ticket completes when every record is on the broker, with
+the last offset of each changelog partition, and a record the broker refuses fails the whole ticket."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from processors.sender import DeliveryFailed, Sender
+
+
+@pytest.fixture
+def topic(stack_settings) -> str:
+    name = f"test-sender-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient(stack_settings.kafka_client_config())
+    admin.create_topics([NewTopic(name, 3, 1)])[name].result(30)
+    return name
+
+
+def _read_all(settings, topic: str, partition: int) -> list[tuple[bytes, bytes]]:
+    consumer = Consumer({**settings.kafka_client_config(), "group.id": f"read-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
+    out = []
+    try:
+        while True:
+            msg = consumer.poll(5)
+            if msg is None:
+                return out
+            assert msg.error() is None, msg.error()
+            out.append((msg.key(), msg.value()))
+    finally:
+        consumer.close()
+
+
+def test_a_ticket_completes_once_every_record_is_acknowledged_with_the_last_offset_per_table_partition(
+        stack_settings, topic):
+    sender = Sender(stack_settings.kafka_client_config())
+    table = object()  # the table a changelog record belongs to: only its identity matters here
+
+    async def batch():
+        ticket = sender.ticket()
+        for n in range(500):
+            sender.produce(ticket, topic, f"k{n}".encode(), f"v{n}".encode(), partition=n % 2, table=table)
+        sender.produce(ticket, topic, b"other", b"x", partition=2)  # not a changelog record: no offset kept
+        return await sender.wait(ticket)
+
+    try:
+        offsets = asyncio.run(batch())
+    finally:
+        sender.close()
+    assert offsets == {(table, 0): 249, (table, 1): 249}
+    records = _read_all(stack_settings, topic, 0)
+    assert [k for k, _ in records] == [f"k{n}".encode() for n in range(0, 500, 2)]  # all there, in order
+
+
+def test_a_record_the_broker_refuses_fails_the_ticket(stack_settings, topic):
+    # the client lets it through (its own limit raised), the broker refuses it (over its message.max.bytes)
+    sender = Sender({**stack_settings.kafka_client_config(), "message.max.bytes": 8 * 1024 * 1024})
+
+    async def batch():
+        ticket = sender.ticket()
+        sender.produce(ticket, topic, b"k", b"fine", partition=0)
+        sender.produce(ticket, topic, b"k", os.urandom(2 * 1024 * 1024), partition=1)  # lz4 cannot shrink it
+        await sender.wait(ticket)
+
+    try:
+        with pytest.raises(DeliveryFailed) as failed:
+            asyncio.run(batch())
+    finally:
+        sender.close()
+    assert f"{topic}[1]" in str(failed.value) and "not delivered" in str(failed.value)
+
+
+def test_a_record_the_client_refuses_fails_at_once(stack_settings, topic):
+    sender = Sender(stack_settings.kafka_client_config())
+
+    async def batch():
+        ticket = sender.ticket()
+        sender.produce(ticket, topic, b"k", b"x" * (2 * 1024 * 1024), partition=1)
+
+    try:
+        with pytest.raises(DeliveryFailed) as failed:
+            asyncio.run(batch())
+    finally:
+        sender.close()
+    assert topic in str(failed.value)
+
+
+def test_an_empty_ticket_completes_at_once(stack_settings):
+    sender = Sender(stack_settings.kafka_client_config())
+    try:
+        assert asyncio.run(_wait_empty(sender)) == {}
+    finally:
+        sender.close()
+
+
+async def _wait_empty(sender: Sender):
+    return await sender.wait(sender.ticket())
