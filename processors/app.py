@@ -192,6 +192,7 @@ class Processors:
         )
         self.metrics = Metrics.create()
         self.sender = Sender(settings.kafka_client_config())
+        self._published_counters: dict[str, Any] = {}
         self._registry_url = settings.schema_registry_url
         self._decoder: ChangeEventDecoder | None = None
         self._encoders: dict[str, TopicEncoder] = {}
@@ -270,7 +271,10 @@ class Processors:
                        headers: dict[str, bytes] | None = None) -> None:
         enc = self.encoder(topic)
         self._send(topic, enc.key(key), None if value is None else enc.value(value), headers=headers)
-        self.metrics.published.labels(topic).inc()
+        counter = self._published_counters.get(topic)
+        if counter is None:
+            counter = self._published_counters[topic] = self.metrics.published.labels(topic)
+        counter.inc()
 
     def _send(self, topic: str, key: bytes | None, value: bytes | None, *, partition: int | None = None,
               headers: dict[str, bytes] | None = None, table: Any = None) -> None:
@@ -452,8 +456,7 @@ class Processors:
         if pending is not None:
             old = pending[1] or []
         else:
-            _within(event)
-            previous = self.routes.get(route_key)
+            previous = _read(self.routes, event, route_key)
             old = loads(previous) if previous is not None else []
         new = _destinations(kind, row)
         for stage, key in old:
@@ -739,6 +742,16 @@ def ensure_internal_topics(settings: Settings, app_id: str = APP_ID, replication
             raise ProcessorError(f"internal topics {sorted(wanted)} not visible after {timeout:.0f}s")
         time.sleep(0.2)
     return created
+
+
+def _read(table: Any, event: Any, key: bytes) -> bytes | None:
+    """A table's value of ``key`` in the partition of ``event``: from its RocksDB partition directly (as Faust's
+    store reads it, without the table mapping's per-read machinery), or through the table (the memory store)."""
+    store = table.data
+    if getattr(store, "use_rocksdict", False) and hasattr(store, "_db_for_partition"):
+        return store._db_for_partition(event.message.partition).get(key)
+    _within(event)
+    return table.get(key)
 
 
 class _StoreBatch:
