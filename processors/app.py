@@ -329,12 +329,23 @@ class Processors:
                     await self.app.crash(exc)
                     raise
                 logger.warning("%s: %s; retrying the batch in 1s (attempt %d)", stage, exc, attempt)
-                if stage != "route":
-                    self._fresh |= {(stage, 0 if stage == "rollup" else e.message.partition) for e in events}
                 await asyncio.sleep(1.0)
+                await self._rebuild_after_failure(stage)
             finally:
                 _TICKET.reset(token)
         return 0
+
+    async def _rebuild_after_failure(self, stage: str) -> None:
+        """Before a failed batch is retried: the stage's state from its mirror again, as after a restart.
+
+        The failed attempt folded its rows into the in-memory state, and perhaps not all its outputs reached the
+        broker; the mirror holds only what was recorded after its outputs were (see _flush). Rebuilt from it, the
+        retry derives the batch's changes again, and the first event of each partition re-publishes its views.
+        """
+        rebuild = {"project": self._rebuild_projects, "resource": self._rebuild_resources,
+                   "rollup": self._rebuild_rollup}.get(stage)
+        if rebuild is not None:
+            await rebuild()
 
     def _persisted(self, offsets: dict[tuple[Any, int], int]) -> None:
         """Remember in each table's store the last changelog offset it holds, as Faust does after a send: a
@@ -352,32 +363,13 @@ class Processors:
             await self._dead_letter(stage, cause, exc)
 
     async def _flush(self, stage: str, out: Outbox) -> None:
-        """Write the coalesced table rows, then publish what changed, each with the header of its cause."""
-        # The store and the changelog, as Faust's table assignment writes them, but the record goes out through
-        # the batch's producer (processors/sender.py) rather than one aiokafka send each, and RocksDB takes the
-        # batch's rows of each partition in one write.
-        batches: dict[tuple[str, int], Any] = {}
-        current = None
-        for (name, key), (event, row) in out.writes.items():
-            table = self.tables[name]
-            store = table.data
-            partition = event.message.partition
-            if event is not current:
-                _within(event)
-                current = event
-            if row is None:
-                if key not in store:
-                    continue
-                value = None
-            else:
-                value = dumps(row)
-            batch = batches.get((name, partition))
-            if batch is None:
-                batch = batches[(name, partition)] = _StoreBatch(store, partition)
-            batch.put(key, value)
-            self._send(table.changelog_topic.get_topic_name(), key, value, partition=partition, table=table)
-        for batch in batches.values():
-            batch.write()
+        """Publish what changed, each with the header of its cause; once that is on the broker, write the
+        coalesced table rows.
+
+        Outputs first, state after: a stage re-derives an output only from a change it has not recorded yet. Had
+        the mirror recorded a change whose outputs a crash then cut off (a view row's deletion, say), the replay
+        would find nothing changed, and a re-publication from the state cannot bring back a deletion.
+        """
         now = _now()
         for (view, table_key), (key, row, cause, resend) in out.views.items():
             published = self.published[view]
@@ -404,6 +396,34 @@ class Processors:
             body = dumps([[key, value, cause.commit_ms] for key, (value, cause) in out.rollup.items()])
             self._send(self.to_rollup.get_topic_name(), b"rollup", body, partition=0,
                        headers=Cause(None, None, None, latest).headers)
+        if not out.writes:
+            return
+        await self.sender.wait(_TICKET.get())
+        # The store and the changelog, as Faust's table assignment writes them, but the record goes out through
+        # the batch's producer (processors/sender.py) rather than one aiokafka send each, and RocksDB takes the
+        # batch's rows of each partition in one write.
+        batches: dict[tuple[str, int], Any] = {}
+        current = None
+        for (name, key), (event, row) in out.writes.items():
+            table = self.tables[name]
+            store = table.data
+            partition = event.message.partition
+            if event is not current:
+                _within(event)
+                current = event
+            if row is None:
+                if key not in store:
+                    continue
+                value = None
+            else:
+                value = dumps(row)
+            batch = batches.get((name, partition))
+            if batch is None:
+                batch = batches[(name, partition)] = _StoreBatch(store, partition)
+            batch.put(key, value)
+            self._send(table.changelog_topic.get_topic_name(), key, value, partition=partition, table=table)
+        for batch in batches.values():
+            batch.write()
 
     async def _emit(self, stage: str, cause: Cause, topic: str, key: dict[str, Any], value: Any) -> None:
         try:
@@ -427,7 +447,9 @@ class Processors:
             latest = max((r[4] for r in rows if r[4]), default=None, key=int)
             self._send(topic.get_topic_name(), stage.encode(), dumps(rows), partition=partition,
                        headers=Cause(None, None, None, latest).headers)
-        await self._flush("route", out)  # the routes table, once the rows are on their way
+        # The routes table moves on only once the rows are on the broker (_flush waits for them): if a forward (a
+        # removal from a row's old owner) failed, the retry must still find the old destination in the table.
+        await self._flush("route", out)
         return len(events)
 
     def _route(self, event: Any, out: Outbox) -> None:
@@ -529,6 +551,10 @@ class Processors:
             parsed = _parse_project(kind, row) if row is not None else None
             out.write("project_rows", f"{partition}|{code}|{kind}|{ident}".encode(), cause.event, row)
             fx = stage.on_row(code, kind, ident, parsed)
+            # The project's metadata with every batch that touches it, changed or not: a crash can leave the
+            # local store ahead of the changelog (written, not yet delivered); the replay re-folds the rows and
+            # writes them again, and with them the metadata, which it finds unchanged.
+            out.write("project_rows", f"{partition}|{code}|meta|".encode(), cause.event, stage.state(code).meta)
         out.add(fx, cause, "project_rows", partition)
 
     async def _items(self, stage: str, event: Any) -> list[tuple[Cause, list]]:

@@ -132,7 +132,10 @@ class Sender:
                 raise DeliveryFailed(f"{topic}: {exc}") from exc
 
     async def wait(self, ticket: Ticket) -> dict[tuple[Any, int], int]:
-        """Until every record of the batch is acknowledged; the highest changelog offset per (table, partition)."""
+        """Until every record of the batch is acknowledged; the highest changelog offset per (table, partition).
+
+        A ticket can be waited on more than once (records produced after a wait are waited for by the next).
+        """
         with self._lock:
             ticket.closed = True
             pending = ticket.delivered != ticket.sent

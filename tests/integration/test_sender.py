@@ -102,3 +102,25 @@ def test_an_empty_ticket_completes_at_once(stack_settings):
 
 async def _wait_empty(sender: Sender):
     return await sender.wait(sender.ticket())
+
+
+def test_a_ticket_can_be_waited_on_again_after_more_records(stack_settings, topic):
+    sender = Sender(stack_settings.kafka_client_config())
+    table = object()
+
+    async def batch():
+        ticket = sender.ticket()
+        sender.produce(ticket, topic, b"a", b"1", partition=0, table=table)
+        first = dict(await sender.wait(ticket))
+        for n in range(100):
+            sender.produce(ticket, topic, b"b", str(n).encode(), partition=0, table=table)
+        second = await sender.wait(ticket)
+        return first, second, ticket
+
+    try:
+        first, second, ticket = asyncio.run(batch())
+    finally:
+        sender.close()
+    assert first == {(table, 0): 0}
+    assert second == {(table, 0): 100}
+    assert ticket.delivered == ticket.sent == 101
