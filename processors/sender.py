@@ -126,7 +126,9 @@ class Sender:
                 producer.produce(topic, **kwargs)
                 return
             except BufferError:  # the local queue is full: let the poller deliver some
-                self._stopping.wait(0.01)
+                if self._stopping.wait(0.01):
+                    ticket.sent -= 1
+                    raise DeliveryFailed(f"{topic}: the producer is closing with its queue full") from None
             except KafkaException as exc:
                 ticket.sent -= 1
                 raise DeliveryFailed(f"{topic}: {exc}") from exc
