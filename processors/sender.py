@@ -78,7 +78,10 @@ class Sender:
     def _poll(self) -> None:
         producer = self._producer
         while not self._stopping.is_set():
-            producer.poll(0.05)
+            try:
+                producer.poll(0.05)
+            except Exception:  # a delivery report that failed must not stop the reports of every later batch
+                logger.exception("handling a delivery report failed")
 
     def close(self, timeout: float = 10.0) -> None:
         if self._producer is None:
@@ -113,7 +116,10 @@ class Sender:
                 ticket.delivered += 1
                 finished = ticket.closed and ticket.delivered == ticket.sent
             if finished and ticket.done is not None:
-                ticket.loop.call_soon_threadsafe(_resolve, ticket.done)
+                try:
+                    ticket.loop.call_soon_threadsafe(_resolve, ticket.done)
+                except RuntimeError:  # the worker's loop is closed: nobody waits any more
+                    pass
 
         kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": delivered}
         if partition is not None:
