@@ -6,8 +6,9 @@ column keeps flowing. They are read by a decoder generated for that schema
 (processors/avroread.py), with fastavro for anything it does not take. View and derived events are written with the schemas
 kept in ``schemas/`` (the repository's contracts), registered under
 ``<topic>-key`` / ``<topic>-value`` before the first record is produced, and
-written by an encoder generated for the schema (processors/avrowrite.py),
-with fastavro for anything that encoder does not take.
+written by the encoder the capture also compiles per schema
+(streams/avrocodegen.py), with fastavro for anything that encoder does not
+take.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ import fastavro
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
 from processors.avroread import compile_reader
-from processors.avrowrite import compile_writer
 from processors.exceptions import UndecodableEvent
+from streams.avrocodegen import UnsupportedSchema, compile_encoder
 
 SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
 _MAGIC = 0
@@ -103,7 +104,10 @@ class _Schema:
     def __init__(self, text: str) -> None:
         raw = json.loads(text)
         self.parsed = fastavro.parse_schema(raw)
-        self.fast = compile_writer(raw)
+        try:
+            self.fast = compile_encoder(raw)
+        except UnsupportedSchema:
+            self.fast = None
 
 
 def _register(registry: SchemaRegistryClient, subject: str, path: Path) -> tuple[_Schema, int]:

@@ -12,7 +12,7 @@ import pytest
 
 from processors.avroread import compile_reader
 from processors.records import KINDS
-from tests.unit.test_avrowrite import _value
+from tests.unit.processors.test_output_encoding import _value
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 SOURCE_SCHEMAS = sorted({SCHEMAS / topic.split(".")[0] / f"{topic.split('.')[2]}-value.avsc"
