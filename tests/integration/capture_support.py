@@ -72,9 +72,22 @@ class ScratchSource:
         return f"{self.name}.public.{table}"
 
     def drop(self) -> None:
+        """Drop the scratch database and its slots. A capture that is still letting go of its slot (its
+        walsender ends a moment after the test stopped it; a CI run on a busy machine caught one) is ended."""
         with psycopg.connect(self.settings.pg_dsn("postgres"), autocommit=True) as conn:
-            conn.execute("select pg_drop_replication_slot(slot_name) from pg_replication_slots where database = %s and not active", (self.database,))
-            conn.execute(f'drop database if exists "{self.database}" with (force)')
+            deadline = time.monotonic() + 15
+            while True:
+                conn.execute("select pg_terminate_backend(active_pid) from pg_replication_slots "
+                             "where database = %s and active", (self.database,))
+                conn.execute("select pg_drop_replication_slot(slot_name) from pg_replication_slots "
+                             "where database = %s and not active", (self.database,))
+                try:
+                    conn.execute(f'drop database if exists "{self.database}" with (force)')
+                    return
+                except psycopg.errors.ObjectInUse:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
 
 
 class RunningCapture:
