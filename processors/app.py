@@ -770,11 +770,17 @@ def ensure_internal_topics(settings: Settings, app_id: str = APP_ID, replication
     return created
 
 
+def _rocksdb(store: Any) -> bool:
+    """Whether a table's store is Faust's RocksDB store on rocksdict, whose partition databases are written
+    and read here directly (the memory store of tests goes through the table instead)."""
+    return getattr(store, "use_rocksdict", False) and hasattr(store, "_db_for_partition")
+
+
 def _read(table: Any, event: Any, key: bytes) -> bytes | None:
     """A table's value of ``key`` in the partition of ``event``: from its RocksDB partition directly (as Faust's
     store reads it, without the table mapping's per-read machinery), or through the table (the memory store)."""
     store = table.data
-    if getattr(store, "use_rocksdict", False) and hasattr(store, "_db_for_partition"):
+    if _rocksdb(store):
         return store._db_for_partition(event.message.partition).get(key)
     _within(event)
     return table.get(key)
@@ -787,7 +793,7 @@ class _StoreBatch:
     def __init__(self, store: Any, partition: int) -> None:
         self.store, self.partition = store, partition
         self._db = self._batch = None
-        if WriteBatch is not None and hasattr(store, "_db_for_partition") and getattr(store, "use_rocksdict", False):
+        if WriteBatch is not None and _rocksdb(store):
             self._db = store._db_for_partition(partition)
             self._batch = WriteBatch(raw_mode=True)  # as Faust writes its changelog batches at recovery
         self._writes: list[tuple[bytes, bytes | None]] = []
