@@ -25,7 +25,11 @@ With ``--workers N``, the backlog is then read again by N workers sharing
 a new consumer group (scale-out), and the views they serve together are
 compared with the single worker's.
 
-    .venv/bin/python bench/processors.py [--entries 30000] [--ceiling] [--workers 2]
+With ``--runs N``, N workers one after the other each read the whole backlog
+in a group of their own (the run-to-run spread, and its median); with
+``--no-recovery``, the recovery measurements are left out.
+
+    .venv/bin/python bench/processors.py [--entries 30000] [--runs 3] [--no-recovery] [--ceiling] [--workers 2]
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import platform
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -213,11 +218,48 @@ def wait_rebuilt(log: Path, began_lines: int, timeout: float = 300) -> None:
     raise SystemExit(f"the worker did not rebuild its stages in {timeout}s; see {log}")
 
 
+def stop(worker: subprocess.Popen) -> None:
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+def drain(ports: list[int], workers: list[subprocess.Popen], count: int, log: Path) -> tuple[float, dict]:
+    """Seconds from the first routed event until the workers on ``ports`` have routed ``count`` events and every
+    stage has been still for 3 s; and their summed events per stage."""
+    first, done_since, last = None, None, {}
+    while True:
+        totals: dict[str, float] = {}
+        for port in ports:
+            for stage, n in metrics(port).items():
+                totals[stage] = totals.get(stage, 0) + n
+        now = time.perf_counter()
+        if first is None and totals.get("route", 0) > 0:
+            first = now
+        if totals.get("route", 0) >= count and totals == last:
+            done_since = done_since or now
+            if now - done_since > 3.0:
+                return done_since - first, totals
+        else:
+            done_since = None
+        last = totals
+        if any(w.poll() is not None for w in workers):
+            raise SystemExit(f"a worker exited; see {log}")
+        time.sleep(0.2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entries", type=int, default=30000, help="time entries (2 change events each)")
     parser.add_argument("--workers", type=int, default=1,
                         help="then also read the backlog again with this many workers in a new group (scale-out)")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="read the backlog this many times, each by a new worker in a new group (the spread)")
+    parser.add_argument("--no-recovery", dest="recovery", action="store_false",
+                        help="leave out the recovery measurements")
     parser.add_argument("--ceiling", action="store_true",
                         help="first measure a Faust agent that only reads (and decodes) the backlog")
     args = parser.parse_args()
@@ -249,31 +291,24 @@ def main() -> None:
                       + done.stderr[-2000:])
 
         datadir, log = home / "worker", home / "worker.log"
-        worker = start_worker(settings, datadir, log)
-        first = None
-        done_since = None
-        last = {}
-        while True:
-            m = metrics(settings.processors_port)
-            now = time.perf_counter()
-            if first is None and m.get("route", 0) > 0:
-                first = now
-            if m.get("route", 0) >= backlog.count:
-                if m == last:
-                    done_since = done_since or now
-                    if now - done_since > 3.0:
-                        break
-                else:
-                    done_since = None
-            last = m
-            if worker.poll() is not None:
-                raise SystemExit(f"the worker exited; see {log}")
-            time.sleep(0.2)
-        elapsed = (done_since or now) - first
-        staged = sum(v for k, v in last.items() if k != "route")
-        print(f"processed: {backlog.count:,} change events in {elapsed:.1f}s = {backlog.count / elapsed:,.0f} events/s "
-              f"per worker ({staged:,.0f} more stage events: project, resource, rollup)")
-        print(output_summary(settings.processors_port, backlog.count))
+        figures = []
+        for run in range(1, args.runs + 1):
+            if worker is not None:  # a run after the first: the same backlog again, in a new group and data dir
+                stop(worker)
+                datadir, log = home / f"worker-run{run}", home / f"worker-run{run}.log"
+            worker = start_worker(settings, datadir, log, app_id=f"psmesh-bench-run{run}")
+            elapsed, totals = drain([settings.processors_port], [worker], backlog.count, log)
+            figures.append(backlog.count / elapsed)
+            staged = sum(v for k, v in totals.items() if k != "route")
+            print(f"processed: {backlog.count:,} change events in {elapsed:.1f}s = {backlog.count / elapsed:,.0f} "
+                  f"events/s per worker ({staged:,.0f} more stage events: project, resource, rollup)")
+            print(output_summary(settings.processors_port, backlog.count))
+        if args.runs > 1:
+            print(f"runs: {', '.join(f'{f:,.0f}' for f in figures)} events/s; median "
+                  f"{statistics.median(figures):,.0f}")
+        if not args.recovery:
+            print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}")
+            return
 
         before = view_rows(settings.processors_port)
         for label, wipe in (("restart on its own RocksDB data", False), ("new machine, empty data dir", True)):
@@ -297,26 +332,7 @@ def main() -> None:
             app_id = f"psmesh-bench-{args.workers}w"
             workers = [start_worker(settings, home / f"worker-{port}", home / f"worker-{port}.log", port, app_id)
                        for port in ports]
-            first, done_since, last = None, None, {}
-            while True:
-                totals: dict[str, float] = {}
-                for port in ports:
-                    for stage, n in metrics(port).items():
-                        totals[stage] = totals.get(stage, 0) + n
-                now = time.perf_counter()
-                if first is None and totals.get("route", 0) > 0:
-                    first = now
-                if totals.get("route", 0) >= backlog.count and totals == last:
-                    done_since = done_since or now
-                    if now - done_since > 3.0:
-                        break
-                else:
-                    done_since = None
-                last = totals
-                if any(w.poll() is not None for w in workers):
-                    raise SystemExit(f"a worker exited; see {home}/worker-*.log")
-                time.sleep(0.2)
-            elapsed = done_since - first
+            elapsed, _ = drain(ports, workers, backlog.count, home / "worker-*.log")
             print(f"{args.workers} workers (group {app_id}): {backlog.count:,} change events in {elapsed:.1f}s = "
                   f"{backlog.count / elapsed:,.0f} events/s in all, {backlog.count / elapsed / args.workers:,.0f} "
                   f"per worker")
@@ -337,12 +353,8 @@ def main() -> None:
                 other.wait(30)
             except subprocess.TimeoutExpired:
                 other.kill()
-        if worker is not None and worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        if worker is not None:
+            stop(worker)
         stack.down()
         shutil.rmtree(home, ignore_errors=True)
 

@@ -88,6 +88,8 @@ class Outbox:
     rollup: dict[str, tuple[Any, Cause]] = field(default_factory=dict)
     #: (stage letter, partition) → rows forwarded by the router: [key, kind, id, row, commit ms]
     forwards: dict[tuple[str, int], list[list[Any]]] = field(default_factory=dict)
+    #: rows whose content a stage could not fold, with the error: dead-lettered with the batch
+    refused: list[tuple[Cause, Exception]] = field(default_factory=list)
 
     def write(self, table: str, key: bytes, event: Any, row: Any) -> None:
         self.writes[(table, key)] = (event, row)

@@ -47,6 +47,10 @@ class Ticket:
     error: str | None = None
     offsets: dict[tuple[Any, int], int] = field(default_factory=dict)
     done: asyncio.Future | None = None
+    #: changelog topic → its table, for the offsets
+    tables: dict[str, Any] = field(default_factory=dict)
+    #: the delivery report callbacks of the ticket's records, other and changelog (made once, not per record)
+    reports: tuple[Any, Any] | None = None
 
 
 class Sender:
@@ -101,35 +105,22 @@ class Sender:
                 partition: int | None = None, headers: dict[str, bytes] | None = None,
                 table: Any = None) -> None:
         """Queue one record of ``ticket``'s batch; ``table`` asks for its offset (a changelog record)."""
-        producer = self.producer
-        slot = (table, partition) if table is not None else None
-
-        def delivered(err: Any, msg: Any) -> None:  # the poller's thread
-            with self._lock:
-                if err is not None:
-                    if ticket.error is None:
-                        ticket.error = f"{msg.topic()}[{msg.partition()}]: {err}"
-                elif slot is not None:
-                    offset = msg.offset()
-                    if offset > ticket.offsets.get(slot, -1):
-                        ticket.offsets[slot] = offset
-                ticket.delivered += 1
-                finished = ticket.closed and ticket.delivered == ticket.sent
-            if finished and ticket.done is not None:
-                try:
-                    ticket.loop.call_soon_threadsafe(_resolve, ticket.done)
-                except RuntimeError:  # the worker's loop is closed: nobody waits any more
-                    pass
-
-        kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": delivered}
-        if partition is not None:
-            kwargs["partition"] = partition
-        if headers:
-            kwargs["headers"] = headers
+        producer = self._producer or self.producer
+        reports = ticket.reports
+        if reports is None:
+            reports = ticket.reports = (self._reporter(ticket, False), self._reporter(ticket, True))
+        if table is None:
+            delivered = reports[0]
+        else:
+            delivered = reports[1]
+            ticket.tables[topic] = table
         ticket.sent += 1
         while True:
             try:
-                producer.produce(topic, **kwargs)
+                if partition is None:
+                    producer.produce(topic, value, key, on_delivery=delivered, headers=headers)
+                else:
+                    producer.produce(topic, value, key, partition, on_delivery=delivered, headers=headers)
                 return
             except BufferError:  # the local queue is full: let the poller deliver some
                 if self._stopping.wait(0.01):
@@ -138,6 +129,31 @@ class Sender:
             except KafkaException as exc:
                 ticket.sent -= 1
                 raise DeliveryFailed(f"{topic}: {exc}") from exc
+
+    def _reporter(self, ticket: Ticket, changelog: bool) -> Any:
+        """The delivery report callback of ``ticket``'s records (run on the poller's thread); ``changelog``: of
+        its changelog records, whose offsets it keeps per (table, partition)."""
+        lock, tables, offsets = self._lock, ticket.tables, ticket.offsets
+
+        def delivered(err: Any, msg: Any) -> None:
+            with lock:
+                if err is not None:
+                    if ticket.error is None:
+                        ticket.error = f"{msg.topic()}[{msg.partition()}]: {err}"
+                elif changelog:
+                    slot = (tables[msg.topic()], msg.partition())
+                    offset = msg.offset()
+                    if offset > offsets.get(slot, -1):
+                        offsets[slot] = offset
+                ticket.delivered += 1
+                finished = ticket.closed and ticket.delivered == ticket.sent
+            if finished and ticket.done is not None:
+                try:
+                    ticket.loop.call_soon_threadsafe(_resolve, ticket.done)
+                except RuntimeError:  # the worker's loop is closed: nobody waits any more
+                    pass
+
+        return delivered
 
     async def wait(self, ticket: Ticket) -> dict[tuple[Any, int], int]:
         """Until every record of the batch is acknowledged; the highest changelog offset per (table, partition).
