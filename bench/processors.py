@@ -227,10 +227,21 @@ def stop(worker: subprocess.Popen) -> None:
             worker.kill()
 
 
-def drain(ports: list[int], workers: list[subprocess.Popen], count: int, log: Path) -> tuple[float, dict]:
+def cpu_seconds(workers: list[subprocess.Popen]) -> float:
+    """The CPU time (user and system, all threads) the worker processes have used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for worker in workers:
+        fields = Path(f"/proc/{worker.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
+def drain(ports: list[int], workers: list[subprocess.Popen], count: int, log: Path) -> tuple[float, float, dict]:
     """Seconds from the first routed event until the workers on ``ports`` have routed ``count`` events and every
-    stage has been still for 3 s; and their summed events per stage."""
+    stage has been still for 3 s; the workers' CPU seconds in that time; and their summed events per stage."""
     first, done_since, last = None, None, {}
+    cpu_first = cpu_done = 0.0
     while True:
         totals: dict[str, float] = {}
         for port in ports:
@@ -238,11 +249,12 @@ def drain(ports: list[int], workers: list[subprocess.Popen], count: int, log: Pa
                 totals[stage] = totals.get(stage, 0) + n
         now = time.perf_counter()
         if first is None and totals.get("route", 0) > 0:
-            first = now
+            first, cpu_first = now, cpu_seconds(workers)
         if totals.get("route", 0) >= count and totals == last:
-            done_since = done_since or now
+            if done_since is None:
+                done_since, cpu_done = now, cpu_seconds(workers)
             if now - done_since > 3.0:
-                return done_since - first, totals
+                return done_since - first, cpu_done - cpu_first, totals
         else:
             done_since = None
         last = totals
@@ -297,11 +309,12 @@ def main() -> None:
                 stop(worker)
                 datadir, log = home / f"worker-run{run}", home / f"worker-run{run}.log"
             worker = start_worker(settings, datadir, log, app_id=f"psmesh-bench-run{run}")
-            elapsed, totals = drain([settings.processors_port], [worker], backlog.count, log)
+            elapsed, cpu, totals = drain([settings.processors_port], [worker], backlog.count, log)
             figures.append(backlog.count / elapsed)
             staged = sum(v for k, v in totals.items() if k != "route")
             print(f"processed: {backlog.count:,} change events in {elapsed:.1f}s = {backlog.count / elapsed:,.0f} "
-                  f"events/s per worker ({staged:,.0f} more stage events: project, resource, rollup)")
+                  f"events/s per worker ({staged:,.0f} more stage events: project, resource, rollup); the worker "
+                  f"used {cpu:.1f} CPU s, {cpu / backlog.count * 1e6:,.0f} µs per change event")
             print(output_summary(settings.processors_port, backlog.count))
         if args.runs > 1:
             print(f"runs: {', '.join(f'{f:,.0f}' for f in figures)} events/s; median "
@@ -332,7 +345,7 @@ def main() -> None:
             app_id = f"psmesh-bench-{args.workers}w"
             workers = [start_worker(settings, home / f"worker-{port}", home / f"worker-{port}.log", port, app_id)
                        for port in ports]
-            elapsed, _ = drain(ports, workers, backlog.count, home / "worker-*.log")
+            elapsed, _, _ = drain(ports, workers, backlog.count, home / "worker-*.log")
             print(f"{args.workers} workers (group {app_id}): {backlog.count:,} change events in {elapsed:.1f}s = "
                   f"{backlog.count / elapsed:,.0f} events/s in all, {backlog.count / elapsed / args.workers:,.0f} "
                   f"per worker")

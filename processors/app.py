@@ -538,13 +538,20 @@ class Processors:
             if ("project", partition) in self._fresh:
                 self._fresh.discard(("project", partition))
                 out.add(stage.refresh_all(), Cause(event, None, None), "project_rows", partition, resend=True)
+            touched: dict[str, Cause] = {}  # project → the cause of its last row in the message
             for cause, item in self._items("project", event):
                 rows += 1
-                self._fold(out, cause, self._project, stage, partition, item, cause, out)
+                self._fold(out, cause, self._project, stage, partition, item, cause, out, touched)
+            # Each project's derivations once per message, on its state after the message's rows (ProjectStage.
+            # on_row). Per message, not per batch: a replay reads the same messages, whatever batches it takes
+            # them in, so it derives the same events under the same ids.
+            for code, cause in touched.items():
+                self._fold(out, cause, self._settle, stage, partition, code, cause, out)
         await self._flush("project", out)
         return rows
 
-    def _project(self, stage: ProjectStage, partition: int, item: list, cause: Cause, out: Outbox) -> None:
+    def _project(self, stage: ProjectStage, partition: int, item: list, cause: Cause, out: Outbox,
+                 touched: dict[str, Cause]) -> None:
         code, kind, ident, row = item[:4]
         if kind in BROADCAST_KINDS:
             parsed = parse(kind, row) if row is not None else None
@@ -553,12 +560,16 @@ class Processors:
         else:
             parsed = _parse_project(kind, row) if row is not None else None
             out.write("project_rows", f"{partition}|{code}|{kind}|{ident}".encode(), cause.event, row)
-            fx = stage.on_row(code, kind, ident, parsed)
+            fx = stage.on_row(code, kind, ident, parsed, settle=False)
+            touched[code] = cause
             # The project's metadata with every batch that touches it, changed or not: a crash can leave the
             # local store ahead of the changelog (written, not yet delivered); the replay re-folds the rows and
             # writes them again, and with them the metadata, which it finds unchanged.
             out.write("project_rows", f"{partition}|{code}|meta|".encode(), cause.event, stage.state(code).meta)
         out.add(fx, cause, "project_rows", partition)
+
+    def _settle(self, stage: ProjectStage, partition: int, code: str, cause: Cause, out: Outbox) -> None:
+        out.add(stage.settle(code), cause, "project_rows", partition)
 
     def _items(self, stage: str, event: Any) -> list[tuple[Cause, list]]:
         """The rows of a batch message, each with its cause; an unreadable message is dead-lettered whole."""

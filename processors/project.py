@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -271,6 +272,8 @@ class ProjectStage:
         self.projects: dict[str, ProjectState] = {}
         self.accounts: dict[int, dict[str, Any]] = {}
         self.periods: dict[int, BillingPeriod] = {}
+        #: project code → kinds of the rows folded since its last settle (see :meth:`on_row`)
+        self.unsettled: dict[str, set[str]] = {}
 
     def state(self, project_code: str) -> ProjectState:
         st = self.projects.get(project_code)
@@ -290,8 +293,17 @@ class ProjectStage:
             self.state(project_code).apply(kind, key, row)
 
     # ---- folding with effects
-    def on_row(self, project_code: str, kind: str, key: Any, row: Any) -> Effects:
-        """Fold a row change of ``project_code`` and return what it changes downstream."""
+    def on_row(self, project_code: str, kind: str, key: Any, row: Any, *, settle: bool = True) -> Effects:
+        """Fold a row change of ``project_code`` and return what it changes downstream.
+
+        With ``settle=False`` the project's derivations (its view row, request, demand, rollup contribution and
+        risk rules) wait for :meth:`settle`, which runs them once for a group of rows (the worker: the rows of
+        one stage message): in a catch-up a message holds dozens of rows of a project, and evaluating every
+        rule after each of them was a quarter of the stage's time. A milestone's billing trigger is still
+        derived at once. What a group derives is what its last state gives: a rule that a row of the group
+        raises and a later one clears is neither raised nor cleared, and a request carries the lines that
+        arrived with its opportunity (docs/processors.md, "Derivations per message").
+        """
         st = self.state(project_code)
         meta_before = st.meta
         previous = st.apply(kind, key, row)
@@ -301,8 +313,27 @@ class ProjectStage:
         if kind == "line" and row is None:
             fx.rollup.append((f"line|{key}", None))  # always: a lost deletion would leave demand behind
             st.sent.pop(f"line|{key}", None)
-        self._refresh(st, fx, kind)
+        if settle:
+            self._refresh(st, fx, (kind,))
+        else:
+            kinds = self.unsettled.get(project_code)
+            if kinds is None:
+                kinds = self.unsettled[project_code] = set()
+            kinds.add(kind)
         if st.meta is not meta_before:
+            fx.meta.append((project_code, st.meta))
+        return fx
+
+    def settle(self, project_code: str) -> Effects:
+        """The derivations the rows of ``project_code`` folded with ``settle=False`` are waiting for, at once."""
+        kinds = self.unsettled.pop(project_code, None)
+        fx = Effects()
+        if kinds is None:
+            return fx
+        st = self.projects[project_code]
+        before = st.meta
+        self._refresh(st, fx, kinds)
+        if st.meta is not before:
             fx.meta.append((project_code, st.meta))
         return fx
 
@@ -363,14 +394,15 @@ class ProjectStage:
                         "raised_at": datetime.fromisoformat(was["raised_at"]), "detail": detail}
 
     # ---- derivations
-    def _refresh(self, st: ProjectState, fx: Effects, kind: str | None = None, resend: bool = False) -> None:
-        """Re-derive what ``kind`` can change (everything when None); ``resend`` repeats current events."""
+    def _refresh(self, st: ProjectState, fx: Effects, kinds: Collection[str] | None = None,
+                 resend: bool = False) -> None:
+        """Re-derive what rows of ``kinds`` can change (everything when None); ``resend`` repeats current events."""
         fx.views.append(("project_financials", (st.project_code,), st.view_row))
-        if kind in (None, "opportunity") and st.opportunity_row is not None:
+        if (kinds is None or "opportunity" in kinds) and st.opportunity_row is not None:
             # milestones completed before the opportunity arrived bill now, in its currency
             for m in list(st.table("billing_milestone").values()):
                 self._milestone_trigger(st, m, None, fx)
-        if kind is None or kind in COMMERCIAL_KINDS:
+        if kinds is None or not COMMERCIAL_KINDS.isdisjoint(kinds):
             self._request(st, fx, resend)
             self._demand(st, fx, resend)
             self._rollup(st, fx)

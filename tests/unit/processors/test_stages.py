@@ -11,10 +11,13 @@ processors/app.py does: formula rows, except ``opportunity`` as
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal as D
 from typing import Any
+
+import pytest
 
 
 from processors.capacity import ResourceStage
@@ -124,6 +127,7 @@ class ProjectHarness:
         self.events: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
         self.rollup: list[tuple[str, Any]] = []
         self.meta: dict[str, Any] = {}
+        self.batched: list[str] | None = None  # inside batch(): the projects whose rows wait for their settle
 
     def take(self, fx: Effects) -> Effects:
         for view, key, row in fx.resolved_views():
@@ -142,7 +146,21 @@ class ProjectHarness:
             self.rows.pop((code, kind, key), None)
         else:
             self.rows[(code, kind, key)] = row
+        if self.batched is not None:
+            self.batched.append(code)
+            return self.take(self.stage.on_row(code, kind, key, row, settle=False))
         return self.take(self.stage.on_row(code, kind, key, row))
+
+    @contextmanager
+    def batch(self):
+        """Rows folded as the worker folds a batch: each project settled once at the end (processors/app.py)."""
+        self.batched = []
+        try:
+            yield
+        finally:
+            touched, self.batched = dict.fromkeys(self.batched), None
+            for code in touched:
+                self.take(self.stage.settle(code))
 
     def account(self, account_id: int, row: dict[str, Any] | None) -> Effects:
         self.broadcast[("account", account_id)] = row
@@ -290,6 +308,68 @@ def test_applying_every_row_a_second_time_changes_no_view_and_emits_no_new_event
         h.row(code, kind, key, row)
     assert h.views == views
     assert {(t, v.get("event_id", v.get("billing_event_id"))) for t, _, v in h.events} == ids
+
+
+def _last_by_id(h: ProjectHarness, topic: str) -> dict[str, dict[str, Any]]:
+    field = "billing_event_id" if topic == "derived.billing_triggers" else "event_id"
+    return {value[field]: value for t, _, value in h.events if t == topic}
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 100])
+def test_rows_settled_once_per_group_end_in_the_views_and_last_events_of_row_by_row_folding(size):
+    one, batched = ProjectHarness(), ProjectHarness()
+    rows = [("PRJ-6", *r) for r in _busy_project(one)]
+    rows += [("PRJ-14", "opportunity", 14, opportunity(14, hours="1000.00")),
+             ("PRJ-14", "entry", 1, entry(1, "PRJ-14", "8.00")),
+             ("PRJ-6", "line", 62, line(62, 6, "16.00", role="architect", bill_rate="210.00")),
+             ("PRJ-14", "entry", 2, entry(2, "PRJ-14", "2.00", billable=False)),  # raises non_billable
+             ("PRJ-6", "entry", 1, entry(1, "PRJ-6", "9.50")),
+             ("PRJ-6", "line", 61, None)]
+    for code, kind, key, row in rows[len(one.rows):]:
+        one.row(code, kind, key, row)
+    batched.account(500, account())
+    for start in range(0, len(rows), size):
+        with batched.batch():
+            for code, kind, key, row in rows[start:start + size]:
+                batched.row(code, kind, key, row)
+
+    timeless = lambda h: {k: {c: v for c, v in row.items() if c != "raised_at"} for k, row in h.views.items()}
+    assert timeless(batched) == timeless(one)
+    assert ("project_risks", ("PRJ-14", "non_billable")) in batched.views
+    # billing: the same values under the same ids
+    assert {i: v["amount"] for i, v in _last_by_id(batched, "derived.billing_triggers").items()} == {
+        i: v["amount"] for i, v in _last_by_id(one, "derived.billing_triggers").items()}
+    # the last request of each project and the last demand of each line say the same
+    last = lambda h, topic, key: {v[key]: {c: x for c, x in v.items() if c not in ("event_id", "event_type")}
+                                  for t, _, v in h.events if t == topic}
+    assert last(batched, "derived.project_requests", "project_code") == last(one, "derived.project_requests",
+                                                                             "project_code")
+    # a line added and deleted within one group was never demanded, so never cancelled either
+    demand, demand_one = last(batched, "derived.resource_demand", "line_id"), last(one, "derived.resource_demand",
+                                                                                    "line_id")
+    assert demand == {line: v for line, v in demand_one.items() if line in demand}
+    assert {line for line, v in demand_one.items() if v["state"] != "cancelled"} <= demand.keys()
+    assert dict(batched.rollup) == dict(one.rollup)
+    assert not batched.stage.unsettled
+
+
+def test_a_rule_a_group_of_rows_raises_and_clears_again_is_neither_raised_nor_cleared():
+    h, code = ProjectHarness(), "PRJ-14"
+    alerts = lambda: [(e["event_id"], e["state"]) for t, _, e in h.events
+                      if t == "derived.project_risk_alerts" and e["rule"] == "non_billable"]
+    with h.batch():
+        h.row(code, "opportunity", 14, opportunity(14, hours="1000.00"))
+        h.row(code, "entry", 1, entry(1, code, "8.00"))
+        h.row(code, "entry", 2, entry(2, code, "2.00", billable=False))  # 20 %: raised, row by row
+        h.row(code, "entry", 3, entry(3, code, "0.01"))  # 2 / 10.01: cleared again
+    assert alerts() == []
+    assert ("project_risks", (code, "non_billable")) not in h.views
+    assert ("project_financials", (code,)) in h.views
+
+    with h.batch():
+        h.row(code, "entry", 3, None)  # 20 % again, at the end of this group
+    assert alerts() == [("PRJ-14-non_billable-raised-1", "raised")]
+    assert ("project_risks", (code, "non_billable")) in h.views
 
 
 def test_a_closed_period_bills_once_a_replay_resends_the_same_amount_and_a_later_close_bills_the_remainder():
