@@ -148,7 +148,7 @@ class KafkaServer:
         if (self.data / "meta.properties").exists():
             return
         self.data.mkdir(parents=True, exist_ok=True)
-        cluster_id = urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         result = subprocess.run(
             self._java(libs, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config)),
             capture_output=True,
@@ -194,3 +194,12 @@ class KafkaServer:
     def stop(self) -> bool:
         # A controlled shutdown of a single KRaft node takes a few seconds.
         return self.process.stop(timeout=30)
+
+
+def new_cluster_id() -> str:
+    """A random cluster id as Kafka's ``Uuid.randomUuid()`` makes one: URL-safe base64 of 16 bytes, never starting
+    with '-', which the storage tool's argument parser would take for an option (a CI run failed that way)."""
+    while True:
+        cluster_id = urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import uuid
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,8 @@ import pytest
 from psmesh.config import Settings
 from psmesh.sources import source_sql
 from psmesh.stack.exceptions import StackError
-from psmesh.stack.kafka import KafkaServer
+from psmesh.stack import kafka
+from psmesh.stack.kafka import KafkaServer, new_cluster_id
 from psmesh.stack.process import ManagedProcess, port_in_use
 
 
@@ -80,3 +82,9 @@ def test_source_sql_defines_every_domain_table():
             assert f"CREATE TABLE IF NOT EXISTS {table} (" in sql
     with pytest.raises(ValueError, match="unknown source database 'hr'"):
         source_sql("hr")
+
+
+def test_a_cluster_id_never_starts_with_a_dash_the_storage_tool_would_read_as_an_option(monkeypatch):
+    drawn = iter([uuid.UUID(bytes=b"\xf8" + bytes(15)), uuid.UUID(bytes=b"\x01" * 16)])  # "-A...", then "AQEB..."
+    monkeypatch.setattr(kafka.uuid, "uuid4", lambda: next(drawn))
+    assert new_cluster_id() == "AQEBAQEBAQEBAQEBAQEBAQ"
