@@ -208,12 +208,14 @@ def start_worker(settings: Settings, datadir: Path, log: Path, port: int | None 
         env={**os.environ, **settings_env(settings)}, stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
 
-def wait_rebuilt(log: Path, began_lines: int, timeout: float = 300) -> None:
+def wait_rebuilt(worker: subprocess.Popen, log: Path, began_lines: int, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         lines = log.read_text(errors="replace").splitlines()[began_lines:]
         if sum("rebuilt from" in line for line in lines) >= 3:
             return
+        if worker.poll() is not None:
+            raise SystemExit(f"the restarted worker exited (code {worker.returncode}); see {log}")
         time.sleep(0.05)
     raise SystemExit(f"the worker did not rebuild its stages in {timeout}s; see {log}")
 
@@ -308,7 +310,8 @@ def main() -> None:
             if worker is not None:  # a run after the first: the same backlog again, in a new group and data dir
                 stop(worker)
                 datadir, log = home / f"worker-run{run}", home / f"worker-run{run}.log"
-            worker = start_worker(settings, datadir, log, app_id=f"psmesh-bench-run{run}")
+            app_id = f"psmesh-bench-run{run}"
+            worker = start_worker(settings, datadir, log, app_id=app_id)
             elapsed, cpu, totals = drain([settings.processors_port], [worker], backlog.count, log)
             figures.append(backlog.count / elapsed)
             staged = sum(v for k, v in totals.items() if k != "route")
@@ -331,8 +334,8 @@ def main() -> None:
                 shutil.rmtree(datadir, ignore_errors=True)
             lines = len(log.read_text(errors="replace").splitlines())
             t = time.perf_counter()
-            worker = start_worker(settings, datadir, log)
-            wait_rebuilt(log, lines)
+            worker = start_worker(settings, datadir, log, app_id=app_id)  # the last run's worker, restarted
+            wait_rebuilt(worker, log, lines)
             print(f"recovery ({label}): tables ready and stages rebuilt in {time.perf_counter() - t:.1f}s")
             after = view_rows(settings.processors_port)
             if after != before:
