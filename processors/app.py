@@ -395,7 +395,7 @@ class Processors:
             else:
                 published[table_key] = row
             self._emit(stage, cause, f"views.{view}", dict(zip(VIEW_KEYS[view], key)),
-                             None if row is None else {**row, "updated_at": now})
+                       None if row is None else {**row, "updated_at": now})
         for topic, key, value, cause in out.events:
             self._emit(stage, cause, topic, key, value)
         if out.rollup:
