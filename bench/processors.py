@@ -277,6 +277,8 @@ def main() -> None:
     parser.add_argument("--ceiling", action="store_true",
                         help="first measure a Faust agent that only reads (and decodes) the backlog")
     args = parser.parse_args()
+    # Stopped with SIGTERM (a timeout, kill): still stop the workers and the stack in the ``finally`` below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     home = Path(tempfile.mkdtemp(prefix="psmesh-bench-proc-"))
     settings = Settings(home=home, **PORTS)
