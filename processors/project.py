@@ -345,10 +345,8 @@ class ProjectStage:
         fx = Effects()
         for st in self.projects.values():
             if st.opportunity_row is not None and st.opportunity_row["account_id"] == account_id:
-                before = st.meta
                 self._request(st, fx, False)
-                if st.meta is not before:
-                    fx.meta.append((st.project_code, st.meta))
+                fx.meta.append((st.project_code, st.meta))  # changed or not: see on_period
         return fx
 
     def on_period(self, period_id: int, period: BillingPeriod | None) -> Effects:
@@ -361,10 +359,12 @@ class ProjectStage:
         if period.status != "closed":
             return fx
         for st in self.projects.values():
-            before = st.meta
             self._period_trigger(st, period, fx)
-            if st.meta is not before:
-                fx.meta.append((st.project_code, st.meta))
+            # The metadata of every project the row may change, changed or not: a crash can leave the local store
+            # ahead of the changelog; the replay of this row then finds its triggers recorded and changes nothing,
+            # and only writing the metadata again puts them on the changelog (as the worker does for a project's
+            # own rows, processors/app.py).
+            fx.meta.append((st.project_code, st.meta))
         return fx
 
     def refresh_all(self) -> Effects:

@@ -414,6 +414,27 @@ def test_a_closed_period_bills_once_a_replay_resends_the_same_amount_and_a_later
     assert amounts == {("PRJ-7-P1", D("1233.33")), ("PRJ-7-P2", D("900.00"))}
 
 
+def test_a_broadcast_row_seen_again_writes_the_metadata_it_touches_again():
+    """A crash can leave the local store ahead of the changelog: the replayed row changes nothing, and only its
+    metadata written again puts the recorded trigger (or request) on the changelog."""
+    h, code = ProjectHarness(), "PRJ-7"
+    h.account(500, account())
+    h.row(code, "opportunity", 7, opportunity(7))
+    h.row("PRJ-8", "opportunity", 8, opportunity(8, account_id=501))
+    h.row(code, "entry", 1, entry(1, code, "8.00", day=date(2026, 3, 10)))
+    march = BillingPeriod(1, date(2026, 3, 1), date(2026, 3, 31), "closed")
+    h.period(march)
+    recorded = h.meta[code]
+    assert recorded["triggers"] == {"PRJ-7-P1": "1200.00"}
+
+    again = h.stage.on_period(1, march)
+    assert dict(again.meta)[code] is recorded
+    assert {c for c, _ in again.meta} == {code, "PRJ-8"}  # every project a close may bill
+    again = h.stage.on_account(500, account())
+    assert [c for c, _ in again.meta] == [code]  # the projects of that account only
+    assert again.meta[0][1] is recorded
+
+
 def test_a_later_close_after_the_erp_wrote_the_first_event_bills_only_the_remainder():
     h, code = ProjectHarness(), "PRJ-8"
     h.row(code, "opportunity", 8, opportunity(8))
