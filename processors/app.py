@@ -51,7 +51,7 @@ except ImportError:  # pragma: no cover - rocksdict is a dependency; the memory 
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from processors.batch import Cause, Outbox, commit_ms_of, stage_partition
+from processors.batch import Cause, Outbox, commit_ms_of, messages, stage_partition
 from processors.capacity import ResourceStage
 from processors.effects import view_row
 from processors.codec import ChangeEventDecoder, TopicEncoder
@@ -400,9 +400,9 @@ class Processors:
             self._emit(stage, cause, topic, key, value)
         if out.rollup:
             latest = max((c.commit_ms for _, c in out.rollup.values() if c.commit_ms), default=None, key=int)
-            body = dumps([[key, value, cause.commit_ms] for key, (value, cause) in out.rollup.items()])
-            self._send(self.to_rollup.get_topic_name(), b"rollup", body, partition=0,
-                       headers=Cause(None, None, None, latest).headers)
+            for body in messages([[key, value, cause.commit_ms] for key, (value, cause) in out.rollup.items()]):
+                self._send(self.to_rollup.get_topic_name(), b"rollup", body, partition=0,
+                           headers=Cause(None, None, None, latest).headers)
         if not out.writes:
             return
         await self.sender.wait(_TICKET.get())
@@ -448,8 +448,9 @@ class Processors:
         for (stage, partition), rows in out.forwards.items():
             topic = self.by_project if stage == "p" else self.by_resource
             latest = max((r[4] for r in rows if r[4]), default=None, key=int)
-            self._send(topic.get_topic_name(), stage.encode(), dumps(rows), partition=partition,
-                       headers=Cause(None, None, None, latest).headers)
+            for body in messages(rows):
+                self._send(topic.get_topic_name(), stage.encode(), body, partition=partition,
+                           headers=Cause(None, None, None, latest).headers)
         # The routes table moves on only once the rows are on the broker (_flush waits for them): if a forward (a
         # removal from a row's old owner) failed, the retry must still find the old destination in the table.
         await self._flush("route", out)

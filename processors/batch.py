@@ -12,7 +12,8 @@ row that produced it last, for the commit-time header it passes on
 
 The rows bound for a stage travel in one message per stage partition per
 batch (:func:`stage_partition` chooses it as the producer's partitioner would
-for the row's key, so interactive queries still find the owner).
+for the row's key, so interactive queries still find the owner), split into
+messages of at most :data:`MESSAGE_BYTES` (:func:`messages`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ from typing import Any
 from aiokafka.partitioner import murmur2
 
 from processors.effects import Effects
+from processors.records import dumps
 from psmesh.latency import COMMIT_HEADER
+
+#: The most bytes of a message between stages. librdkafka refuses a record over its ``message.max.bytes`` (1 MB
+#: by default, the broker's default limit too); a router batch of 4,000 time entries of one project came to 1.06 MB
+#: in one message (tests/unit/processors/test_batch.py).
+MESSAGE_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,24 @@ def stage_partition(key: bytes, partitions: int) -> int:
     if found is None:
         found = _PARTITION_CACHE[(key, partitions)] = (murmur2(key) & 0x7FFFFFFF) % partitions
     return found
+
+
+def messages(rows: list[Any], limit: int = MESSAGE_BYTES) -> list[bytes]:
+    """``rows`` as JSON arrays of at most ``limit`` bytes each, in order (a row longer than that goes alone);
+    one array is the bytes ``dumps(rows)`` gives."""
+    out: list[bytes] = []
+    chunk: list[bytes] = []
+    size = 2
+    for row in rows:
+        part = dumps(row)
+        if chunk and size + len(part) + 1 > limit:
+            out.append(b"[" + b",".join(chunk) + b"]")
+            chunk, size = [], 2
+        chunk.append(part)
+        size += len(part) + 1
+    if chunk:
+        out.append(b"[" + b",".join(chunk) + b"]")
+    return out
 
 
 _TABLE_KEYS: dict[tuple, bytes] = {}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from processors.batch import Cause, Outbox, stage_partition
+from processors.batch import MESSAGE_BYTES, Cause, Outbox, messages, stage_partition
+from processors.records import dumps, loads
 from processors.effects import Effects, view_row
 from psmesh.latency import COMMIT_HEADER
 
@@ -51,3 +52,23 @@ def test_derived_events_are_kept_in_order_and_contributions_and_metadata_coalesc
     assert [e[1]["id"] for e in out.events] == [1, 2]
     assert out.rollup == {"opp|1": (None, cause)}
     assert out.writes == {("project_rows", b"3|PRJ-1|meta|"): ("e", {"m": 2})}
+
+
+def test_rows_for_a_stage_are_split_into_messages_under_the_size_limit_in_order():
+    # a router batch of 4,000 time entries of one project: over librdkafka's 1 MB as one message
+    rows = [["PRJ-1000123", "entry", n, {"entry_id": n, "resource_id": 123456, "project_code": "PRJ-1000123",
+                                         "role": "solution_architect", "work_date": "2026-03-10", "hours": "8.00",
+                                         "billable": True, "bill_rate": "150.00", "cost_rate": "90.00",
+                                         "status": "approved"}, "1790000000000"]
+            for n in range(10_000_000, 10_004_000)]
+    assert len(dumps(rows)) > 1_000_000
+    bodies = messages(rows)
+    assert len(bodies) > 4 and all(len(body) <= MESSAGE_BYTES for body in bodies)
+    assert [row for body in bodies for row in loads(body)] == rows
+    assert messages(rows[:10]) == [dumps(rows[:10])]  # under the limit: the one message as before
+    assert messages([]) == []
+
+
+def test_a_row_longer_than_the_limit_goes_in_a_message_of_its_own():
+    rows = [["a"], ["b" * 300], ["c"]]
+    assert messages(rows, limit=100) == [dumps([["a"]]), dumps([["b" * 300]]), dumps([["c"]])]

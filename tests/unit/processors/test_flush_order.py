@@ -11,19 +11,21 @@ import asyncio
 from pathlib import Path
 
 from processors.app import _TICKET, Processors
-from processors.batch import Cause, Outbox
+from processors.batch import MESSAGE_BYTES, Cause, Outbox
 from psmesh.config import Settings
 
 
 class _Recorder:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
+        self.sizes: list[tuple[str, int]] = []
 
     def ticket(self):
         return object()
 
     def produce(self, ticket, topic, key, value, **kwargs):
         self.calls.append(("produce", topic))
+        self.sizes.append((topic, len(value or b"")))
 
     async def wait(self, ticket):
         self.calls.append(("wait", ""))
@@ -71,3 +73,25 @@ def test_views_and_derived_events_are_on_the_broker_before_the_mirror_is_written
                                   ("wait", "")]
     assert topics[3:] == [processors.rollup_rows.changelog_topic.get_topic_name()]
     assert b"opp|7" not in processors.tables["rollup_rows"].data  # and the store after the outputs too
+
+
+def test_a_batchs_rollup_contributions_go_in_messages_under_the_size_limit(tmp_path: Path):
+    processors = Processors(Settings(home=tmp_path), web_port=6999, datadir=tmp_path / "data", store="memory://")
+    recorder = processors.sender = _Recorder()
+    out = Outbox()
+    cause = Cause(_Event(), None, None, "1790000000000")
+    for n in range(3000):  # a large project batch: 3,000 line contributions of 40 weeks each
+        out.rollup[f"line|{n}"] = ({"skill": "aws", "weeks": {f"2026-W{w:02d}": "8.00" for w in range(1, 41)}}, cause)
+
+    async def flush():
+        token = _TICKET.set(recorder.ticket())
+        try:
+            await processors._flush("project", out)
+        finally:
+            _TICKET.reset(token)
+
+    asyncio.run(flush())
+    rollup = processors.to_rollup.get_topic_name()
+    sizes = [size for topic, size in recorder.sizes if topic == rollup]
+    assert len(sizes) > 1 and max(sizes) <= MESSAGE_BYTES
+    assert sum(sizes) > 1_000_000
