@@ -58,7 +58,7 @@ from processors.codec import ChangeEventDecoder, TopicEncoder
 from processors import faust_fixes
 from processors.exceptions import BadChangeEvent, ProcessorError
 from processors.project import ProjectStage, project_code_of
-from processors.sender import Sender, Ticket
+from processors.sender import RecordTooLarge, Sender, Ticket
 from processors.records import KIND_OF_TOPIC, KINDS, SOURCE_TOPICS, dumps, loads, parse, pick
 from processors.rollup import RollupStage
 from psmesh.config import Settings
@@ -431,6 +431,8 @@ class Processors:
     def _emit(self, stage: str, cause: Cause, topic: str, key: dict[str, Any], value: Any) -> None:
         try:
             self._publish(topic, key, value, cause.headers)
+        except RecordTooLarge as exc:  # no retry can send it: the row that caused it is dead-lettered
+            self._dead_letter(stage, cause, exc)
         except (KafkaError, FaustError):
             raise
         except Exception as exc:  # a record its schema refuses: the row that caused it is dead-lettered

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka.errors import KafkaError
+from confluent_kafka import KafkaError as ConfluentKafkaError
 from confluent_kafka import KafkaException, Producer
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,12 @@ logger = logging.getLogger(__name__)
 
 class DeliveryFailed(KafkaError):
     """The broker did not acknowledge a record of the batch: the batch is retried (an error of the infrastructure)."""
+
+
+class RecordTooLarge(DeliveryFailed):
+    """The client refused a record for its size (librdkafka's ``message.max.bytes``): sending it again cannot
+    help. A view or derived record is dead-lettered with the row that caused it (processors/app.py, ``_emit``);
+    any other record is an error of the batch, as before."""
 
 
 @dataclass(eq=False)
@@ -128,6 +135,9 @@ class Sender:
                     raise DeliveryFailed(f"{topic}: the producer is closing with its queue full") from None
             except KafkaException as exc:
                 ticket.sent -= 1
+                error = exc.args[0] if exc.args else None
+                if getattr(error, "code", lambda: None)() == ConfluentKafkaError.MSG_SIZE_TOO_LARGE:
+                    raise RecordTooLarge(f"{topic}: a record of {len(value or b'')} bytes: {exc}") from exc
                 raise DeliveryFailed(f"{topic}: {exc}") from exc
 
     def _reporter(self, ticket: Ticket, changelog: bool) -> Any:
