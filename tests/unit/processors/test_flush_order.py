@@ -7,67 +7,26 @@ calls instead of producing; the store is Faust's memory store.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
-from processors.app import _TICKET, Processors
 from processors.batch import MESSAGE_BYTES, Cause, Outbox
-from psmesh.config import Settings
+from tests.unit.processors.worker_fakes import FakeEvent, run_batch, worker
 
-
-class _Recorder:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str]] = []
-        self.sizes: list[tuple[str, int]] = []
-
-    def ticket(self):
-        return object()
-
-    def produce(self, ticket, topic, key, value, **kwargs):
-        self.calls.append(("produce", topic))
-        self.sizes.append((topic, len(value or b"")))
-
-    async def wait(self, ticket):
-        self.calls.append(("wait", ""))
-        return {}
-
-
-class _Message:
-    partition, topic, offset = 0, "psmesh-processors-rollup-repartition", 0
-
-
-class _Event:
-    message = _Message()
-
-
-class _Encoder:
-    def key(self, record):
-        return b"k"
-
-    def value(self, record):
-        return b"v"
+ROLLUP_TOPIC = "psmesh-processors-rollup-repartition"
 
 
 def test_views_and_derived_events_are_on_the_broker_before_the_mirror_is_written(tmp_path: Path):
-    processors = Processors(Settings(home=tmp_path), web_port=6999, datadir=tmp_path / "data", store="memory://")
-    recorder = processors.sender = _Recorder()
-    processors.encoder = lambda topic: _Encoder()
+    processors = worker(tmp_path)
+    recorder = processors.sender
     processors.published["pipeline"][b"cloud|2026-04-01"] = {"service_line": "cloud"}
     out = Outbox()
-    cause = Cause(_Event(), None, None)
-    out.write("rollup_rows", b"opp|7", _Event(), None)  # the contribution goes away...
+    cause = Cause(FakeEvent(ROLLUP_TOPIC), None, None)
+    out.write("rollup_rows", b"opp|7", FakeEvent(ROLLUP_TOPIC), None)  # the contribution goes away...
     out.views[("pipeline", b"cloud|2026-04-01")] = [("cloud", "2026-04-01"), None, cause, False]  # ...its row too
     out.events.append(("derived.project_risk_alerts", {"k": 1}, {"v": 1}, cause))
     processors.tables["rollup_rows"].data[b"opp|7"] = b"{}"
 
-    async def flush():
-        token = _TICKET.set(recorder.ticket())
-        try:
-            await processors._flush("rollup", out)
-        finally:
-            _TICKET.reset(token)
-
-    asyncio.run(flush())
+    run_batch(processors, processors._flush, "rollup", out)
     topics = [topic for call, topic in recorder.calls]
     assert recorder.calls[:3] == [("produce", "views.pipeline"), ("produce", "derived.project_risk_alerts"),
                                   ("wait", "")]
@@ -76,21 +35,14 @@ def test_views_and_derived_events_are_on_the_broker_before_the_mirror_is_written
 
 
 def test_a_batchs_rollup_contributions_go_in_messages_under_the_size_limit(tmp_path: Path):
-    processors = Processors(Settings(home=tmp_path), web_port=6999, datadir=tmp_path / "data", store="memory://")
-    recorder = processors.sender = _Recorder()
+    processors = worker(tmp_path)
+    recorder = processors.sender
     out = Outbox()
-    cause = Cause(_Event(), None, None, "1790000000000")
+    cause = Cause(FakeEvent(ROLLUP_TOPIC), None, None, "1790000000000")
     for n in range(3000):  # a large project batch: 3,000 line contributions of 40 weeks each
         out.rollup[f"line|{n}"] = ({"skill": "aws", "weeks": {f"2026-W{w:02d}": "8.00" for w in range(1, 41)}}, cause)
 
-    async def flush():
-        token = _TICKET.set(recorder.ticket())
-        try:
-            await processors._flush("project", out)
-        finally:
-            _TICKET.reset(token)
-
-    asyncio.run(flush())
+    run_batch(processors, processors._flush, "project", out)
     rollup = processors.to_rollup.get_topic_name()
     sizes = [size for topic, size in recorder.sizes if topic == rollup]
     assert len(sizes) > 1 and max(sizes) <= MESSAGE_BYTES

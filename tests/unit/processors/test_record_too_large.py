@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from processors.app import _TICKET, Processors
 from processors.batch import Cause, Outbox
 from processors.sender import DeliveryFailed, RecordTooLarge, Sender
-from psmesh.config import Settings
+from tests.unit.processors.worker_fakes import FakeEvent, RecordingSender, run_batch, worker
 
 
 def test_the_sender_says_which_record_the_client_refuses_for_its_size():
@@ -28,55 +27,15 @@ def test_the_sender_says_which_record_the_client_refuses_for_its_size():
     assert issubclass(RecordTooLarge, DeliveryFailed)  # anywhere else, still an error of the batch
 
 
-class _Message:
-    partition, topic, offset = 2, "psmesh-processors-by_project-repartition", 41
-
-
-class _Event:
-    message = _Message()
-
-
-class _Refusing:
-    """Records what is produced; refuses the view records as librdkafka refuses one over 1 MB."""
-
-    def __init__(self) -> None:
-        self.produced: list[str] = []
-
-    def ticket(self):
-        return object()
-
-    def produce(self, ticket, topic, key, value, **kwargs):
-        if topic.startswith("views."):
-            raise RecordTooLarge(f"{topic}: a record of 1048577 bytes")
-        self.produced.append(topic)
-
-    async def wait(self, ticket):
-        return {}
-
-
-class _Encoder:
-    def key(self, record):
-        return b"k"
-
-    def value(self, record):
-        return b"v"
-
-
 def test_a_view_record_too_large_to_send_dead_letters_its_cause_and_the_batch_goes_on(tmp_path: Path):
-    processors = Processors(Settings(home=tmp_path), web_port=6999, datadir=tmp_path / "data", store="memory://")
-    sender = processors.sender = _Refusing()
-    processors.encoder = lambda topic: _Encoder()
+    # librdkafka refuses the view record, as one over 1 MB
+    refused = lambda topic: RecordTooLarge(f"{topic}: a record of 1048577 bytes") if topic.startswith("views.") else None
+    processors = worker(tmp_path, RecordingSender(refuse=refused))
     out = Outbox()
-    cause = Cause(_Event(), b"PRJ-1", None, None, ["PRJ-1", "line", 7, {"line_id": 7}, None])
+    event = FakeEvent("psmesh-processors-by_project-repartition", 2, 41)
+    cause = Cause(event, b"PRJ-1", None, None, ["PRJ-1", "line", 7, {"line_id": 7}, None])
     out.views[("pipeline", b"cloud|2026-04-01")] = [("cloud", "2026-04-01"), {"service_line": "cloud"}, cause, False]
     out.events.append(("derived.project_requests", {"project_code": "PRJ-1"}, {"event_id": "PRJ-1-abc"}, cause))
 
-    async def flush():
-        token = _TICKET.set(sender.ticket())
-        try:
-            await processors._flush("project", out)
-        finally:
-            _TICKET.reset(token)
-
-    asyncio.run(flush())
-    assert sender.produced == ["dlq.processors", "derived.project_requests"]
+    run_batch(processors, processors._flush, "project", out)
+    assert processors.sender.produced() == ["dlq.processors", "derived.project_requests"]
