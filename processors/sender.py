@@ -136,7 +136,7 @@ class Sender:
             except KafkaException as exc:
                 ticket.sent -= 1
                 error = exc.args[0] if exc.args else None
-                if getattr(error, "code", lambda: None)() == ConfluentKafkaError.MSG_SIZE_TOO_LARGE:
+                if isinstance(error, ConfluentKafkaError) and error.code() == ConfluentKafkaError.MSG_SIZE_TOO_LARGE:
                     raise RecordTooLarge(f"{topic}: a record of {len(value or b'')} bytes: {exc}") from exc
                 raise DeliveryFailed(f"{topic}: {exc}") from exc
 
