@@ -87,6 +87,10 @@ PROJECT_KINDS = {"opportunity", "line", "opp_milestone", "change_order", "entry"
 RESOURCE_KINDS = {"resource", "assignment", "time_off", "entry"}
 BROADCAST_KINDS = {"account", "period"}
 BY_OPPORTUNITY = {"opportunity", "line", "opp_milestone", "change_order"}
+#: Kinds from each row of which a stage derives something (a billing milestone's trigger, a period close's, an
+#: account's requests), not only from the state a message leaves: every version of them is routed, and the versions
+#: of other rows are coalesced only between two of them (_coalesced).
+PER_ROW_KINDS = BROADCAST_KINDS | {"billing_milestone"}
 #: Faust tables → partitions (their changelog topics are ``<app id>-<table>-changelog``). The views are not
 #: tables: each stage rebuilds them from its mirror, and the rows last published are kept in memory.
 TABLES = {"routes": PARTITIONS, "project_rows": PARTITIONS, "resource_rows": PARTITIONS, "rollup_rows": 1}
@@ -150,6 +154,30 @@ def _destinations(kind: str, row: dict[str, Any] | None) -> list[list[str]]:
     if kind in RESOURCE_KINDS and row.get("resource_id") is not None:
         out.append(["r", str(row["resource_id"])])
     return out
+
+
+def _coalesced(changes: list[tuple]) -> list[tuple]:
+    """The changes of a router batch a stage needs, in order: of the versions of a row (kind, primary key) between
+    two changes of a per-row kind (PER_ROW_KINDS), the last one.
+
+    A stage replaces rows by key and derives from the state a message leaves, or, for the per-row kinds, from the
+    state at that row: whatever reads the state between two such points sees the same with or without a row's
+    earlier versions. Kafka Streams' record caches forward a key's last update for the same reason. A backlog
+    (the bench's time entries, inserted as submitted and then approved) has many; a live stream few.
+    """
+    keep: list[tuple] = []
+    seen: set[tuple[str, Any]] = set()
+    for change in reversed(changes):
+        kind, pk = change[1], change[2]
+        if kind in PER_ROW_KINDS:
+            seen.clear()
+        elif (kind, pk) in seen:
+            continue
+        else:
+            seen.add((kind, pk))
+        keep.append(change)
+    keep.reverse()
+    return keep
 
 
 def _now() -> datetime:
@@ -444,9 +472,14 @@ class Processors:
 
     async def _route_batch(self, events: list) -> int:
         out = Outbox()
+        changes: list[tuple[Cause, str, Any, dict[str, Any] | None, str | None]] = []
         for event in events:
             cause = Cause(event, event.key, event.value)
-            self._fold(out, cause, self._route, event, out)
+            self._fold(out, cause, self._decode_change, event, cause, changes)
+        # Every version is decoded and checked (what cannot be read is dead-lettered); a row's earlier versions in
+        # the batch are not routed unless a per-row change falls between them (_coalesced).
+        for cause, kind, pk, row, commit_ms in _coalesced(changes):
+            self._fold(out, cause, self._route, cause.event, kind, pk, row, commit_ms, out)
         for (stage, partition), rows in out.forwards.items():
             topic = self.by_project if stage == "p" else self.by_resource
             latest = max((r[4] for r in rows if r[4]), default=None, key=int)
@@ -458,11 +491,12 @@ class Processors:
         await self._flush("route", out)
         return len(events)
 
-    def _route(self, event: Any, out: Outbox) -> None:
+    def _decode_change(self, event: Any, cause: Cause, changes: list) -> None:
+        """A change event's row (the columns the stages use; None for a delete), checked, onto ``changes``."""
         kind = KIND_OF_TOPIC[event.message.topic]
         envelope = self.decoder.decode(event.value, kind)
         if envelope is None:
-            return  # the tombstone after a delete: the delete itself was routed
+            return  # the tombstone after a delete: the delete itself is routed
         op = envelope.get("op")
         if op == "t":
             raise BadChangeEvent("truncate cannot be folded into views; re-snapshot the table")
@@ -474,7 +508,10 @@ class Processors:
         if pk is None:
             raise BadChangeEvent(f"{event.message.topic}: primary key {pk_column} missing")
         row = pick(kind, envelope["after"]) if op != "d" else None
-        commit_ms = commit_ms_of(commit_headers(envelope))
+        changes.append((cause, kind, pk, row, commit_ms_of(commit_headers(envelope))))
+
+    def _route(self, event: Any, kind: str, pk: Any, row: dict[str, Any] | None, commit_ms: str | None,
+               out: Outbox) -> None:
         if kind in BROADCAST_KINDS:
             for partition in range(PARTITIONS):
                 out.forwards.setdefault(("p", partition), []).append(["~", kind, pk, row, commit_ms])

@@ -21,6 +21,8 @@ class RecordingSender:
     def __init__(self, refuse: Callable[[str], Exception | None] = lambda topic: None) -> None:
         self.calls: list[tuple[str, str]] = []
         self.sizes: list[tuple[str, int]] = []
+        #: (topic, partition, value) of each record produced
+        self.records: list[tuple[str, int | None, bytes | None]] = []
         self.refuse = refuse
 
     def ticket(self) -> object:
@@ -32,6 +34,7 @@ class RecordingSender:
             raise error
         self.calls.append(("produce", topic))
         self.sizes.append((topic, len(value or b"")))
+        self.records.append((topic, kwargs.get("partition"), value))
 
     async def wait(self, ticket) -> dict:
         self.calls.append(("wait", ""))

@@ -1,0 +1,100 @@
+"""The router sends a stage only the last version of a row in its batch (processors/app.py ``_route_batch``), except
+for the kinds of which every version derives something; every version is still decoded and checked."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from processors.app import PARTITIONS
+from processors.batch import stage_partition
+from processors.records import KINDS, loads
+from tests.unit.processors.worker_fakes import FakeEvent, RecordingSender, run_batch, worker
+
+BY_PROJECT = "psmesh-processors-by_project-repartition"
+BY_RESOURCE = "psmesh-processors-by_resource-repartition"
+
+
+class JsonDecoder:
+    """The change events of these tests are their envelopes as JSON; anything else is undecodable."""
+
+    def decode(self, value: bytes | None, kind: str) -> dict[str, Any] | None:
+        return None if value is None else json.loads(value)
+
+
+def entry(entry_id: int, status: str, project_code: str = "PRJ-1", hours: str = "8.00") -> dict[str, Any]:
+    return {"entry_id": entry_id, "resource_id": 12, "project_code": project_code, "role": "consultant",
+            "work_date": "2026-03-02", "hours": hours, "billable": True, "bill_rate": "150.00",
+            "cost_rate": "80.00", "status": status}
+
+
+def change(kind: str, after: dict[str, Any] | None, offset: int, op: str = "u",
+           before: dict[str, Any] | None = None) -> FakeEvent:
+    envelope = {"op": op, "after": after, "before": before, "source": {"ts_ms": 1_700_000_000_000 + offset}}
+    return FakeEvent(KINDS[kind][0], 0, offset, b"key", json.dumps(envelope).encode())
+
+
+def forwarded(sender: RecordingSender, topic: str) -> dict[int, list[list[Any]]]:
+    """Stage partition → the rows the router sent it, in order."""
+    out: dict[int, list[list[Any]]] = {}
+    for t, partition, value in sender.records:
+        if t == topic:
+            out.setdefault(partition, []).extend(loads(value))
+    return out
+
+
+def route(tmp_path: Path, events: list[FakeEvent]) -> RecordingSender:
+    processors = worker(tmp_path)
+    processors._decoder = JsonDecoder()
+    run_batch(processors, processors._route_batch, events)
+    return processors.sender
+
+
+def test_only_the_last_version_of_a_row_in_a_batch_reaches_its_stages(tmp_path: Path):
+    sender = route(tmp_path, [change("entry", entry(1, "submitted"), 0, "c"), change("entry", entry(2, "submitted"), 1, "c"),
+                              change("entry", entry(1, "approved"), 2), change("entry", entry(1, "approved", hours="7.50"), 3)])
+    project = forwarded(sender, BY_PROJECT)[stage_partition(b"PRJ-1", PARTITIONS)]
+    assert [(r[2], r[3]["status"], r[3]["hours"]) for r in project] == [(2, "submitted", "8.00"), (1, "approved", "7.50")]
+    resource = forwarded(sender, BY_RESOURCE)[stage_partition(b"12", PARTITIONS)]
+    assert [(r[2], r[3]["hours"]) for r in resource] == [(2, "8.00"), (1, "7.50")]
+
+
+def test_a_row_that_moves_twice_in_a_batch_reaches_only_its_last_owner(tmp_path: Path):
+    sender = route(tmp_path, [change("entry", entry(1, "submitted", "PRJ-1"), 0, "c"),
+                              change("entry", entry(1, "submitted", "PRJ-2"), 1)])
+    rows = [row for rows in forwarded(sender, BY_PROJECT).values() for row in rows]
+    assert [(r[0], r[2]) for r in rows] == [("PRJ-2", 1)]
+
+
+def test_a_row_inserted_and_deleted_in_a_batch_reaches_no_stage(tmp_path: Path):
+    sender = route(tmp_path, [change("entry", entry(1, "submitted"), 0, "c"),
+                              change("entry", None, 1, "d", before={"entry_id": 1}),
+                              FakeEvent(KINDS["entry"][0], 0, 2, b"key", None)])  # the tombstone
+    assert forwarded(sender, BY_PROJECT) == {} and forwarded(sender, BY_RESOURCE) == {}
+
+
+def test_every_version_of_a_billing_milestone_reaches_its_stage(tmp_path: Path):
+    # each version may bill: the trigger is derived from the row, not from the state a message leaves
+    milestone = {"milestone_id": 5, "project_code": "PRJ-1", "amount": "1000.00"}
+    sender = route(tmp_path, [change("billing_milestone", {**milestone, "status": "completed"}, 0),
+                              change("billing_milestone", {**milestone, "status": "invoiced"}, 1)])
+    rows = forwarded(sender, BY_PROJECT)[stage_partition(b"PRJ-1", PARTITIONS)]
+    assert [r[3]["status"] for r in rows] == ["completed", "invoiced"]
+
+
+def test_an_earlier_version_that_cannot_be_read_is_still_dead_lettered(tmp_path: Path):
+    bad = FakeEvent(KINDS["entry"][0], 0, 0, b"key", json.dumps({"op": "u", "after": None}).encode())
+    sender = route(tmp_path, [bad, change("entry", entry(1, "approved"), 1)])
+    assert sender.produced().count("dlq.processors") == 1
+    assert [r[2] for r in forwarded(sender, BY_PROJECT)[stage_partition(b"PRJ-1", PARTITIONS)]] == [1]
+
+
+def test_versions_of_a_row_on_both_sides_of_a_period_close_are_both_routed(tmp_path: Path):
+    # the close bills the entry as it was then: its version before the close must reach the stage before the close
+    period = {"period_id": 3, "start_date": "2026-03-01", "end_date": "2026-03-31", "status": "closed"}
+    sender = route(tmp_path, [change("entry", entry(1, "approved"), 0, "c"), change("period", period, 1),
+                              change("entry", entry(1, "approved", hours="7.50"), 2),
+                              change("entry", entry(1, "approved", hours="7.00"), 3)])
+    rows = forwarded(sender, BY_PROJECT)[stage_partition(b"PRJ-1", PARTITIONS)]
+    assert [(r[1], r[3].get("hours")) for r in rows] == [("entry", "8.00"), ("period", None), ("entry", "7.00")]
