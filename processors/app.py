@@ -221,6 +221,8 @@ class Processors:
             consumer_max_fetch_size=16 * 1024 * 1024,
             web_enabled=True,
         )
+        faust_fixes.detach_monitor(self.app)
+        faust_fixes.cheap_ebb(self.app)
         self.metrics = Metrics.create()
         self.sender = Sender(settings.kafka_client_config())
         self._published_counters: dict[str, Any] = {}
@@ -241,7 +243,7 @@ class Processors:
     # ---- wiring
     def _define(self) -> None:
         app = self.app
-        raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+        raw = {"schema": faust_fixes.RawSchema()}
         self.sources = app.topic(*SOURCE_TOPICS, **raw)
         self.by_project = app.topic(f"{app.conf.id}-by_project-repartition", partitions=PARTITIONS, internal=True,
                                     **raw)

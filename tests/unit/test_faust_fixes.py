@@ -25,3 +25,38 @@ def test_the_conductor_lock_the_fix_checks_exists():
     from faust.transport.conductor import Conductor
 
     assert "_tp_to_callback_lock" in inspect.getsource(Conductor.__init__)
+
+
+class _Message:
+    def __init__(self, key, value) -> None:
+        self.key, self.value, self.headers = key, value, {"h": b"1"}
+
+
+def test_the_raw_schema_gives_the_bytes_faust_raw_codec_gives(tmp_path):
+    import asyncio
+
+    app = faust.App("fixes-raw", broker="kafka://127.0.0.1:1", store="memory://", datadir=str(tmp_path))
+    stock = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+    async def decode(schema, message):
+        return await schema.compile(app)(message, propagate=True)
+
+    for message in (_Message(b"\x00\x00\x00\x00\x01k", b"\x00\x00\x00\x00\x02v\xff"), _Message(None, None),
+                    _Message(b"k", b"")):
+        ours, theirs = (asyncio.run(decode(s, message)) for s in (faust_fixes.RawSchema(), stock))
+        assert (ours.key, ours.value, ours.headers) == (theirs.key, theirs.value, theirs.headers)
+
+
+def test_the_monitor_is_left_out_of_the_per_record_sensors_and_kept_as_the_monitor(tmp_path):
+    app = faust.App("fixes-monitor", broker="kafka://127.0.0.1:1", store="memory://", datadir=str(tmp_path))
+    faust_fixes.detach_monitor(app)
+    list(app.on_init_dependencies())
+    assert app.monitor not in set(app.sensors)
+    assert app.monitor is not None  # the consumer still tracks end offsets and commits on it
+
+
+def test_the_cheap_ebb_reads_the_queue_faust_sizes_the_buffer_by():
+    from faust.transport.producer import ProducerBuffer
+
+    source = inspect.getsource(ProducerBuffer)
+    assert "queue_items = self.pending._queue" in source and "if self.size > self.max_messages:" in source
