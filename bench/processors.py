@@ -25,11 +25,16 @@ With ``--workers N``, the backlog is then read again by N workers sharing
 a new consumer group (scale-out), and the views they serve together are
 compared with the single worker's.
 
+With ``--inserts-only``, each time entry is one change event, inserted as
+'approved': the router then finds no earlier version of a row in its batch
+to leave out (processors/app.py ``_coalesced``), the case of a live stream.
+
 With ``--runs N``, N workers one after the other each read the whole backlog
 in a group of their own (the run-to-run spread, and its median); with
 ``--no-recovery``, the recovery measurements are left out.
 
-    .venv/bin/python bench/processors.py [--entries 30000] [--runs 3] [--no-recovery] [--ceiling] [--workers 2]
+    .venv/bin/python bench/processors.py [--entries 30000] [--runs 3] [--no-recovery] [--inserts-only] [--ceiling]
+                                         [--workers 2]
 """
 
 from __future__ import annotations
@@ -116,7 +121,7 @@ class Backlog:
         assert self.producer.flush(60) == 0
 
 
-def produce(backlog: Backlog, entries: int) -> None:
+def produce(backlog: Backlog, entries: int, inserts_only: bool = False) -> None:
     skills = ("aws", "azure", "gcp", "sap", "salesforce", "data_engineering", "security")
     lines = ("time_and_materials", "fixed_fee")
     start = date(2026, 1, 5)
@@ -146,8 +151,10 @@ def produce(backlog: Backlog, entries: int) -> None:
                    role="consultant", work_date=start + timedelta(days=(e // resources) % 120), hours=Decimal("7.50"),
                    billable=e % 5 != 0, bill_rate=Decimal("150.00"), cost_rate=Decimal("80.00"), narrative="work",
                    updated_at=datetime.now(UTC))
-        backlog.send("time_entries", "c", **row, status="submitted")
-        backlog.send("time_entries", "u", **row, status="approved", approved_at=datetime.now(UTC))
+        if not inserts_only:
+            backlog.send("time_entries", "c", **row, status="submitted")
+        backlog.send("time_entries", "u" if not inserts_only else "c", **row, status="approved",
+                     approved_at=datetime.now(UTC))
     for x in range(1, entries // 6 + 1):
         backlog.send("expenses", "c", expense_id=x, resource_id=1 + x % resources,
                      project_code=f"PRJ-{1 + x % opportunities}", expense_date=start + timedelta(days=x % 120),
@@ -267,13 +274,16 @@ def drain(ports: list[int], workers: list[subprocess.Popen], count: int, log: Pa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--entries", type=int, default=30000, help="time entries (2 change events each)")
+    parser.add_argument("--entries", type=int, default=30000, help="time entries (2 change events each; 1 with --inserts-only)")
     parser.add_argument("--workers", type=int, default=1,
                         help="then also read the backlog again with this many workers in a new group (scale-out)")
     parser.add_argument("--runs", type=int, default=1,
                         help="read the backlog this many times, each by a new worker in a new group (the spread)")
     parser.add_argument("--no-recovery", dest="recovery", action="store_false",
                         help="leave out the recovery measurements")
+    parser.add_argument("--inserts-only", action="store_true",
+                        help="time entries inserted once, as approved: no row has two versions in the backlog, so "
+                             "the router has none to coalesce (one change event per entry)")
     parser.add_argument("--ceiling", action="store_true",
                         help="first measure a Faust agent that only reads (and decodes) the backlog")
     args = parser.parse_args()
@@ -292,7 +302,7 @@ def main() -> None:
                        SchemaRegistryClient({"url": settings.schema_registry_url}), cluster="local")
         backlog = Backlog(settings)
         t = time.perf_counter()
-        produce(backlog, args.entries)
+        produce(backlog, args.entries, args.inserts_only)
         print(f"backlog: {backlog.count:,} change events produced in {time.perf_counter() - t:.1f}s")
 
         if args.ceiling:
