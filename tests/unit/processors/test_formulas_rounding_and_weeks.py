@@ -61,3 +61,19 @@ def test_month_start_takes_an_instant_in_utc():
     late_local = datetime(2026, 3, 31, 20, 0, tzinfo=timezone(timedelta(hours=-5)))  # 01:00 UTC on April 1
     assert month_start(late_local) == date(2026, 4, 1)
     assert month_start(date(2026, 3, 31)) == date(2026, 3, 1)
+
+
+def test_a_60_digit_quotient_stores_as_the_exact_ratio_does():
+    # the stages divide in 60 digits (rounding.quotient) where the formulas take the exact rational (ratio)
+    import random
+
+    from processors.formulas.rounding import quotient, ratio
+
+    rng = random.Random(5)
+    cases = [(D("22.50"), D("40.00")), (D("1"), D("3")), (D("0.00005"), D("1")), (D("-0.00005"), D("1")),
+             (D("2"), D("0.00"))]
+    cases += [(D(rng.randint(-10**7, 10**7)).scaleb(-2), D(rng.randint(1, 10**6)).scaleb(-2)) for _ in range(20000)]
+    for numerator, denominator in cases:
+        for scale in (2, 4):
+            assert store(quotient(numerator, denominator), scale) == store(ratio(numerator, denominator), scale), \
+                (numerator, denominator, scale)
