@@ -2,11 +2,12 @@
 
 Run by ``bench/processors.py --ceiling`` against the backlog it produced; not
 meant to be run alone. It reads the change topics with a new consumer group,
-as the processors' router does (``take_events``, 1,000 at a time), and
+as the processors' router does (``take_events``, ROUTE_BATCH = 4,000 at a time), and
 prints ``CEILING <mode>: <events> in <s> = <events/s>``. Modes:
 
 - ``stock``: faust-streaming 0.15.3 as installed (its per-record ``wait_first`` in the drain loop)
-- ``fixed``: with processors/faust_fixes.py installed and the worker's fetch and buffer settings
+- ``fixed``: with processors/faust_fixes.py (its drain loop, raw schema, detached Monitor and cheaper ebb check)
+  and the worker's fetch and buffer settings
 - ``decode``: as ``fixed``, and every change event decoded from Avro (processors/codec.py)
 
     python bench/faust_ceiling.py <mode> <events> <bootstrap> <registry url>
@@ -43,7 +44,15 @@ def main() -> None:
     app = faust.App(f"psmesh-ceiling-{mode}-{int(time.time())}", broker=f"kafka://{bootstrap}", store="memory://",
                     datadir=str(datadir), web_enabled=False, topic_partitions=processors_app.PARTITIONS,
                     consumer_auto_offset_reset="earliest", key_serializer="raw", value_serializer="raw", **tuned)
-    topic = app.topic(*SOURCE_TOPICS, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    if mode == "stock":
+        topic = app.topic(*SOURCE_TOPICS, key_type=bytes, value_type=bytes, key_serializer="raw",
+                          value_serializer="raw")
+    else:  # as the worker: raw bytes without the serializer registry, no Monitor per record, the cheaper ebb
+        from processors import faust_fixes
+
+        topic = app.topic(*SOURCE_TOPICS, schema=faust_fixes.RawSchema())
+        faust_fixes.detach_monitor(app)
+        faust_fixes.cheap_ebb(app)
     seen = {"n": 0, "first": 0.0}
 
     @app.agent(topic)
