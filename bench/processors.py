@@ -187,6 +187,10 @@ def output_summary(port: int, events: int) -> str:
     total = sum(published.values())
     lines = [f"published: {total:,.0f} view and derived records ({total / events:.2f} per change event): "
              + ", ".join(f"{t} {n:,.0f}" for t, n in sorted(published.items(), key=lambda kv: -kv[1]))]
+    coalesced = re.search(r"^psmesh_processor_coalesced_total ([\d.e+]+)", text, re.M)
+    if coalesced:
+        lines.append(f"coalesced: {float(coalesced.group(1)):,.0f} change events not forwarded, a later version of "
+                     f"their row in the same router batch superseding them")
     lines.append("rows per batch: " + ", ".join(f"{s} {rows.get(s, 0) / n:,.0f}" for s, n in sorted(batches.items())
                                                 if n))
     return "\n".join(lines)

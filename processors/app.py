@@ -116,6 +116,7 @@ class Metrics:
     events: Counter
     published: Counter
     dead_letters: Counter
+    coalesced: Counter
     latency: Histogram
     consumer_lag: Gauge
 
@@ -128,6 +129,8 @@ class Metrics:
             Counter("psmesh_processor_published_total", "Records published, per topic", ["topic"], registry=registry),
             Counter("psmesh_processor_dead_letters_total", "Events sent to dlq.processors, per stage", ["stage"],
                     registry=registry),
+            Counter("psmesh_processor_coalesced_total", "Change events the router did not forward: a later "
+                    "version of the same row in its batch superseded them", registry=registry),
             Histogram("psmesh_processor_event_seconds", "Time to process one event, per stage (a batch's time over its rows, once per batch)", ["stage"],
                       registry=registry, buckets=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)),
             Gauge("psmesh_processor_consumer_lag", "End offset minus committed offset, per input partition "
@@ -480,7 +483,9 @@ class Processors:
             self._fold(out, cause, self._decode_change, event, cause, changes)
         # Every version is decoded and checked (what cannot be read is dead-lettered); a row's earlier versions in
         # the batch are not routed unless a per-row change falls between them (_coalesced).
-        for cause, kind, pk, row, commit_ms in _coalesced(changes):
+        routed = _coalesced(changes)
+        self.metrics.coalesced.inc(len(changes) - len(routed))
+        for cause, kind, pk, row, commit_ms in routed:
             self._fold(out, cause, self._route, cause.event, kind, pk, row, commit_ms, out)
         for (stage, partition), rows in out.forwards.items():
             topic = self.by_project if stage == "p" else self.by_resource

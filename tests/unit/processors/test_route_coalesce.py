@@ -98,3 +98,12 @@ def test_versions_of_a_row_on_both_sides_of_a_period_close_are_both_routed(tmp_p
                               change("entry", entry(1, "approved", hours="7.00"), 3)])
     rows = forwarded(sender, BY_PROJECT)[stage_partition(b"PRJ-1", PARTITIONS)]
     assert [(r[1], r[3].get("hours")) for r in rows] == [("entry", "8.00"), ("period", None), ("entry", "7.00")]
+
+
+def test_the_versions_left_out_are_counted(tmp_path: Path):
+    processors = worker(tmp_path)
+    processors._decoder = JsonDecoder()
+    run_batch(processors, processors._route_batch, [change("entry", entry(1, "submitted"), 0, "c"),
+                                                    change("entry", entry(1, "approved"), 1),
+                                                    change("entry", entry(2, "approved"), 2, "c")])
+    assert processors.metrics.registry.get_sample_value("psmesh_processor_coalesced_total") == 1
