@@ -130,32 +130,40 @@ class RawSchema(faust.Schema):
 def detach_monitor(app: faust.App) -> None:
     """Leave faust's Monitor out of the per-record sensor calls (it is still ``app.monitor`` for the consumer's
     end-offset and commit bookkeeping; other sensors, if any, are still called)."""
+    _when_started(app, lambda: app.sensors._sensors.discard(app.monitor))  # added by on_init_dependencies
+
+
+def cheap_ebb(app: faust.App) -> None:
+    """The conductor's wait for the producer buffer, as faust's when the buffer holds more than it should."""
+
+    def cheapen() -> None:
+        if app.conf.producer_threaded:
+            return  # another queue: faust's own check
+        buffer = app.producer.buffer
+        wait_until_ebb = buffer.wait_until_ebb
+
+        async def wait_until_ebb_cheaply() -> None:
+            if len(buffer.pending._queue) > buffer.max_messages:
+                await wait_until_ebb()
+
+        buffer.wait_until_ebb = wait_until_ebb_cheaply  # read by the conductor when it builds a partition's handler
+
+    _when_started(app, cheapen)
+
+
+def _when_started(app: faust.App, change: Any) -> None:
+    """Run ``change`` once the app, starting, has made its services (``on_init_dependencies``), before any
+    partition is assigned; nothing on a faust-streaming version not checked."""
     if not faust.__version__.startswith(SUPPORTED):
         return
     init_dependencies = app.on_init_dependencies
 
     def on_init_dependencies() -> Any:
-        dependencies = init_dependencies()  # adds the monitor to app.sensors
-        app.sensors._sensors.discard(app.monitor)
+        dependencies = init_dependencies()
+        change()
         return dependencies
 
     app.on_init_dependencies = on_init_dependencies
-
-
-def cheap_ebb(app: faust.App) -> None:
-    """The conductor's wait for the producer buffer, as faust's when the buffer holds more than it should."""
-    if not faust.__version__.startswith(SUPPORTED):
-        return
-    buffer = app.producer.buffer
-    if app.conf.producer_threaded:
-        return  # another queue: faust's own check
-    wait_until_ebb = buffer.wait_until_ebb
-
-    async def wait_until_ebb_cheaply() -> None:
-        if len(buffer.pending._queue) > buffer.max_messages:
-            await wait_until_ebb()
-
-    buffer.wait_until_ebb = wait_until_ebb_cheaply
 
 
 def install() -> bool:

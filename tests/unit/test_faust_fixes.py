@@ -55,8 +55,27 @@ def test_the_monitor_is_left_out_of_the_per_record_sensors_and_kept_as_the_monit
     assert app.monitor is not None  # the consumer still tracks end offsets and commits on it
 
 
-def test_the_cheap_ebb_reads_the_queue_faust_sizes_the_buffer_by():
+def test_the_cheap_ebb_reads_the_queue_faust_sizes_the_buffer_by(tmp_path):
+    import asyncio
+
     from faust.transport.producer import ProducerBuffer
 
     source = inspect.getsource(ProducerBuffer)
     assert "queue_items = self.pending._queue" in source and "if self.size > self.max_messages:" in source
+    app = faust.App("fixes-ebb", broker="kafka://127.0.0.1:1", store="memory://", datadir=str(tmp_path))
+    faust_fixes.cheap_ebb(app)
+    list(app.on_init_dependencies())
+    buffer = app.producer.buffer
+    assert buffer.wait_until_ebb.__name__ == "wait_until_ebb_cheaply"  # installed once the app made its producer
+    flushed = []
+
+    async def flush_atmost(n):
+        flushed.append(n)
+        return 0
+
+    buffer.flush_atmost = flush_atmost
+    asyncio.run(buffer.wait_until_ebb())
+    assert flushed == []  # an empty buffer: no wait
+    buffer.pending._queue.extend(range(buffer.max_messages + 1))
+    asyncio.run(buffer.wait_until_ebb())
+    assert flushed == [buffer.max_messages]  # over its size: faust's own wait, which flushes
