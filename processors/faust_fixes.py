@@ -22,7 +22,8 @@ py-spy profile (docs/processors.md, "Fifth round"), are left out the same way:
 
 - :class:`RawSchema`: a topic of raw bytes still decodes every key and value
   through faust's serializer registry, whose ``raw`` codec gives the bytes
-  back unchanged; this schema gives them back directly.
+  back unchanged, and reads the event class from its settings per record;
+  this schema gives the bytes back directly, in an event of the same class.
 - :func:`detach_monitor`: faust's own Monitor is called four times per
   record (in, stream in, stream out, out) to keep counters for its ``/stats``
   page; the worker keeps its own Prometheus metrics and never reads them.
@@ -125,6 +126,21 @@ class RawSchema(faust.Schema):
 
     def loads_value(self, app: Any, message: Any, *, loads: Any = None, serializer: Any = None) -> Any:
         return message.value
+
+    def compile(self, app: Any, *, on_key_decode_error: Any = None, on_value_decode_error: Any = None,
+                default_propagate: bool = False) -> Any:
+        """The topic's decoder: the record's event, made as ``app.create_event`` makes it, but with the event class
+        read from the settings once instead of per record (faust's settings lookups are slow); raw bytes cannot
+        fail to decode."""
+        event_class = None
+
+        async def decode(message: Any, *, propagate: bool = default_propagate) -> Any:
+            nonlocal event_class
+            if event_class is None:
+                event_class = app.conf.Event
+            return event_class(app, message.key, message.value, message.headers, message)
+
+        return decode
 
 
 def detach_monitor(app: faust.App) -> None:

@@ -45,6 +45,7 @@ def test_the_raw_schema_gives_the_bytes_faust_raw_codec_gives(tmp_path):
                     _Message(b"k", b"")):
         ours, theirs = (asyncio.run(decode(s, message)) for s in (faust_fixes.RawSchema(), stock))
         assert (ours.key, ours.value, ours.headers) == (theirs.key, theirs.value, theirs.headers)
+        assert type(ours) is type(theirs) and ours.message is theirs.message is message
 
 
 def test_the_monitor_is_left_out_of_the_per_record_sensors_and_kept_as_the_monitor(tmp_path):
