@@ -278,7 +278,8 @@ def drain(ports: list[int], workers: list[subprocess.Popen], count: int, log: Pa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--entries", type=int, default=30000, help="time entries (2 change events each; 1 with --inserts-only)")
+    parser.add_argument("--entries", type=int, default=30000,
+                        help="time entries (2 change events each; 1 with --inserts-only)")
     parser.add_argument("--workers", type=int, default=1,
                         help="then also read the backlog again with this many workers in a new group (scale-out)")
     parser.add_argument("--runs", type=int, default=1,

@@ -52,10 +52,13 @@ def route(tmp_path: Path, events: list[FakeEvent]) -> RecordingSender:
 
 
 def test_only_the_last_version_of_a_row_in_a_batch_reaches_its_stages(tmp_path: Path):
-    sender = route(tmp_path, [change("entry", entry(1, "submitted"), 0, "c"), change("entry", entry(2, "submitted"), 1, "c"),
-                              change("entry", entry(1, "approved"), 2), change("entry", entry(1, "approved", hours="7.50"), 3)])
+    sender = route(tmp_path, [change("entry", entry(1, "submitted"), 0, "c"),
+                              change("entry", entry(2, "submitted"), 1, "c"),
+                              change("entry", entry(1, "approved"), 2),
+                              change("entry", entry(1, "approved", hours="7.50"), 3)])
     project = forwarded(sender, BY_PROJECT)[stage_partition(b"PRJ-1", PARTITIONS)]
-    assert [(r[2], r[3]["status"], r[3]["hours"]) for r in project] == [(2, "submitted", "8.00"), (1, "approved", "7.50")]
+    assert [(r[2], r[3]["status"], r[3]["hours"]) for r in project] == [(2, "submitted", "8.00"),
+                                                                          (1, "approved", "7.50")]
     resource = forwarded(sender, BY_RESOURCE)[stage_partition(b"12", PARTITIONS)]
     assert [(r[2], r[3]["hours"]) for r in resource] == [(2, "8.00"), (1, "7.50")]
 
