@@ -317,6 +317,14 @@ class Processors:
         """Queue a record on the current batch's ticket; acknowledged before the batch's events are."""
         self.sender.produce(_TICKET.get(), topic, key, value, partition=partition, headers=headers, table=table)
 
+    def _send_rows(self, topic: Any, key: bytes, partition: int, rows: list[list[Any]]) -> None:
+        """Rows for a stage partition (each ending with its commit time), in messages of at most MESSAGE_BYTES,
+        each with the commit-time header of the latest row of all."""
+        latest = max((row[-1] for row in rows if row[-1]), default=None, key=int)
+        headers = Cause(None, None, None, latest).headers
+        for body in messages(rows):
+            self._send(topic.get_topic_name(), key, body, partition=partition, headers=headers)
+
     def _dead_letter(self, stage: str, cause: Cause, exc: Exception) -> None:
         msg = cause.event.message
         logger.warning("dead letter from %s: %s (%s[%d]@%d)", stage, exc, msg.topic, msg.partition, msg.offset)
@@ -432,10 +440,8 @@ class Processors:
         for topic, key, value, cause in out.events:
             self._emit(stage, cause, topic, key, value)
         if out.rollup:
-            latest = max((c.commit_ms for _, c in out.rollup.values() if c.commit_ms), default=None, key=int)
-            for body in messages([[key, value, cause.commit_ms] for key, (value, cause) in out.rollup.items()]):
-                self._send(self.to_rollup.get_topic_name(), b"rollup", body, partition=0,
-                           headers=Cause(None, None, None, latest).headers)
+            self._send_rows(self.to_rollup, b"rollup", 0,
+                            [[key, value, cause.commit_ms] for key, (value, cause) in out.rollup.items()])
         if not out.writes:
             return
         await self.sender.wait(_TICKET.get())
@@ -488,11 +494,7 @@ class Processors:
         for cause, kind, pk, row, commit_ms in routed:
             self._fold(out, cause, self._route, cause.event, kind, pk, row, commit_ms, out)
         for (stage, partition), rows in out.forwards.items():
-            topic = self.by_project if stage == "p" else self.by_resource
-            latest = max((r[4] for r in rows if r[4]), default=None, key=int)
-            for body in messages(rows):
-                self._send(topic.get_topic_name(), stage.encode(), body, partition=partition,
-                           headers=Cause(None, None, None, latest).headers)
+            self._send_rows(self.by_project if stage == "p" else self.by_resource, stage.encode(), partition, rows)
         # The routes table moves on only once the rows are on the broker (_flush waits for them): if a forward (a
         # removal from a row's old owner) failed, the retry must still find the old destination in the table.
         await self._flush("route", out)
