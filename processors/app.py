@@ -28,6 +28,7 @@ so whatever a crash cut off in flight is published again.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 import weakref
@@ -50,6 +51,7 @@ except ImportError:  # pragma: no cover - rocksdict is a dependency; the memory 
     WriteBatch = None
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.gc_collector import GCCollector
 
 from processors.batch import Cause, Outbox, commit_ms_of, messages, stage_partition
 from processors.capacity import ResourceStage
@@ -108,6 +110,22 @@ BATCH_SECONDS = 0.5
 STREAM_BUFFER = 32768
 #: Attempts at an event that failed for a reason other than its content (broker, metadata), 1 s apart.
 TRANSIENT_ATTEMPTS = 30
+#: The worker's cycle collector thresholds (CPython's default is 700, 10, 10). A worker allocates dicts, lists and
+#: tuples by the million and keeps its stages' state, which grows with the firm: with the default, a young
+#: collection ran every 700 allocations and a full one, over the whole state, every hundred of those; the bench's
+#: worker spent 3.0-3.5 of its 10.5-11.6 CPU s in the collector, which found fewer than 1,500 objects in cycles
+#: over the whole run (everything else is freed by reference counting). Here a young collection runs every 50,000
+#: allocations and a full one after some hundred million (docs/processors.md, "Sixth round").
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_gc() -> None:
+    """Make the cycle collector rare (GC_THRESHOLDS) and leave out what the worker has loaded before it starts
+    (modules, the app, its codecs): ``gc.freeze`` moves them to a generation no collection walks. Reference
+    counting still frees every object, frozen or not, that nothing refers to."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+    logger.info("cycle collector: thresholds %s, %d objects frozen", gc.get_threshold(), gc.get_freeze_count())
 
 
 @dataclass
@@ -123,6 +141,7 @@ class Metrics:
     @classmethod
     def create(cls) -> "Metrics":
         registry = CollectorRegistry()
+        GCCollector(registry=registry)  # python_gc_collections_total and python_gc_objects_collected_total
         return cls(
             registry,
             Counter("psmesh_processor_events_total", "Events processed, per stage", ["stage"], registry=registry),

@@ -31,7 +31,7 @@ def run_command(web_port: int, datadir: Path | None, memory_store: bool, app_id:
     """Run one worker; start several (different --web-port) to share the partitions."""
     from faust import Worker
 
-    from processors.app import APP_ID, Processors, ensure_internal_topics
+    from processors.app import APP_ID, Processors, ensure_internal_topics, tune_gc
 
     settings = load_settings()
     app_id = app_id or APP_ID
@@ -40,5 +40,6 @@ def run_command(web_port: int, datadir: Path | None, memory_store: bool, app_id:
         logger.info("created internal topics %s", ", ".join(created))
     built = Processors(settings, web_port=web_port, datadir=datadir, app_id=app_id,
                        store="memory://" if memory_store else "rocksdb://", replication_factor=replication_factor)
+    tune_gc()
     logger.info("processor worker on http://127.0.0.1:%d (views under /views/, metrics at /metrics)", web_port)
     Worker(built.app, loglevel="INFO", quiet=True, redirect_stdouts=False).execute_from_commandline()
