@@ -26,9 +26,15 @@ def processors() -> None:
 @click.option("--app-id", default=None, help="Faust app id = consumer group and prefix of internal topics.")
 @click.option("--replication-factor", type=int, default=1, show_default=True,
               help="Replication factor of the internal topics (3 on a production cluster).")
+@click.option("--event-loop", type=click.Choice(["uvloop", "asyncio"]), default="uvloop", show_default=True,
+              help="The worker's event loop: uvloop (libuv, faster) or the standard library's.")
 def run_command(web_port: int, datadir: Path | None, memory_store: bool, app_id: str | None,
-                replication_factor: int) -> None:
+                replication_factor: int, event_loop: str) -> None:
     """Run one worker; start several (different --web-port) to share the partitions."""
+    if event_loop == "uvloop":
+        import mode.loop  # faust's own way to choose it: sets asyncio's loop policy before any loop is made
+
+        mode.loop.use("uvloop")
     from faust import Worker
 
     from processors.app import APP_ID, Processors, ensure_internal_topics, tune_gc
