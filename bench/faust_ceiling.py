@@ -9,6 +9,7 @@ prints ``CEILING <mode>: <events> in <s> = <events/s>``. Modes:
 - ``fixed``: with processors/faust_fixes.py (its drain loop, raw schema, detached Monitor and cheaper ebb check)
   and the worker's fetch and buffer settings
 - ``decode``: as ``fixed``, and every change event decoded from Avro (processors/codec.py)
+- ``bulk``: as ``fixed``, the events taken as the worker takes them (``faust_fixes.take_batches``)
 
     python bench/faust_ceiling.py <mode> <events> <bootstrap> <registry url>
 """
@@ -64,7 +65,13 @@ def main() -> None:
             from processors.codec import ChangeEventDecoder
 
             decoder = ChangeEventDecoder(SchemaRegistryClient({"url": registry}))
-        async for events in stream.take_events(processors_app.ROUTE_BATCH, within=processors_app.BATCH_SECONDS):
+        if mode == "bulk":
+            from processors import faust_fixes
+
+            batches = faust_fixes.take_batches(stream, processors_app.ROUTE_BATCH, processors_app.BATCH_SECONDS)
+        else:
+            batches = stream.take_events(processors_app.ROUTE_BATCH, within=processors_app.BATCH_SECONDS)
+        async for events in batches:
             if not seen["first"]:
                 seen["first"] = time.perf_counter()
             if decoder is not None:

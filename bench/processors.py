@@ -18,7 +18,8 @@ its HTTP port answers with every stage rebuilt is printed.
 
 With ``--ceiling``, the same backlog is first read by a Faust agent that
 does nothing else (bench/faust_ceiling.py): with faust-streaming as
-installed, with processors/faust_fixes.py, and with every event decoded too.
+installed, with processors/faust_fixes.py, with every event decoded too, and
+with the events taken in lists as the worker takes them (``take_batches``).
 That is what one worker can reach on this machine before any stage runs.
 
 With ``--workers N``, the backlog is then read again by N workers sharing
@@ -311,7 +312,7 @@ def main() -> None:
         print(f"backlog: {backlog.count:,} change events produced in {time.perf_counter() - t:.1f}s")
 
         if args.ceiling:
-            for mode in ("stock", "fixed", "decode"):
+            for mode in ("stock", "fixed", "decode", "bulk"):
                 done = subprocess.run(
                     [sys.executable, str(ROOT / "bench" / "faust_ceiling.py"), mode, str(backlog.count),
                      settings.bootstrap_servers, settings.schema_registry_url],

@@ -356,8 +356,9 @@ class Processors:
 
     # ---- batches
     async def _batches(self, stream, stage: str, handle, size: int) -> None:
-        """Take events in batches and hand each batch to ``handle``; acknowledged once it returns."""
-        async for events in stream.take_events(size, within=BATCH_SECONDS):
+        """Take events in batches and hand each batch to ``handle``; acknowledged once it returns (and never if
+        it raises: the worker then stops, and the batch is read again after the restart)."""
+        async for events in faust_fixes.take_batches(stream, size, BATCH_SECONDS):
             started = time.perf_counter()
             now = time.monotonic()
             for event in events:

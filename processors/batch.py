@@ -1,6 +1,6 @@
 """What one batch of events produced, coalesced before anything touches Kafka.
 
-The worker takes events in batches (``stream.take_events``) and folds them
+The worker takes events in batches (``faust_fixes.take_batches``) and folds them
 one row at a time, in order; what the rows produce is collected here and
 published once per batch. Collecting coalesces by key, the last value
 winning: a mirrored row or a stage's metadata is written once, a view row is

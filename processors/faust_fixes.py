@@ -143,6 +143,71 @@ class RawSchema(faust.Schema):
         return decode
 
 
+#: How often a batch that is not full yet looks for more events, until its time (``within``) is up.
+POLL_SECONDS = 0.005
+
+
+async def take_batches(stream: Any, max_: int, within: float) -> Any:
+    """Lists of up to ``max_`` events of an agent's stream, each taken within ``within`` seconds of its first
+    event; an event is acknowledged once the caller asks for the next list (never if it stops before).
+
+    ``Stream.take_events`` gives the same lists through Faust's per-event iterator: a turn of the event loop
+    (``sleep(0)``), a processor coroutine that appends the event, a context variable and four sensor calls per
+    event. This takes the events from the stream's queue as they are, and keeps what the iterator does that
+    matters here: a record of an earlier assignment (its generation is not the consumer's, or flow is stopped
+    by a rebalance) is acknowledged without being handed on, as Faust skips it; a record of an acking topic is
+    tracked as pending until acknowledged, so that a rebalance waits for it; acknowledgements go through
+    ``Event.ack`` and the message sensors. On a faust-streaming version not checked: ``take_events`` itself.
+    """
+    if not faust.__version__.startswith(SUPPORTED):
+        async for events in stream.take_events(max_, within=within):
+            yield events
+        return
+    app = stream.app
+    queue = _queue_of(stream)
+    loop = asyncio.get_running_loop()
+    consumer, sensors = app.consumer, app.sensors
+    acking_topics, flow = app.topics.acking_topics, app.flow_control
+    while not stream.should_stop:
+        items = [await queue.get()]
+        deadline = loop.time() + within
+        while True:
+            while len(items) < max_ and not queue.empty():
+                items.append(queue.get_nowait())
+            if len(items) >= max_ or loop.time() >= deadline:
+                break
+            await asyncio.sleep(POLL_SECONDS)
+        events = []
+        generation, active = app.consumer_generation_id, flow.is_active()
+        unacked = consumer.unacked
+        for event in items:
+            message = event.message
+            if not active or message.generation_id != generation:
+                _ack(event, sensors)
+                continue
+            if message.topic in acking_topics and not message.tracked:
+                message.tracked = True
+                unacked.add(message)
+                sensors.on_message_in(message.tp, message.offset, message)
+            events.append(event)
+        if events:
+            yield events
+            for event in events:
+                _ack(event, sensors)
+
+
+def _queue_of(stream: Any) -> Any:
+    """The queue Faust delivers an agent's events to, subscribing the agent's topic as ``take_events`` does."""
+    stream.channel.__aiter__()
+    return stream.channel.queue
+
+
+def _ack(event: Any, sensors: Any) -> None:
+    if event.ack():
+        message = event.message
+        sensors.on_message_out(message.tp, message.offset, message)
+
+
 def detach_monitor(app: faust.App) -> None:
     """Leave faust's Monitor out of the per-record sensor calls (it is still ``app.monitor`` for the consumer's
     end-offset and commit bookkeeping; other sensors, if any, are still called)."""

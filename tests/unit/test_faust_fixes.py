@@ -80,3 +80,17 @@ def test_the_cheap_ebb_reads_the_queue_faust_sizes_the_buffer_by(tmp_path):
     buffer.pending._queue.extend(range(buffer.max_messages + 1))
     asyncio.run(buffer.wait_until_ebb())
     assert flushed == [buffer.max_messages]  # over its size: faust's own wait, which flushes
+
+
+def test_the_installed_faust_stream_skips_and_tracks_as_take_batches_does():
+    """take_batches keeps what Faust's per-event iterator does with a record: skip one of an earlier assignment,
+    track one of an acking topic as pending, acknowledge through Event.ack; if a new Faust does more, this fails."""
+    from faust.streams import Stream
+
+    source = inspect.getsource(Stream._py_aiter)
+    assert "not self.app.flow_control.is_active()" in source
+    assert "message.generation_id != self.app.consumer_generation_id" in source
+    assert "if topic in acking_topics and not message.tracked:" in source
+    assert "add_unacked(message)" in source
+    assert "last_stream_to_ack = event.ack()" in source
+    assert "chan_queue = chan.queue" in source  # the queue take_batches reads

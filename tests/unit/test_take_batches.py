@@ -1,0 +1,133 @@
+"""processors/faust_fixes.py ``take_batches``: the lists an agent takes, and when their events are acknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+
+from processors import faust_fixes
+
+
+class _Message:
+    def __init__(self, offset: int, generation: int = 1, topic: str = "src") -> None:
+        self.topic, self.offset, self.generation_id = topic, offset, generation
+        self.tp = (topic, 0)
+        self.tracked = False
+
+
+class _Event:
+    def __init__(self, log: list, offset: int, **kwargs) -> None:
+        self.message = _Message(offset, **kwargs)
+        self._log = log
+
+    def ack(self) -> bool:
+        self._log.append(self.message.offset)
+        return True
+
+
+class _Channel:
+    def __init__(self) -> None:
+        self.queue = asyncio.Queue()
+
+    def __aiter__(self):
+        return self
+
+
+def _stream(generation: int = 1, active: bool = True):
+    sensors = SimpleNamespace(ins=[], outs=[])
+    sensors.on_message_in = lambda tp, offset, message: sensors.ins.append(offset)
+    sensors.on_message_out = lambda tp, offset, message: sensors.outs.append(offset)
+    app = SimpleNamespace(consumer=SimpleNamespace(unacked=set()), sensors=sensors,
+                          topics=SimpleNamespace(acking_topics={"src"}),
+                          flow_control=SimpleNamespace(is_active=lambda: active), consumer_generation_id=generation)
+    return SimpleNamespace(app=app, channel=_Channel(), should_stop=False)
+
+
+def _run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 10))
+
+
+def test_a_full_queue_gives_lists_of_max_and_the_rest_within_its_time():
+    async def go():
+        stream, acked = _stream(), []
+        for offset in range(10):
+            stream.channel.queue.put_nowait(_Event(acked, offset))
+        batches = faust_fixes.take_batches(stream, 4, 0.05)
+        sizes = [len(await batches.__anext__()) for _ in range(3)]
+        await batches.aclose()
+        return sizes
+
+    assert _run(go()) == [4, 4, 2]
+
+
+def test_a_list_is_acknowledged_when_the_next_is_asked_for_and_never_if_the_caller_stops():
+    async def go():
+        stream, acked = _stream(), []
+        for offset in range(6):
+            stream.channel.queue.put_nowait(_Event(acked, offset))
+        batches = faust_fixes.take_batches(stream, 3, 0.05)
+        first = await batches.__anext__()
+        assert acked == [] and [e.message.offset for e in first] == [0, 1, 2]
+        await batches.__anext__()
+        assert acked == [0, 1, 2]
+        await batches.aclose()  # the caller failed on the second list: it stays unacknowledged, to be read again
+        return acked, stream.app.sensors.outs
+
+    acked, outs = _run(go())
+    assert acked == [0, 1, 2] and outs == [0, 1, 2]
+
+
+def test_events_that_arrive_within_the_time_join_the_list():
+    async def go():
+        stream, acked = _stream(), []
+        queue = stream.channel.queue
+        batches = faust_fixes.take_batches(stream, 100, 0.5)
+        queue.put_nowait(_Event(acked, 0))
+        asyncio.get_running_loop().call_later(0.05, queue.put_nowait, _Event(acked, 1))
+        taken = await batches.__anext__()
+        await batches.aclose()
+        return [e.message.offset for e in taken]
+
+    assert _run(go()) == [0, 1]
+
+
+@pytest.mark.parametrize("generation, active", [(2, True), (1, False)])
+def test_records_of_an_earlier_assignment_are_acknowledged_and_not_handed_on(generation, active):
+    async def go():
+        stream, acked = _stream(generation=generation, active=active), []
+        stream.channel.queue.put_nowait(_Event(acked, 0, generation=1))
+        if active:
+            stream.channel.queue.put_nowait(_Event(acked, 1, generation=2))
+        batches = faust_fixes.take_batches(stream, 10, 0.02)
+        if not active:  # nothing to hand on: the generator waits for more
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(batches.__anext__(), 0.2)
+            return acked, None
+        taken = await batches.__anext__()
+        await batches.aclose()
+        return acked, [e.message.offset for e in taken]
+
+    acked, taken = _run(go())
+    assert acked == [0]
+    if active:
+        assert taken == [1]
+
+
+def test_records_of_acking_topics_are_tracked_as_pending_once():
+    async def go():
+        stream, acked = _stream(), []
+        event = _Event(acked, 7)
+        other = _Event(acked, 8, topic="not-acking")
+        stream.channel.queue.put_nowait(event)
+        stream.channel.queue.put_nowait(other)
+        batches = faust_fixes.take_batches(stream, 10, 0.02)
+        await batches.__anext__()
+        await batches.aclose()
+        return stream, event, other
+
+    stream, event, other = _run(go())
+    assert stream.app.consumer.unacked == {event.message}
+    assert event.message.tracked and not other.message.tracked
+    assert stream.app.sensors.ins == [7]
