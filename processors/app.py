@@ -61,7 +61,7 @@ from processors import faust_fixes
 from processors.exceptions import BadChangeEvent, ProcessorError
 from processors.project import ProjectStage, project_code_of
 from processors.sender import RecordTooLarge, Sender, Ticket
-from processors.records import KIND_OF_TOPIC, KINDS, SOURCE_TOPICS, dumps, loads, parse, pick
+from processors.records import KIND_OF_TOPIC, KINDS, SOURCE_TOPICS, dumps, encoded, loads, parse, pick
 from processors.rollup import RollupStage
 from psmesh.config import Settings
 from psmesh.latency import commit_headers
@@ -556,8 +556,9 @@ class Processors:
         for stage, key in old:
             if [stage, key] not in new:
                 self._forward(out, stage, key, [key, kind, pk, None, commit_ms])
+        body = encoded(row) if new else None
         for stage, key in new:
-            self._forward(out, stage, key, [key, kind, pk, row, commit_ms])
+            self._forward(out, stage, key, [key, kind, pk, body, commit_ms])
         if new != old:
             out.write("routes", route_key, event, new or None)
 

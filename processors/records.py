@@ -75,6 +75,12 @@ def dumps(obj: Any) -> bytes:
     return orjson.dumps(obj, default=_default, option=orjson.OPT_NON_STR_KEYS)
 
 
+def encoded(obj: Any) -> orjson.Fragment:
+    """``obj`` as JSON once, to be placed as it is in what :func:`dumps` writes later (a row the router forwards
+    to two stages is encoded once; its money as decimal strings was a third of a router batch's encoding)."""
+    return orjson.Fragment(dumps(obj))
+
+
 def loads(data: bytes) -> Any:
     return orjson.loads(data)
 

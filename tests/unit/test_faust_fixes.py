@@ -25,6 +25,10 @@ def test_the_conductor_lock_the_fix_checks_exists():
     from faust.transport.conductor import Conductor
 
     assert "_tp_to_callback_lock" in inspect.getsource(Conductor.__init__)
+    # ... and its on_message does no more than take the partition's handler under it (the fix takes it unlocked)
+    handler = inspect.getsource(Conductor._compile_message_handler)
+    assert "async with self._tp_to_callback_lock:\n                    callback = get_callback_for_tp(message.tp)" in handler
+    assert "get_callback_for_tp = self._tp_to_callback.__getitem__" in handler
 
 
 class _Message:
