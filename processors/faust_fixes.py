@@ -180,14 +180,19 @@ async def take_batches(stream: Any, max_: int, within: float) -> Any:
     consumer, sensors = app.consumer, app.sensors
     acking_topics, flow = app.topics.acking_topics, app.flow_control
     while not stream.should_stop:
-        items = [await queue.get()]
-        deadline = loop.time() + within
-        while True:
-            while len(items) < max_ and not queue.empty():
-                items.append(queue.get_nowait())
-            if len(items) >= max_ or loop.time() >= deadline:
-                break
-            await asyncio.sleep(POLL_SECONDS)
+        try:
+            items = [await queue.get()]
+            deadline = loop.time() + within
+            while True:
+                while len(items) < max_ and not queue.empty():
+                    items.append(queue.get_nowait())
+                if len(items) >= max_ or loop.time() >= deadline:
+                    break
+                await asyncio.sleep(POLL_SECONDS)
+        except StopAsyncIteration:
+            # Faust ends its streams at shutdown by throwing this into their queues; what was taken is not
+            # acknowledged, and is read again after the restart
+            return
         events = []
         generation, active = app.consumer_generation_id, flow.is_active()
         unacked = consumer.unacked

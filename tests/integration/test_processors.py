@@ -249,7 +249,8 @@ class Worker:
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return 0, None
 
-    def stop(self) -> None:
+    def stop(self, *, graceful: bool = False) -> None:
+        """SIGTERM; ``graceful``: the test fails unless the worker stops within 30 s without an agent crashing."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -257,6 +258,10 @@ class Worker:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
+                if graceful:
+                    pytest.fail(f"the worker did not stop within 30 s of SIGTERM\n{self.log_tail()}")
+        if graceful:
+            assert "Crashed reason" not in self.log.read_text(errors="replace"), self.log_tail(120)
 
 
 # ---- expected figures, from the formulas over the rows produced -------------------------------------------------
@@ -468,7 +473,7 @@ def test_a_worker_folds_change_events_into_views_and_bills_each_value_once_acros
         assert triggers.latest[(f"PRJ-{a}-P{period_id}",)]["period_id"] == period_id
 
         # 4. stop, start a new worker with the same app id, produce nothing: no new trigger id
-        worker.stop()
+        worker.stop(graceful=True)  # SIGTERM ends every agent cleanly (faust_fixes.take_batches)
         seen = len(triggers.records)
         restarted = Worker(tmp_path, stack_settings, app_id, "second")
         deadline = time.monotonic() + WAIT

@@ -6,6 +6,7 @@ import asyncio
 from types import SimpleNamespace
 
 import pytest
+from mode.utils.queues import FlowControlEvent, ThrowableQueue
 
 from processors import faust_fixes
 
@@ -29,7 +30,8 @@ class _Event:
 
 class _Channel:
     def __init__(self) -> None:
-        self.queue = asyncio.Queue()
+        # the queue class Faust's channels use, errors thrown into it included
+        self.queue = ThrowableQueue(flow_control=FlowControlEvent())
 
     def __aiter__(self):
         return self
@@ -131,3 +133,27 @@ def test_records_of_acking_topics_are_tracked_as_pending_once():
     assert stream.app.consumer.unacked == {event.message}
     assert event.message.tracked and not other.message.tracked
     assert stream.app.sensors.ins == [7]
+
+
+def test_the_stop_faust_throws_into_the_queue_at_shutdown_ends_the_lists_without_acknowledging():
+    async def go():
+        stream, acked = _stream(), []
+        queue = stream.channel.queue
+        seen = []
+
+        async def agent():
+            async for events in faust_fixes.take_batches(stream, 10, 0.05):
+                seen.append([e.message.offset for e in events])
+
+        task = asyncio.create_task(agent())
+        queue.put_nowait(_Event(acked, 0))
+        await asyncio.sleep(0.2)
+        queue.put_nowait(_Event(acked, 1))
+        await asyncio.sleep(0.01)
+        queue._throw(StopAsyncIteration())  # as Faust's Stream.stop ends a stream's iteration
+        await asyncio.wait_for(task, 2)  # the agent returns; it does not crash
+        return seen, acked
+
+    seen, acked = _run(go())
+    assert seen == [[0]]
+    assert acked == [0]  # the event taken when the stop came is left unacknowledged: read again after a restart
