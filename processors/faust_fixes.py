@@ -166,9 +166,11 @@ async def take_batches(stream: Any, max_: int, within: float) -> Any:
     (``sleep(0)``), a processor coroutine that appends the event, a context variable and four sensor calls per
     event. This takes the events from the stream's queue as they are, and keeps what the iterator does that
     matters here: a record of an earlier assignment (its generation is not the consumer's, or flow is stopped
-    by a rebalance) is acknowledged without being handed on, as Faust skips it; a record of an acking topic is
-    tracked as pending until acknowledged, so that a rebalance waits for it; acknowledgements go through
-    ``Event.ack`` and the message sensors. On a faust-streaming version not checked: ``take_events`` itself.
+    by a rebalance) is not handed on, as Faust skips it, but neither is it acknowledged (Faust acknowledges it):
+    after the rebalance the partition is read again from its committed offset, and an acknowledgement could
+    move that offset past a record nobody processed. A record of an acking topic is tracked as pending until
+    acknowledged, so that a rebalance waits for it; acknowledgements go through ``Event.ack`` and the message
+    sensors. On a faust-streaming version not checked: ``take_events`` itself.
     """
     if not faust.__version__.startswith(SUPPORTED):
         async for events in stream.take_events(max_, within=within):
@@ -199,8 +201,7 @@ async def take_batches(stream: Any, max_: int, within: float) -> Any:
         for event in items:
             message = event.message
             if not active or message.generation_id != generation:
-                _ack(event, sensors)
-                continue
+                continue  # fetched before a rebalance: read again from the committed offset, by whoever owns it
             if message.topic in acking_topics and not message.tracked:
                 message.tracked = True
                 unacked.add(message)

@@ -96,7 +96,7 @@ def test_events_that_arrive_within_the_time_join_the_list():
 
 
 @pytest.mark.parametrize("generation, active", [(2, True), (1, False)])
-def test_records_of_an_earlier_assignment_are_acknowledged_and_not_handed_on(generation, active):
+def test_records_of_an_earlier_assignment_are_neither_handed_on_nor_acknowledged(generation, active):
     async def go():
         stream, acked = _stream(generation=generation, active=active), []
         stream.channel.queue.put_nowait(_Event(acked, 0, generation=1))
@@ -112,7 +112,7 @@ def test_records_of_an_earlier_assignment_are_acknowledged_and_not_handed_on(gen
         return acked, [e.message.offset for e in taken]
 
     acked, taken = _run(go())
-    assert acked == [0]
+    assert 0 not in acked  # read again from the committed offset after the rebalance: never skipped by an ack
     if active:
         assert taken == [1]
 
