@@ -112,9 +112,9 @@ STREAM_BUFFER = 32768
 TRANSIENT_ATTEMPTS = 30
 #: The worker's cycle collector thresholds (CPython's default is 700, 10, 10). A worker allocates dicts, lists and
 #: tuples by the million and keeps its stages' state, which grows with the firm: with the default, a young
-#: collection ran every 700 allocations and a full one, over the whole state, every hundred of those; the bench's
-#: worker spent 3.0-3.5 of its 10.5-11.6 CPU s in the collector, which found fewer than 1,500 objects in cycles
-#: over the whole run (everything else is freed by reference counting). Here a young collection runs every 50,000
+#: collection ran every 700 allocations and a full one, over the whole state, every hundred of those; a bench
+#: worker whose drain of the backlog took 10.5-11.6 CPU s spent 3.0-3.5 s of its run in the collector, which
+#: found fewer than 1,500 objects in cycles (everything else is freed by reference counting). Here a young collection runs every 50,000
 #: allocations and a full one after some hundred million (docs/processors.md, "Sixth round").
 GC_THRESHOLDS = (50_000, 20, 100)
 

@@ -34,7 +34,11 @@ def run_command(web_port: int, datadir: Path | None, memory_store: bool, app_id:
     if event_loop == "uvloop":
         import mode.loop  # faust's own way to choose it: sets asyncio's loop policy before any loop is made
 
-        mode.loop.use("uvloop")
+        try:
+            mode.loop.use("uvloop")
+        except ImportError as exc:
+            raise click.UsageError(f"--event-loop uvloop: {exc}; install uvloop, or run with --event-loop "
+                                   "asyncio") from exc
     from faust import Worker
 
     from processors.app import APP_ID, Processors, ensure_internal_topics, tune_gc
