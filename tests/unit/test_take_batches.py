@@ -51,11 +51,17 @@ def _run(coro):
     return asyncio.run(asyncio.wait_for(coro, 10))
 
 
+def _queued(count: int):
+    """A stream with ``count`` events waiting (offsets 0, 1, ...), and the list their acknowledgements go to."""
+    stream, acked = _stream(), []
+    for offset in range(count):
+        stream.channel.queue.put_nowait(_Event(acked, offset))
+    return stream, acked
+
+
 def test_a_full_queue_gives_lists_of_max_and_the_rest_within_its_time():
     async def go():
-        stream, acked = _stream(), []
-        for offset in range(10):
-            stream.channel.queue.put_nowait(_Event(acked, offset))
+        stream, acked = _queued(10)
         batches = faust_fixes.take_batches(stream, 4, 0.05)
         sizes = [len(await batches.__anext__()) for _ in range(3)]
         await batches.aclose()
@@ -66,9 +72,7 @@ def test_a_full_queue_gives_lists_of_max_and_the_rest_within_its_time():
 
 def test_a_list_is_acknowledged_when_the_next_is_asked_for_and_never_if_the_caller_stops():
     async def go():
-        stream, acked = _stream(), []
-        for offset in range(6):
-            stream.channel.queue.put_nowait(_Event(acked, offset))
+        stream, acked = _queued(6)
         batches = faust_fixes.take_batches(stream, 3, 0.05)
         first = await batches.__anext__()
         assert acked == [] and [e.message.offset for e in first] == [0, 1, 2]
