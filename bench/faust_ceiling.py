@@ -2,7 +2,7 @@
 
 Run by ``bench/processors.py --ceiling`` against the backlog it produced; not
 meant to be run alone. It reads the change topics with a new consumer group,
-as the processors' router does (``take_events``, ROUTE_BATCH = 4,000 at a time), and
+in lists of ROUTE_BATCH (4,000) as the processors' router does, and
 prints ``CEILING <mode>: <events> in <s> = <events/s>``. Modes:
 
 - ``stock``: faust-streaming 0.15.3 as installed (its per-record ``wait_first`` in the drain loop)
@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 import faust  # noqa: E402
 
 from processors import app as processors_app  # noqa: E402
+from processors import faust_fixes  # noqa: E402  (imported, not installed: install() is per mode below)
 from processors.records import SOURCE_TOPICS  # noqa: E402
 
 
@@ -35,8 +36,6 @@ def main() -> None:
     sys.argv = [sys.argv[0], "worker", "--loglevel", "warn"]
     tuned = {}
     if mode != "stock":
-        from processors import faust_fixes
-
         faust_fixes.install()
         tuned = {"stream_buffer_maxsize": processors_app.STREAM_BUFFER,
                  "broker_max_poll_records": processors_app.ROUTE_BATCH * 5,
@@ -49,8 +48,6 @@ def main() -> None:
         topic = app.topic(*SOURCE_TOPICS, key_type=bytes, value_type=bytes, key_serializer="raw",
                           value_serializer="raw")
     else:  # as the worker: raw bytes without the serializer registry, no Monitor per record, the cheaper ebb
-        from processors import faust_fixes
-
         topic = app.topic(*SOURCE_TOPICS, schema=faust_fixes.RawSchema())
         faust_fixes.detach_monitor(app)
         faust_fixes.cheap_ebb(app)
@@ -66,8 +63,6 @@ def main() -> None:
 
             decoder = ChangeEventDecoder(SchemaRegistryClient({"url": registry}))
         if mode == "bulk":
-            from processors import faust_fixes
-
             batches = faust_fixes.take_batches(stream, processors_app.ROUTE_BATCH, processors_app.BATCH_SECONDS)
         else:
             batches = stream.take_events(processors_app.ROUTE_BATCH, within=processors_app.BATCH_SECONDS)

@@ -76,8 +76,9 @@ def dumps(obj: Any) -> bytes:
 
 
 def encoded(obj: Any) -> orjson.Fragment:
-    """``obj`` as JSON once, to be placed as it is in what :func:`dumps` writes later (a row the router forwards
-    to two stages is encoded once; its money as decimal strings was a third of a router batch's encoding)."""
+    """``obj`` as JSON once, to be placed as it is in what :func:`dumps` writes later: a row the router forwards
+    to two stages is encoded once (a time entry's item took 3.2 µs to encode, its money going through
+    ``_default``; with the row as a fragment 0.5 µs)."""
     return orjson.Fragment(dumps(obj))
 
 
