@@ -5,7 +5,7 @@ runtime dir on ports 3xxxx, removed at the end), the topology is applied and
 a backlog of capture-shaped change events (Avro, Confluent wire format) is
 produced to the change topics: accounts, won opportunities with lines,
 resources, then time entries inserted as 'submitted' and updated to
-'approved', and expenses. One worker (``psmesh processors run``, RocksDB
+'approved', and expenses (bench/backlog.py). One worker (``psmesh processors run``, RocksDB
 tables, as in normal runs) then works through the backlog; the figure is
 change events / (time from its first routed event until every stage has
 drained). Every change event is routed, then folded by the project stage,
@@ -53,8 +53,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-from datetime import date, datetime, timedelta, timezone
-from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,6 +64,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: E402
 from confluent_kafka.schema_registry.avro import AvroSerializer  # noqa: E402
 from confluent_kafka.serialization import MessageField, SerializationContext  # noqa: E402
 
+from backlog import TABLES, envelope, produce, value_columns  # noqa: E402  (bench/backlog.py)
 from psmesh.config import Settings, settings_env  # noqa: E402
 from psmesh.stack import LocalStack  # noqa: E402
 from psmesh.topology.apply import apply_topology  # noqa: E402
@@ -73,15 +72,6 @@ from psmesh.topology.model import load_topology  # noqa: E402
 
 PORTS = {"kafka_port": 39192, "kafka_controller_port": 39193, "pg_port": 35533, "registry_port": 38181,
          "processors_port": 36166}
-TABLES = {
-    "accounts": ("crm.public.accounts", "crm/accounts", "account_id"),
-    "opportunities": ("crm.public.opportunities", "crm/opportunities", "opportunity_id"),
-    "opportunity_lines": ("crm.public.opportunity_lines", "crm/opportunity_lines", "line_id"),
-    "resources": ("psa.public.resources", "psa/resources", "resource_id"),
-    "time_entries": ("timeexp.public.time_entries", "timeexp/time_entries", "entry_id"),
-    "expenses": ("timeexp.public.expenses", "timeexp/expenses", "expense_id"),
-}
-UTC = timezone.utc
 
 
 class Backlog:
@@ -96,9 +86,7 @@ class Backlog:
     def _ser(self, stem: str) -> tuple[AvroSerializer, list[str]]:
         if stem not in self.serializers:
             text = (ROOT / "schemas" / f"{stem}.avsc").read_text()
-            columns = []
-            if stem.endswith("-value"):
-                columns = [f["name"] for f in json.loads(text)["fields"][0]["type"][1]["fields"]]
+            columns = value_columns(text) if stem.endswith("-value") else []
             self.serializers[stem] = (AvroSerializer(self.registry, text), columns)
         return self.serializers[stem]
 
@@ -106,62 +94,18 @@ class Backlog:
         topic, stem, pk = TABLES[table]
         key_ser, _ = self._ser(f"{stem}-key")
         value_ser, columns = self._ser(f"{stem}-value")
-        after = {c: row.get(c) for c in columns}
-        now = int(time.time() * 1000)
-        envelope = {"before": None, "after": after, "op": op, "ts_ms": now, "unchanged_toasted": [],
-                    "source": {"version": "bench", "connector": "psmesh", "name": topic.split(".")[0], "ts_ms": now,
-                               "snapshot": "false", "db": topic.split(".")[0], "schema": "public", "table": table,
-                               "txId": None, "lsn": None, "sequence": None}}
         self.producer.produce(topic, key=key_ser({pk: row[pk]}, SerializationContext(topic, MessageField.KEY)),
-                              value=value_ser(envelope, SerializationContext(topic, MessageField.VALUE)))
+                              value=value_ser(envelope(table, op, columns, row),
+                                              SerializationContext(topic, MessageField.VALUE)))
         self.count += 1
         if self.count % 5000 == 0:
             self.producer.poll(0)
 
     def flush(self) -> None:
+        """Every change on the broker; then the producer is let go (left open, librdkafka logs connection
+        errors once the stack stops)."""
         assert self.producer.flush(60) == 0
-
-
-def produce(backlog: Backlog, entries: int, inserts_only: bool = False) -> None:
-    skills = ("aws", "azure", "gcp", "sap", "salesforce", "data_engineering", "security")
-    lines = ("time_and_materials", "fixed_fee")
-    start = date(2026, 1, 5)
-    for a in range(1, 41):
-        backlog.send("accounts", "c", account_id=a, name=f"Account {a}", industry="tech", region="EMEA",
-                     currency="EUR", payment_terms_days=30, updated_at=datetime.now(UTC))
-    opportunities = 300
-    for o in range(1, opportunities + 1):
-        backlog.send("opportunities", "c", opportunity_id=o, account_id=1 + o % 40, name=f"Deal {o}", stage="closed_won",
-                     probability=Decimal("100.00"), amount=Decimal("120000.00"), currency="EUR",
-                     service_line="cloud_migration", contract_type=lines[o % 2], estimated_hours=Decimal("800.00"),
-                     target_start_date=start, target_end_date=start + timedelta(days=180),
-                     expected_close_date=start, closed_at=datetime(2026, 1, 2, 9, tzinfo=UTC), owner="bench",
-                     updated_at=datetime.now(UTC))
-        for n in range(3):
-            backlog.send("opportunity_lines", "c", line_id=o * 10 + n, opportunity_id=o, role="consultant",
-                         skill=skills[(o + n) % 7], hours=Decimal("400.00"), bill_rate=Decimal("150.00"),
-                         est_cost_rate=Decimal("80.00"), start_date=start, end_date=start + timedelta(days=180))
-    resources = 150
-    for r in range(1, resources + 1):
-        backlog.send("resources", "c", resource_id=r, name=f"R{r}", email=f"r{r}@x", role="consultant",
-                     primary_skill=skills[r % 7], skills=[skills[r % 7]], region="EMEA", employment_type="employee",
-                     cost_rate=Decimal("80.00"), bill_rate=Decimal("150.00"), weekly_capacity_hours=Decimal("40.00"),
-                     active=True, hired_on=date(2025, 1, 6), updated_at=datetime.now(UTC))
-    for e in range(1, entries + 1):
-        row = dict(entry_id=e, resource_id=1 + e % resources, project_code=f"PRJ-{1 + e % opportunities}",
-                   role="consultant", work_date=start + timedelta(days=(e // resources) % 120), hours=Decimal("7.50"),
-                   billable=e % 5 != 0, bill_rate=Decimal("150.00"), cost_rate=Decimal("80.00"), narrative="work",
-                   updated_at=datetime.now(UTC))
-        if not inserts_only:
-            backlog.send("time_entries", "c", **row, status="submitted")
-        backlog.send("time_entries", "u" if not inserts_only else "c", **row, status="approved",
-                     approved_at=datetime.now(UTC))
-    for x in range(1, entries // 6 + 1):
-        backlog.send("expenses", "c", expense_id=x, resource_id=1 + x % resources,
-                     project_code=f"PRJ-{1 + x % opportunities}", expense_date=start + timedelta(days=x % 120),
-                     category="travel", amount=Decimal("212.40"), currency="EUR", billable=True, status="approved",
-                     approved_at=datetime.now(UTC), updated_at=datetime.now(UTC))
-    backlog.flush()
+        self.producer = None
 
 
 def metrics_text(port: int) -> str:

@@ -1,0 +1,96 @@
+"""The backlog the processor benchmarks feed a worker: a firm's change events, as the capture writes them.
+
+Accounts, won opportunities with their lines, resources, then time entries
+(inserted as 'submitted' and updated to 'approved', or with
+``inserts_only`` inserted once as 'approved') and expenses. ``produce``
+hands each change to ``backlog.send(table, op, **row)``: bench/processors.py
+produces them to Kafka, bench/stages.py encodes them in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Protocol
+
+SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
+
+#: table → (change topic, schema stem under schemas/, primary key)
+TABLES = {
+    "accounts": ("crm.public.accounts", "crm/accounts", "account_id"),
+    "opportunities": ("crm.public.opportunities", "crm/opportunities", "opportunity_id"),
+    "opportunity_lines": ("crm.public.opportunity_lines", "crm/opportunity_lines", "line_id"),
+    "resources": ("psa.public.resources", "psa/resources", "resource_id"),
+    "time_entries": ("timeexp.public.time_entries", "timeexp/time_entries", "entry_id"),
+    "expenses": ("timeexp.public.expenses", "timeexp/expenses", "expense_id"),
+}
+UTC = timezone.utc
+
+
+class Sink(Protocol):
+    def send(self, table: str, op: str, **row: Any) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+def value_columns(value_schema: str) -> list[str]:
+    """The columns of a change topic's value schema (its envelope's ``before`` record)."""
+    return [f["name"] for f in json.loads(value_schema)["fields"][0]["type"][1]["fields"]]
+
+
+def envelope(table: str, op: str, columns: list[str], row: dict[str, Any]) -> dict[str, Any]:
+    """The change event the capture writes for ``row`` (its ``after`` image) of ``table``."""
+    topic = TABLES[table][0]
+    now = int(time.time() * 1000)
+    return {"before": None, "after": {c: row.get(c) for c in columns}, "op": op, "ts_ms": now,
+            "unchanged_toasted": [],
+            "source": {"version": "bench", "connector": "psmesh", "name": topic.split(".")[0], "ts_ms": now,
+                       "snapshot": "false", "db": topic.split(".")[0], "schema": "public", "table": table,
+                       "txId": None, "lsn": None, "sequence": None}}
+
+
+def produce(backlog: Sink, entries: int, inserts_only: bool = False) -> None:
+    """The backlog, change by change, to ``backlog``: ``entries`` time entries (two changes each unless
+    ``inserts_only``) and the rows they refer to."""
+    skills = ("aws", "azure", "gcp", "sap", "salesforce", "data_engineering", "security")
+    lines = ("time_and_materials", "fixed_fee")
+    start = date(2026, 1, 5)
+    for a in range(1, 41):
+        backlog.send("accounts", "c", account_id=a, name=f"Account {a}", industry="tech", region="EMEA",
+                     currency="EUR", payment_terms_days=30, updated_at=datetime.now(UTC))
+    opportunities = 300
+    for o in range(1, opportunities + 1):
+        backlog.send("opportunities", "c", opportunity_id=o, account_id=1 + o % 40, name=f"Deal {o}", stage="closed_won",
+                     probability=Decimal("100.00"), amount=Decimal("120000.00"), currency="EUR",
+                     service_line="cloud_migration", contract_type=lines[o % 2], estimated_hours=Decimal("800.00"),
+                     target_start_date=start, target_end_date=start + timedelta(days=180),
+                     expected_close_date=start, closed_at=datetime(2026, 1, 2, 9, tzinfo=UTC), owner="bench",
+                     updated_at=datetime.now(UTC))
+        for n in range(3):
+            backlog.send("opportunity_lines", "c", line_id=o * 10 + n, opportunity_id=o, role="consultant",
+                         skill=skills[(o + n) % 7], hours=Decimal("400.00"), bill_rate=Decimal("150.00"),
+                         est_cost_rate=Decimal("80.00"), start_date=start, end_date=start + timedelta(days=180))
+    resources = 150
+    for r in range(1, resources + 1):
+        backlog.send("resources", "c", resource_id=r, name=f"R{r}", email=f"r{r}@x", role="consultant",
+                     primary_skill=skills[r % 7], skills=[skills[r % 7]], region="EMEA", employment_type="employee",
+                     cost_rate=Decimal("80.00"), bill_rate=Decimal("150.00"), weekly_capacity_hours=Decimal("40.00"),
+                     active=True, hired_on=date(2025, 1, 6), updated_at=datetime.now(UTC))
+    for e in range(1, entries + 1):
+        row = dict(entry_id=e, resource_id=1 + e % resources, project_code=f"PRJ-{1 + e % opportunities}",
+                   role="consultant", work_date=start + timedelta(days=(e // resources) % 120), hours=Decimal("7.50"),
+                   billable=e % 5 != 0, bill_rate=Decimal("150.00"), cost_rate=Decimal("80.00"), narrative="work",
+                   updated_at=datetime.now(UTC))
+        if not inserts_only:
+            backlog.send("time_entries", "c", **row, status="submitted")
+        backlog.send("time_entries", "u" if not inserts_only else "c", **row, status="approved",
+                     approved_at=datetime.now(UTC))
+    for x in range(1, entries // 6 + 1):
+        backlog.send("expenses", "c", expense_id=x, resource_id=1 + x % resources,
+                     project_code=f"PRJ-{1 + x % opportunities}", expense_date=start + timedelta(days=x % 120),
+                     category="travel", amount=Decimal("212.40"), currency="EUR", billable=True, status="approved",
+                     approved_at=datetime.now(UTC), updated_at=datetime.now(UTC))
+    backlog.flush()
