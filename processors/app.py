@@ -53,7 +53,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.gc_collector import GCCollector
 
-from processors.batch import Cause, Outbox, commit_ms_of, messages, stage_partition
+from processors.batch import Cause, Outbox, messages, stage_partition
 from processors.capacity import ResourceStage
 from processors.effects import view_row
 from processors.codec import ChangeEventDecoder, TopicEncoder
@@ -64,7 +64,7 @@ from processors.sender import RecordTooLarge, Sender, Ticket
 from processors.records import KIND_OF_TOPIC, KINDS, SOURCE_TOPICS, dumps, encoded, loads, parse, pick
 from processors.rollup import RollupStage
 from psmesh.config import Settings
-from psmesh.latency import commit_headers
+from psmesh.latency import commit_ms_of
 
 logger = logging.getLogger(__name__)
 #: the delivery ticket of the batch the current agent task is handling (processors/sender.py)
@@ -537,7 +537,7 @@ class Processors:
         if pk is None:
             raise BadChangeEvent(f"{event.message.topic}: primary key {pk_column} missing")
         row = pick(kind, envelope["after"]) if op != "d" else None
-        changes.append((cause, kind, pk, row, commit_ms_of(commit_headers(envelope))))
+        changes.append((cause, kind, pk, row, commit_ms_of(envelope)))
 
     def _route(self, event: Any, kind: str, pk: Any, row: dict[str, Any] | None, commit_ms: str | None,
                out: Outbox) -> None:

@@ -51,11 +51,6 @@ class Cause(NamedTuple):
         return {COMMIT_HEADER: self.commit_ms.encode()} if self.commit_ms else None
 
 
-def commit_ms_of(headers: dict[str, bytes] | None) -> str | None:
-    value = (headers or {}).get(COMMIT_HEADER)
-    return value.decode() if value else None
-
-
 _PARTITION_CACHE: dict[tuple[bytes, int], int] = {}
 
 

@@ -21,18 +21,12 @@ COMMIT_HEADER = "psmesh-commit-ms"
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
 
 
-def commit_headers(envelope: dict[str, Any]) -> dict[str, bytes] | None:
-    """The header for records caused by this change event; None for snapshot rows."""
+def commit_ms_of(envelope: dict[str, Any]) -> str | None:
+    """The commit time of a change event, in ms since the epoch as the header spells it; None for snapshot rows."""
     source = envelope.get("source") or {}
     if source.get("snapshot") != "false" or not source.get("ts_ms"):
         return None
-    return {COMMIT_HEADER: str(int(source["ts_ms"])).encode()}
-
-
-def passed_headers(event: Any) -> dict[str, bytes] | None:
-    """The commit-time header of a Faust event, to pass on to what it causes."""
-    value = (event.headers or {}).get(COMMIT_HEADER)
-    return {COMMIT_HEADER: value} if value else None
+    return str(int(source["ts_ms"]))
 
 
 def commit_time_ms(headers: Any) -> int | None:
