@@ -108,17 +108,20 @@ class Backlog:
         self.producer = None
 
 
-def metrics_text(port: int) -> str:
+def metrics_text(port: int, query: str = "") -> str:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics{query}", timeout=2) as response:
             return response.read().decode()
     except OSError:
         return ""
 
 
 def metrics(port: int) -> dict[str, float]:
+    """Events per stage; only that counter is asked for, as the drain asks five times a second (the whole page
+    made 1.8 % of the samples of a py-spy profile of the worker at that rate)."""
     return {m.group(1): float(m.group(2)) for m in re.finditer(
-        r'psmesh_processor_events_total\{stage="(\w+)"\} ([\d.e+]+)', metrics_text(port))}
+        r'psmesh_processor_events_total\{stage="(\w+)"\} ([\d.e+]+)',
+        metrics_text(port, "?name[]=psmesh_processor_events_total"))}
 
 
 def output_summary(port: int, events: int) -> str:

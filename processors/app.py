@@ -811,8 +811,11 @@ class Processors:
         return web.json({"view": view, "worker": str(self.app.conf.canonical_url), "rows": rows})
 
     async def _metrics_page(self, web, request) -> Any:
-        return aioweb.Response(body=generate_latest(self.metrics.registry),
-                               headers={"Content-Type": CONTENT_TYPE_LATEST})
+        """The worker's metrics; ``?name[]=<sample name>`` (repeated as needed) gives only those samples, as
+        prometheus_client's own exporter does: a frequent poller of one counter does not make the whole page."""
+        names = request.query.getall("name[]", [])
+        registry = self.metrics.registry.restricted_registry(names) if names else self.metrics.registry
+        return aioweb.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def ensure_internal_topics(settings: Settings, app_id: str = APP_ID, replication_factor: int = 1,
