@@ -115,7 +115,7 @@ TRANSIENT_ATTEMPTS = 30
 #: collection ran every 700 allocations and a full one, over the whole state, every hundred of those; a bench
 #: worker whose drain of the backlog took 10.5-11.6 CPU s spent 3.0-3.5 s of its run in the collector, which
 #: found fewer than 1,500 objects in cycles (everything else is freed by reference counting). Here a young collection runs every 50,000
-#: allocations and a full one after some hundred million (docs/processors.md, "Sixth round").
+#: allocations and a full one after some hundred million (docs/processors-performance.md, "Sixth round").
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
@@ -237,7 +237,7 @@ class Processors:
             broker_commit_interval=1.0,
             producer_linger_ms=5,
             # Larger fetches and stream buffers: with Faust's defaults (4,096 events per stream buffer, 1 MiB per
-            # partition fetch) the worker waited on its own fetcher (docs/processors.md, "Throughput").
+            # partition fetch) the worker waited on its own fetcher (docs/processors-performance.md, "Third round").
             stream_buffer_maxsize=STREAM_BUFFER,
             broker_max_poll_records=ROUTE_BATCH * 5,
             consumer_max_fetch_size=16 * 1024 * 1024,

@@ -19,7 +19,7 @@ look up under that lock) and keeps ``wait_first`` for those two cases. Everythin
 faust-streaming 0.15.3.
 
 Three smaller costs per record, each 1-3 % of the processors' worker in a
-py-spy profile (docs/processors.md, "Fifth round"), are left out the same way:
+py-spy profile (docs/processors-performance.md, "Fifth round"), are left out the same way:
 
 - :class:`RawSchema`: a topic of raw bytes still decodes every key and value
   through faust's serializer registry, whose ``raw`` codec gives the bytes
@@ -35,8 +35,8 @@ py-spy profile (docs/processors.md, "Fifth round"), are left out the same way:
 
 And the largest: :func:`take_batches` gives an agent its events in lists
 taken straight from its stream's queue, where ``Stream.take_events`` passes
-each event through Faust's per-event iterator (docs/processors.md, "Sixth
-round": a Faust agent that only takes events read 15,000 of them a second
+each event through Faust's per-event iterator (docs/processors-performance.md,
+"Sixth round": a Faust agent that only takes events read 15,000 of them a second
 through ``take_events`` and 26,700 this way).
 """
 

@@ -4,8 +4,9 @@ Every record the stages write (changelog records of the mirror tables, rows
 forwarded to the next stage, view and derived events, dead letters) goes
 through one :class:`Sender`. Faust sends each record on its own through its
 producer buffer and aiokafka: on the benchmark that path cost more than all
-the stages' folding together (docs/processors.md, "Throughput"). librdkafka
-batches and delivers in C; a background thread serves its delivery reports.
+the stages' folding together (docs/processors-performance.md, "Third
+round"). librdkafka batches and delivers in C; a background thread serves
+its delivery reports.
 
 Delivery is tracked per batch: :meth:`Sender.ticket` opens one, every record
 produced for the batch is counted on it, and :meth:`Sender.wait` returns when
