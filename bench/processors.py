@@ -64,7 +64,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: E402
 from confluent_kafka.schema_registry.avro import AvroSerializer  # noqa: E402
 from confluent_kafka.serialization import MessageField, SerializationContext  # noqa: E402
 
-from backlog import TABLES, envelope, produce, value_columns  # noqa: E402  (bench/backlog.py)
+from backlog import SCHEMAS, TABLES, envelope, produce, value_columns  # noqa: E402  (bench/backlog.py)
 from psmesh.config import Settings, settings_env  # noqa: E402
 from psmesh.stack import LocalStack  # noqa: E402
 from psmesh.topology.apply import apply_topology  # noqa: E402
@@ -85,7 +85,7 @@ class Backlog:
 
     def _ser(self, stem: str) -> tuple[AvroSerializer, list[str]]:
         if stem not in self.serializers:
-            text = (ROOT / "schemas" / f"{stem}.avsc").read_text()
+            text = (SCHEMAS / f"{stem}.avsc").read_text()
             columns = value_columns(text) if stem.endswith("-value") else []
             self.serializers[stem] = (AvroSerializer(self.registry, text), columns)
         return self.serializers[stem]
