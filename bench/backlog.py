@@ -4,7 +4,9 @@ Accounts, won opportunities with their lines, resources, then time entries
 (inserted as 'submitted' and updated to 'approved', or with
 ``inserts_only`` inserted once as 'approved') and expenses. ``produce``
 hands each change to ``backlog.send(table, op, **row)``: bench/processors.py
-produces them to Kafka, bench/stages.py encodes them in memory.
+produces them to Kafka, bench/stages.py encodes them in memory. Both put the
+repository ahead of bench/ on ``sys.path`` before importing this module, so
+that ``processors`` is the package rather than bench/processors.py.
 """
 
 from __future__ import annotations
@@ -16,17 +18,18 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
+from processors.records import KINDS
+
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 
-#: table → (change topic, schema stem under schemas/, primary key)
-TABLES = {
-    "accounts": ("crm.public.accounts", "crm/accounts", "account_id"),
-    "opportunities": ("crm.public.opportunities", "crm/opportunities", "opportunity_id"),
-    "opportunity_lines": ("crm.public.opportunity_lines", "crm/opportunity_lines", "line_id"),
-    "resources": ("psa.public.resources", "psa/resources", "resource_id"),
-    "time_entries": ("timeexp.public.time_entries", "timeexp/time_entries", "entry_id"),
-    "expenses": ("timeexp.public.expenses", "timeexp/expenses", "expense_id"),
-}
+
+def _table(topic: str, pk: str) -> tuple[str, tuple[str, str, str]]:
+    db, _, table = topic.split(".")
+    return table, (topic, f"{db}/{table}", pk)
+
+
+#: table → (change topic, schema stem under schemas/, primary key), for every source table the processors read
+TABLES = dict(_table(topic, pk) for topic, pk, _ in KINDS.values())
 UTC = timezone.utc
 
 
