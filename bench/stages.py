@@ -84,8 +84,8 @@ class EncodedBacklog:
         if found is None:
             text = (SCHEMAS / f"{stem}-value.avsc").read_text()
             schema_id = self.registry.register_schema(f"{topic}-value", Schema(text, "AVRO"))
-            found = self._schemas[stem] = (fastavro.parse_schema(json.loads(text)), b"\0" + schema_id.to_bytes(4, "big"),
-                                           value_columns(text))
+            header = b"\0" + schema_id.to_bytes(4, "big")  # Confluent framing: magic byte, schema id
+            found = self._schemas[stem] = (fastavro.parse_schema(json.loads(text)), header, value_columns(text))
         parsed, header, columns = found
         body = io.BytesIO()
         body.write(header)
