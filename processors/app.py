@@ -114,8 +114,9 @@ TRANSIENT_ATTEMPTS = 30
 #: tuples by the million and keeps its stages' state, which grows with the firm: with the default, a young
 #: collection ran every 700 allocations and a full one, over the whole state, every hundred of those; a bench
 #: worker whose drain of the backlog took 10.5-11.6 CPU s spent 3.0-3.5 s of its run in the collector, which
-#: found fewer than 1,500 objects in cycles (everything else is freed by reference counting). Here a young collection runs every 50,000
-#: allocations and a full one after some hundred million (docs/processors-performance.md, "Sixth round").
+#: found fewer than 1,500 objects in cycles (everything else is freed by reference counting). Here a young
+#: collection runs every 50,000 allocations and a full one after some hundred million
+#: (docs/processors-performance.md, "Sixth round").
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
@@ -150,8 +151,9 @@ class Metrics:
                     registry=registry),
             Counter("psmesh_processor_coalesced_total", "Change events the router did not forward: a later "
                     "version of the same row in its batch superseded them", registry=registry),
-            Histogram("psmesh_processor_event_seconds", "Time to process one event, per stage (a batch's time over its rows, once per batch)", ["stage"],
-                      registry=registry, buckets=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)),
+            Histogram("psmesh_processor_event_seconds", "Time to process one event, per stage (a batch's time "
+                      "over its rows, once per batch)", ["stage"], registry=registry,
+                      buckets=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)),
             Gauge("psmesh_processor_consumer_lag", "End offset minus committed offset, per input partition "
                   "(refreshed every 10 s)", ["topic", "partition"], registry=registry),
         )
