@@ -5,7 +5,7 @@ money and hours as decimal strings (never float), dates and instants in ISO
 8601. JSON is written and read with orjson: the stages' mirrors and the
 messages between stages are JSON, and the standard library's encoder was a
 visible share of a batch's time (20 times slower on these rows; the bytes
-are the same). ``parse`` turns them into the frozen rows of :mod:`processors.formulas`.
+are the same). ``parse`` turns them into the immutable rows of :mod:`processors.formulas`.
 """
 
 from __future__ import annotations

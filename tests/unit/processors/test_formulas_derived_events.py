@@ -94,7 +94,7 @@ def test_period_close_never_bills_the_same_value_twice_across_closes_with_a_late
     events = [as_event(first)]
     assert period_close_billing("PRJ-1", "time_and_materials", P1, entries, expenses, events) == first  # replay
 
-    entries[1] = TimeEntry(**{**late.__dict__, "status": "approved"})  # approved after P1 closed
+    entries[1] = late._replace(status="approved")  # approved after P1 closed
     second = period_close_billing("PRJ-1", "time_and_materials", P2, entries, expenses, events)
     assert (second.billing_event_id, second.amount) == ("PRJ-1-P2", D("400.00"))  # 300 late + 100 April
     events.append(as_event(second))
