@@ -11,9 +11,9 @@ noise.
     .venv/bin/python bench/compare.py BASE [--entries 30000] [--inserts-only] [--pairs 12]
 
 BASE is a git revision, checked out into a temporary worktree, or the
-directory of another checkout. Both trees need bench/stages.py. The runs use
-this checkout's virtualenv, so both trees run with the same libraries. With
-one core, the two trees take turns instead.
+directory of another checkout. Both trees need bench/stages.py. Both run
+with the Python that runs this script, so with the same libraries. With one
+core, the two trees take turns instead.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ def child(root: Path, backlog: Path, core: int | None) -> None:
     if core is not None:
         os.sched_setaffinity(0, {core})
     sys.path[:0] = [str(root / "bench"), str(root)]  # that tree's stages and processors, not this one's
-    import stages  # noqa: PLC0415  (bench/stages.py of ``root``)
-    from confluent_kafka.schema_registry import Schema  # noqa: PLC0415
+    import stages  # bench/stages.py of ``root``
+    from confluent_kafka.schema_registry import Schema
 
     with backlog.open("rb") as f:
         events, schema_texts = pickle.load(f)
@@ -64,8 +64,8 @@ def checkout(base: str, into: Path) -> Path:
 
 def write_backlog(entries: int, inserts_only: bool, path: Path) -> int:
     sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]
-    import stages  # noqa: PLC0415  (this tree's bench/stages.py)
-    from backlog import produce  # noqa: PLC0415
+    import stages  # this tree's bench/stages.py
+    from backlog import produce
 
     registry = stages.MemoryRegistry()
     backlog = stages.EncodedBacklog(registry)
