@@ -9,7 +9,9 @@ prints ``CEILING <mode>: <events> in <s> = <events/s>``. Modes:
 - ``fixed``: with processors/faust_fixes.py (its drain loop, raw schema, detached Monitor and cheaper ebb check)
   and the worker's fetch and buffer settings
 - ``decode``: as ``fixed``, and every change event decoded from Avro (processors/codec.py)
-- ``bulk``: as ``fixed``, the events taken as the worker takes them (``faust_fixes.take_batches``)
+- ``bulk``: as ``fixed``, the events taken as the worker's stages take them (``faust_fixes.take_batches``)
+- ``feed``: as ``fixed``, the events taken as the worker's router takes them (``faust_fixes.Feed``: each fetched
+  list handed over as it is)
 
     python bench/faust_ceiling.py <mode> <events> <bootstrap> <registry url>
 """
@@ -51,6 +53,7 @@ def main() -> None:
         topic = app.topic(*SOURCE_TOPICS, schema=faust_fixes.RawSchema())
         faust_fixes.detach_monitor(app)
         faust_fixes.cheap_ebb(app)
+    fed = faust_fixes.feed(app, SOURCE_TOPICS, processors_app.STREAM_BUFFER) if mode == "feed" else None
     seen = {"n": 0, "first": 0.0}
 
     @app.agent(topic)
@@ -62,7 +65,9 @@ def main() -> None:
             from processors.codec import ChangeEventDecoder
 
             decoder = ChangeEventDecoder(SchemaRegistryClient({"url": registry}))
-        if mode == "bulk":
+        if fed is not None:
+            batches = fed.batches(stream, processors_app.ROUTE_BATCH, processors_app.BATCH_SECONDS)
+        elif mode == "bulk":
             batches = faust_fixes.take_batches(stream, processors_app.ROUTE_BATCH, processors_app.BATCH_SECONDS)
         else:
             batches = stream.take_events(processors_app.ROUTE_BATCH, within=processors_app.BATCH_SECONDS)

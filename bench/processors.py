@@ -259,7 +259,7 @@ def main() -> None:
         print(f"backlog: {backlog.count:,} change events produced in {time.perf_counter() - t:.1f}s")
 
         if args.ceiling:
-            for mode in ("stock", "fixed", "decode", "bulk"):
+            for mode in ("stock", "fixed", "decode", "bulk", "feed"):
                 done = subprocess.run(
                     [sys.executable, str(ROOT / "bench" / "faust_ceiling.py"), mode, str(backlog.count),
                      settings.bootstrap_servers, settings.schema_registry_url],

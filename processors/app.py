@@ -287,6 +287,8 @@ class Processors:
         self.resource_rows.on_recover(self._rebuild_resources)
         self.rollup_rows.on_recover(self._rebuild_rollup)
 
+        # The router's records come in the lists the fetch gives, past Faust's per-record path (faust_fixes.Feed).
+        self.feed = faust_fixes.feed(app, SOURCE_TOPICS, STREAM_BUFFER)
         app.agent(self.sources, name="route")(self._route_agent)
         app.agent(self.by_project, name="project")(self._project_agent)
         app.agent(self.by_resource, name="resource")(self._resource_agent)
@@ -357,10 +359,15 @@ class Processors:
         })
 
     # ---- batches
-    async def _batches(self, stream, stage: str, handle, size: int) -> None:
-        """Take events in batches and hand each batch to ``handle``; acknowledged once it returns (and never if
-        it raises: the worker then stops, and the batch is read again after the restart)."""
-        async for events in faust_fixes.take_batches(stream, size, BATCH_SECONDS):
+    async def _batches(self, stream, stage: str, handle, size: int, feed: Any = None) -> None:
+        """Take events in batches (from ``feed`` if its topics are fed) and hand each batch to ``handle``;
+        acknowledged once it returns (and never if it raises: the worker then stops, and the batch is read again
+        after the restart)."""
+        if feed is not None and faust_fixes.fed(self.app, next(iter(feed.topics))):
+            batches = feed.batches(stream, size, BATCH_SECONDS)
+        else:
+            batches = faust_fixes.take_batches(stream, size, BATCH_SECONDS)
+        async for events in batches:
             started = time.perf_counter()
             now = time.monotonic()
             for event in events:
@@ -501,7 +508,7 @@ class Processors:
 
     # ---- hop 1: route
     async def _route_agent(self, stream) -> None:
-        await self._batches(stream, "route", self._route_batch, ROUTE_BATCH)
+        await self._batches(stream, "route", self._route_batch, ROUTE_BATCH, self.feed)
 
     async def _route_batch(self, events: list) -> int:
         out = Outbox()
