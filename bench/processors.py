@@ -337,7 +337,8 @@ def main() -> None:
         if worker is not None:
             stop(worker)
         stack.down()
-        shutil.rmtree(home, ignore_errors=True)
+        if not os.environ.get("PSMESH_BENCH_KEEP"):
+            shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":

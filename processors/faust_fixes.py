@@ -49,6 +49,7 @@ from typing import Any
 
 import faust
 from faust.transport import consumer as _consumer
+from faust.types import TP
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 
@@ -172,6 +173,7 @@ async def _getmany_feeding(consumer: Any, feeds: dict[str, "Feed"], timeout: flo
 
 async def _hand_over(consumer: Any, feed: "Feed", tp: Any, batch: list, generation_id: int) -> None:
     """What the drain loop does per record (read offsets, gaps, ``commit_every``), once for a partition's list."""
+    tp = TP(tp.topic, tp.partition)  # aiokafka's partition tuple, as Faust's own (which its partition sets assert)
     read = consumer._read_offset[tp]
     if read is not None and batch[0].offset < read:
         batch = [record for record in batch if record.offset >= read]  # read already (a seek back): dropped
@@ -239,7 +241,8 @@ class Feed:
         self._lists: deque[tuple[Any, int, list]] = deque()  # (tp, generation, records)
         self._count = 0
         self._ready = asyncio.Event()
-        self._held: set[Any] = set()  # partitions taken out of the fetch while the feed is full
+        #: partitions taken out of the fetch while the feed is full → the assignment (generation) they were in then
+        self._held: dict[Any, int] = {}
 
     def __len__(self) -> int:
         return self._count
@@ -250,7 +253,7 @@ class Feed:
         self._ready.set()
         if self._count >= self.limit and not self.app.in_recovery:
             consumer.on_buffer_full(tp)
-            self._held.add(tp)
+            self._held[tp] = generation_id
 
     def _take(self, max_: int) -> list[tuple[Any, int, list]]:
         taken, n = [], 0
@@ -267,8 +270,12 @@ class Feed:
         if not lists:
             self._ready.clear()
         if self._held and self._count < self.limit // 2:
-            for tp in self._held:
-                self.app.consumer.on_buffer_drop(tp)
+            consumer, generation = self.app.consumer, self.app.consumer_generation_id
+            for tp, held_in in self._held.items():
+                if held_in == generation:
+                    consumer.on_buffer_drop(tp)
+                else:  # a rebalance came between: the new assignment decided which partitions are fetched
+                    consumer._buffered_partitions.discard(tp)
             self._held.clear()
         return taken
 
@@ -279,7 +286,7 @@ class Feed:
         app = self.app
         _queue_of(stream)  # subscribes the agent's topics, as iterating the stream would; nothing comes through it
         loop = asyncio.get_running_loop()
-        while not app.should_stop:
+        while not (app.should_stop or stream.should_stop):
             await self._ready.wait()
             deadline = loop.time() + within
             while self._count < max_ and loop.time() < deadline:
@@ -294,7 +301,10 @@ class Feed:
             pending = _Pending()
             consumer._unacked_messages.add(pending)
             yield [FedEvent(record, tp) for tp, records in kept for record in records]
-            _ack_ranges(consumer, kept)
+            if app.consumer_generation_id == generation:
+                _ack_ranges(consumer, kept)
+            # else a rebalance came while the list was handled: its partitions are read again from their committed
+            # offsets, by whoever owns them now (handling a record twice is harmless, skipping one is not)
             pending.acked = True
             consumer._unacked_messages.discard(pending)
 
