@@ -104,8 +104,13 @@ TABLES = {"routes": PARTITIONS, "project_rows": PARTITIONS, "resource_rows": PAR
 #: per router batch the benchmark's worker used 295–315 µs of CPU per change event, with 1,000 324–374 µs (3 runs
 #: each, docs/processors.md); under a light load a batch is whatever arrived within BATCH_SECONDS.
 ROUTE_BATCH = 4000
-STAGE_BATCH = 24
+STAGE_BATCH = 48
 BATCH_SECONDS = 0.5
+#: How long a stage waits to fill its batch while the worker is catching up: its router's last batch was full
+#: (ROUTE_BATCH change events waited, as in a replay or after an outage; a live stream never fills one). A larger
+#: stage batch coalesces more: each view row it changes is published once, not once per BATCH_SECONDS
+#: (docs/processors-performance.md, "Ninth round"). Live, a stage batch still ends after BATCH_SECONDS.
+CATCH_UP_BATCH_SECONDS = 2.0
 #: Events a stream buffers before Faust pauses its partitions (Faust's default is 4,096).
 STREAM_BUFFER = 32768
 #: Attempts at an event that failed for a reason other than its content (broker, metadata), 1 s apart.
@@ -261,6 +266,7 @@ class Processors:
         self._fresh: set[tuple[str, int]] = set()  # (stage, partition) rebuilt and not yet re-published
         self._progress: dict[Any, tuple[int, float]] = {}  # tp → (committed offset, since when)
         self._read: dict[Any, float] = {}  # tp → when an agent last took an event of it
+        self._router_full_at = float("-inf")  # when the router last took a full batch (time.monotonic())
         self._watermark_client: Any = None
         self._define()
 
@@ -365,9 +371,14 @@ class Processors:
         after the restart)."""
         if feed is not None and faust_fixes.fed(self.app, next(iter(feed.topics))):
             batches = feed.batches(stream, size, BATCH_SECONDS)
-        else:
+        elif stage == "route":
             batches = faust_fixes.take_batches(stream, size, BATCH_SECONDS)
+        else:
+            batches = faust_fixes.take_batches(stream, size, BATCH_SECONDS, CATCH_UP_BATCH_SECONDS,
+                                               self._catching_up)
         async for events in batches:
+            if stage == "route" and len(events) >= size:
+                self._router_full_at = time.monotonic()
             started = time.perf_counter()
             now = time.monotonic()
             for event in events:
@@ -376,6 +387,10 @@ class Processors:
             self.metrics.events.labels(stage).inc(rows)
             if rows:
                 self.metrics.latency.labels(stage).observe((time.perf_counter() - started) / rows)
+
+    def _catching_up(self) -> bool:
+        """Whether the router took a full batch within the last CATCH_UP_BATCH_SECONDS: input is waiting."""
+        return time.monotonic() - self._router_full_at < CATCH_UP_BATCH_SECONDS
 
     async def _guarded(self, stage: str, events: list, handle) -> int:
         """Handle one batch; returns the rows it held. Bad input is dead-lettered inside ``handle``.

@@ -33,11 +33,15 @@ py-spy profile (docs/processors-performance.md, "Fifth round"), are left out the
   buffer that this worker never fills (its records go through
   processors/sender.py); the check is now the queue's length.
 
-And the largest: :func:`take_batches` gives an agent its events in lists
+And the largest two: :func:`take_batches` gives an agent its events in lists
 taken straight from its stream's queue, where ``Stream.take_events`` passes
 each event through Faust's per-event iterator (docs/processors-performance.md,
 "Sixth round": a Faust agent that only takes events read 15,000 of them a second
-through ``take_events`` and 26,700 this way).
+through ``take_events`` and 26,700 this way). A :class:`Feed` goes further for
+the router's change topics, whose records come one change each: the drain
+loop hands each partition's fetched list to the agent as it is, with no
+message, event, queue or acknowledgement per record ("Ninth round": 78,000
+records a second where ``take_batches`` gave 25,000).
 """
 
 from __future__ import annotations
@@ -385,9 +389,14 @@ class RawSchema(faust.Schema):
 POLL_SECONDS = 0.005
 
 
-async def take_batches(stream: Any, max_: int, within: float) -> Any:
+async def take_batches(stream: Any, max_: int, within: float, longer: float | None = None,
+                       behind: Any = None) -> Any:
     """Lists of up to ``max_`` events of an agent's stream, each taken within ``within`` seconds of its first
     event; an event is acknowledged once the caller asks for the next list (never if it stops before).
+
+    While ``behind()`` says the worker is catching up, a list not full yet goes on growing, ``within`` seconds at a
+    time, up to ``longer`` seconds after its first event, as long as events keep coming: once ``within`` seconds
+    pass without one, the list is handed on.
 
     ``Stream.take_events`` gives the same lists through Faust's per-event iterator: a turn of the event loop
     (``sleep(0)``), a processor coroutine that appends the event, a context variable and four sensor calls per
@@ -411,12 +420,17 @@ async def take_batches(stream: Any, max_: int, within: float) -> Any:
     while not stream.should_stop:
         try:
             items = [await queue.get()]
-            deadline = loop.time() + within
+            started = loop.time()
+            deadline, counted = started + within, 0
             while True:
                 while len(items) < max_ and not queue.empty():
                     items.append(queue.get_nowait())
-                if len(items) >= max_ or loop.time() >= deadline:
+                if len(items) >= max_:
                     break
+                if loop.time() >= deadline:
+                    if longer is None or len(items) == counted or deadline >= started + longer or not behind():
+                        break
+                    deadline, counted = min(deadline + within, started + longer), len(items)
                 await asyncio.sleep(POLL_SECONDS)
         except StopAsyncIteration:
             # Faust ends its streams at shutdown by throwing this into their queues; what was taken is not

@@ -161,3 +161,65 @@ def test_the_stop_faust_throws_into_the_queue_at_shutdown_ends_the_lists_without
     seen, acked = _run(go())
     assert seen == [[0]]
     assert acked == [0]  # the event taken when the stop came is left unacknowledged: read again after a restart
+
+
+
+@pytest.mark.parametrize("catching_up", [True, False])
+def test_while_catching_up_a_list_grows_as_long_as_events_keep_coming_and_live_it_does_not(catching_up):
+    asked = []
+
+    def behind():
+        asked.append(True)
+        return catching_up
+
+    async def go():
+        stream, acked = _stream(), []
+        queue = stream.channel.queue
+        batches = faust_fixes.take_batches(stream, 100, 0.15, 3.0, behind)
+        queue.put_nowait(_Event(acked, 0))
+        loop = asyncio.get_running_loop()
+        for offset in range(1, 5):  # one every 0.1 s, then none for a while: the list ends at the first 0.15 s without
+            loop.call_later(0.1 * offset, queue.put_nowait, _Event(acked, offset))
+        loop.call_later(1.5, queue.put_nowait, _Event(acked, 5))
+        started = loop.time()
+        taken = await batches.__anext__()
+        took = loop.time() - started
+        await batches.aclose()
+        return [e.message.offset for e in taken], took
+
+    taken, took = _run(go())
+    if catching_up:
+        assert taken == [0, 1, 2, 3, 4] and 0.4 <= took < 1.2
+        assert len(asked) >= 2
+    else:
+        assert taken == [0, 1] and took < 0.4
+        assert asked == [True]  # asked once, when the usual time is up
+
+
+def test_a_list_waits_no_longer_than_its_longest_time_however_events_keep_coming():
+    async def go():
+        stream, acked = _stream(), []
+        queue = stream.channel.queue
+        batches = faust_fixes.take_batches(stream, 1000, 0.05, 0.3, lambda: True)
+        loop = asyncio.get_running_loop()
+        for offset in range(60):
+            loop.call_later(0.02 * offset, queue.put_nowait, _Event(acked, offset))
+        started = loop.time()
+        taken = await batches.__anext__()
+        took = loop.time() - started
+        await batches.aclose()
+        return len(taken), took
+
+    count, took = _run(go())
+    assert 0.3 <= took < 0.6 and 12 <= count <= 25
+
+
+def test_a_full_list_is_handed_on_without_asking_whether_to_wait_longer():
+    async def go():
+        stream, acked = _queued(4)
+        batches = faust_fixes.take_batches(stream, 4, 0.05, 0.5, lambda: pytest.fail("asked"))
+        taken = await batches.__anext__()
+        await batches.aclose()
+        return len(taken)
+
+    assert _run(go()) == 4
