@@ -18,9 +18,11 @@ its HTTP port answers with every stage rebuilt is printed.
 
 With ``--ceiling``, the same backlog is first read by a Faust agent that
 does nothing else (bench/faust_ceiling.py): with faust-streaming as
-installed, with processors/faust_fixes.py, with every event decoded too, and
-with the events taken in lists as the worker takes them (``take_batches``).
-That is what one worker can reach on this machine before any stage runs.
+installed, with processors/faust_fixes.py, with every event decoded too,
+with the events taken in lists as the worker's stages take them
+(``take_batches``), and handed over as the fetch gives them, as the worker's
+router takes them (``Feed``). That is what one worker can reach on this
+machine before any stage runs.
 
 With ``--workers N``, the backlog is then read again by N workers sharing
 a new consumer group (scale-out), and the views they serve together are

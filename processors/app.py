@@ -104,13 +104,8 @@ TABLES = {"routes": PARTITIONS, "project_rows": PARTITIONS, "resource_rows": PAR
 #: per router batch the benchmark's worker used 295–315 µs of CPU per change event, with 1,000 324–374 µs (3 runs
 #: each, docs/processors.md); under a light load a batch is whatever arrived within BATCH_SECONDS.
 ROUTE_BATCH = 4000
-STAGE_BATCH = 48
+STAGE_BATCH = 24
 BATCH_SECONDS = 0.5
-#: How long a stage waits to fill its batch while the worker is catching up: its router's last batch was full
-#: (ROUTE_BATCH change events waited, as in a replay or after an outage; a live stream never fills one). A larger
-#: stage batch coalesces more: each view row it changes is published once, not once per BATCH_SECONDS
-#: (docs/processors-performance.md, "Ninth round"). Live, a stage batch still ends after BATCH_SECONDS.
-CATCH_UP_BATCH_SECONDS = 2.0
 #: Events a stream buffers before Faust pauses its partitions (Faust's default is 4,096).
 STREAM_BUFFER = 32768
 #: Attempts at an event that failed for a reason other than its content (broker, metadata), 1 s apart.
@@ -266,7 +261,6 @@ class Processors:
         self._fresh: set[tuple[str, int]] = set()  # (stage, partition) rebuilt and not yet re-published
         self._progress: dict[Any, tuple[int, float]] = {}  # tp → (committed offset, since when)
         self._read: dict[Any, float] = {}  # tp → when an agent last took an event of it
-        self._router_full_at = float("-inf")  # when the router last took a full batch (time.monotonic())
         self._watermark_client: Any = None
         self._define()
 
@@ -365,20 +359,10 @@ class Processors:
         })
 
     # ---- batches
-    async def _batches(self, stream, stage: str, handle, size: int, feed: Any = None) -> None:
-        """Take events in batches (from ``feed`` if its topics are fed) and hand each batch to ``handle``;
-        acknowledged once it returns (and never if it raises: the worker then stops, and the batch is read again
-        after the restart)."""
-        if feed is not None and faust_fixes.fed(self.app, next(iter(feed.topics))):
-            batches = feed.batches(stream, size, BATCH_SECONDS)
-        elif stage == "route":
-            batches = faust_fixes.take_batches(stream, size, BATCH_SECONDS)
-        else:
-            batches = faust_fixes.take_batches(stream, size, BATCH_SECONDS, CATCH_UP_BATCH_SECONDS,
-                                               self._catching_up)
+    async def _batches(self, batches, stage: str, handle) -> None:
+        """Hand each batch of events to ``handle``; acknowledged once it returns (and never if it raises: the
+        worker then stops, and the batch is read again after the restart)."""
         async for events in batches:
-            if stage == "route" and len(events) >= size:
-                self._router_full_at = time.monotonic()
             started = time.perf_counter()
             now = time.monotonic()
             for event in events:
@@ -387,10 +371,6 @@ class Processors:
             self.metrics.events.labels(stage).inc(rows)
             if rows:
                 self.metrics.latency.labels(stage).observe((time.perf_counter() - started) / rows)
-
-    def _catching_up(self) -> bool:
-        """Whether the router took a full batch within the last CATCH_UP_BATCH_SECONDS: input is waiting."""
-        return time.monotonic() - self._router_full_at < CATCH_UP_BATCH_SECONDS
 
     async def _guarded(self, stage: str, events: list, handle) -> int:
         """Handle one batch; returns the rows it held. Bad input is dead-lettered inside ``handle``.
@@ -523,7 +503,11 @@ class Processors:
 
     # ---- hop 1: route
     async def _route_agent(self, stream) -> None:
-        await self._batches(stream, "route", self._route_batch, ROUTE_BATCH, self.feed)
+        if faust_fixes.fed(self.app, SOURCE_TOPICS[0]):
+            batches = self.feed.batches(stream, ROUTE_BATCH, BATCH_SECONDS)
+        else:  # a faust-streaming version the feed was not checked with
+            batches = faust_fixes.take_batches(stream, ROUTE_BATCH, BATCH_SECONDS)
+        await self._batches(batches, "route", self._route_batch)
 
     async def _route_batch(self, events: list) -> int:
         out = Outbox()
@@ -622,7 +606,7 @@ class Processors:
         self._fresh |= {(stage, p) for p in partitions}
 
     async def _project_agent(self, stream) -> None:
-        await self._batches(stream, "project", self._project_batch, STAGE_BATCH)
+        await self._batches(_stage_batches(stream), "project", self._project_batch)
 
     async def _project_batch(self, events: list) -> int:
         out, rows = Outbox(), 0
@@ -689,7 +673,7 @@ class Processors:
         logger.info("resource stage rebuilt from %d mirrored rows", count)
 
     async def _resource_agent(self, stream) -> None:
-        await self._batches(stream, "resource", self._resource_batch, STAGE_BATCH)
+        await self._batches(_stage_batches(stream), "resource", self._resource_batch)
 
     async def _resource_batch(self, events: list) -> int:
         out, rows = Outbox(), 0
@@ -721,7 +705,7 @@ class Processors:
         logger.info("rollup stage rebuilt from %d contributions", len(self.rollup_stage.contributions))
 
     async def _rollup_agent(self, stream) -> None:
-        await self._batches(stream, "rollup", self._rollup_batch, STAGE_BATCH)
+        await self._batches(_stage_batches(stream), "rollup", self._rollup_batch)
 
     async def _rollup_batch(self, events: list) -> int:
         out, rows = Outbox(), 0
@@ -934,6 +918,11 @@ class _StoreBatch:
                 del self.store[key]
             else:
                 self.store[key] = value
+
+
+def _stage_batches(stream: Any) -> Any:
+    """A stage's batches: the messages the router sent it, taken from the agent's stream."""
+    return faust_fixes.take_batches(stream, STAGE_BATCH, BATCH_SECONDS)
 
 
 def _within(event: Any) -> None:

@@ -389,14 +389,9 @@ class RawSchema(faust.Schema):
 POLL_SECONDS = 0.005
 
 
-async def take_batches(stream: Any, max_: int, within: float, longer: float | None = None,
-                       behind: Any = None) -> Any:
+async def take_batches(stream: Any, max_: int, within: float) -> Any:
     """Lists of up to ``max_`` events of an agent's stream, each taken within ``within`` seconds of its first
     event; an event is acknowledged once the caller asks for the next list (never if it stops before).
-
-    While ``behind()`` says the worker is catching up, a list not full yet goes on growing, ``within`` seconds at a
-    time, up to ``longer`` seconds after its first event, as long as events keep coming: once ``within`` seconds
-    pass without one, the list is handed on.
 
     ``Stream.take_events`` gives the same lists through Faust's per-event iterator: a turn of the event loop
     (``sleep(0)``), a processor coroutine that appends the event, a context variable and four sensor calls per
@@ -420,17 +415,12 @@ async def take_batches(stream: Any, max_: int, within: float, longer: float | No
     while not stream.should_stop:
         try:
             items = [await queue.get()]
-            started = loop.time()
-            deadline, counted = started + within, 0
+            deadline = loop.time() + within
             while True:
                 while len(items) < max_ and not queue.empty():
                     items.append(queue.get_nowait())
-                if len(items) >= max_:
+                if len(items) >= max_ or loop.time() >= deadline:
                     break
-                if loop.time() >= deadline:
-                    if longer is None or len(items) == counted or deadline >= started + longer or not behind():
-                        break
-                    deadline, counted = min(deadline + within, started + longer), len(items)
                 await asyncio.sleep(POLL_SECONDS)
         except StopAsyncIteration:
             # Faust ends its streams at shutdown by throwing this into their queues; what was taken is not
