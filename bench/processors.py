@@ -36,6 +36,11 @@ With ``--runs N``, N workers one after the other each read the whole backlog
 in a group of their own (the run-to-run spread, and its median); with
 ``--no-recovery``, the recovery measurements are left out.
 
+The stack's directory (its data, the stack's and the workers' logs) is
+removed after a run that finished, and kept after one that failed, so
+that the log a failure names can be read; ``PSMESH_BENCH_KEEP=1`` keeps it
+always.
+
     .venv/bin/python bench/processors.py [--entries 30000] [--runs 3] [--no-recovery] [--inserts-only] [--ceiling]
                                          [--workers 2]
 """
@@ -250,6 +255,7 @@ def main() -> None:
     stack = LocalStack(settings)
     worker = None
     workers: list[subprocess.Popen] = []
+    finished = False
     try:
         stack.up()
         topology = load_topology(ROOT / "topology.yaml")
@@ -327,6 +333,7 @@ def main() -> None:
             print(f"  their views, each row served by the worker that owns it: the same "
                   f"{sum(map(len, many.values())):,} rows as the single worker's")
         print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}")
+        finished = True
     finally:
         for other in workers:
             if other.poll() is None:
@@ -339,8 +346,10 @@ def main() -> None:
         if worker is not None:
             stop(worker)
         stack.down()
-        if not os.environ.get("PSMESH_BENCH_KEEP"):
+        if finished and not os.environ.get("PSMESH_BENCH_KEEP"):
             shutil.rmtree(home, ignore_errors=True)
+        else:  # the logs a failure message names, or asked to be kept
+            print(f"kept {home} (the stack's and workers' logs)", file=sys.stderr)
 
 
 if __name__ == "__main__":
