@@ -37,6 +37,13 @@ def _records(partition: int, *offsets: int) -> list[ConsumerRecord]:
                            (("h", b"1"),)) for offset in offsets]
 
 
+def _fetching_both(tmp_path, limit: int):
+    """An app whose consumer fetches both partitions, and a feed of ``limit`` records for them."""
+    app = _app(tmp_path)
+    app.consumer._set_active_tps({TP0, TP1})
+    return app, app.consumer, faust_fixes.Feed(app, {TOPIC}, limit=limit)
+
+
 def _stream():
     channel = SimpleNamespace(queue=None)
     channel.__aiter__ = lambda: channel
@@ -165,10 +172,7 @@ def test_a_list_in_hand_holds_up_a_rebalance_until_it_is_acknowledged(tmp_path):
 
 
 def test_a_full_feed_takes_its_partitions_out_of_the_fetch_until_it_is_half_empty(tmp_path):
-    app = _app(tmp_path)
-    consumer = app.consumer
-    consumer._set_active_tps({TP0, TP1})
-    fed = faust_fixes.Feed(app, {TOPIC}, limit=10)
+    app, consumer, fed = _fetching_both(tmp_path, limit=10)
 
     async def go():
         generation = app.consumer_generation_id
@@ -187,10 +191,7 @@ def test_a_full_feed_takes_its_partitions_out_of_the_fetch_until_it_is_half_empt
 
 
 def test_a_partition_held_before_a_rebalance_is_left_to_the_new_assignment(tmp_path):
-    app = _app(tmp_path)
-    consumer = app.consumer
-    consumer._set_active_tps({TP0, TP1})
-    fed = faust_fixes.Feed(app, {TOPIC}, limit=2)
+    app, consumer, fed = _fetching_both(tmp_path, limit=2)
 
     async def go():
         fed.offer(consumer, TP1, app.consumer_generation_id, _records(1, 0, 1))
