@@ -180,6 +180,39 @@ def _destinations(kind: str, row: dict[str, Any] | None) -> list[list[str]]:
     return out
 
 
+def _row_versions(events: list) -> list[list[Any]]:
+    """The change events of a router batch grouped for decoding, in the order of each group's last event: the
+    versions of a row (its topic and key) between two events of a per-row kind (PER_ROW_KINDS), latest first.
+
+    Only the first of a group needs decoding (see _coalesced for why the others change nothing). Tombstones are
+    left out: the delete before each is routed. An event of a per-row kind, or without a key, is a group of its
+    own.
+    """
+    groups: list[list[Any]] = []
+    last: dict[tuple[str, bytes], list[Any]] = {}
+    for event in reversed(events):
+        value = event.value
+        if value is None:
+            continue
+        topic = event.message.topic
+        key = event.key
+        if KIND_OF_TOPIC.get(topic) in PER_ROW_KINDS:
+            last.clear()
+            groups.append([event])
+            continue
+        if key is None:
+            groups.append([event])
+            continue
+        versions = last.get((topic, key))
+        if versions is not None:
+            versions.append(event)
+            continue
+        versions = last[(topic, key)] = [event]
+        groups.append(versions)
+    groups.reverse()
+    return groups
+
+
 def _coalesced(changes: list[tuple]) -> list[tuple]:
     """The changes of a router batch a stage needs, in order: of the versions of a row (kind, primary key) between
     two changes of a per-row kind (PER_ROW_KINDS), the last one.
@@ -512,13 +545,25 @@ class Processors:
     async def _route_batch(self, events: list) -> int:
         out = Outbox()
         changes: list[tuple[Cause, str, Any, dict[str, Any] | None, str | None]] = []
-        for event in events:
-            cause = Cause(event, event.key, event.value)
-            self._fold(out, cause, self._decode_change, event, cause, changes)
-        # Every version is decoded and checked (what cannot be read is dead-lettered); a row's earlier versions in
-        # the batch are not routed unless a per-row change falls between them (_coalesced).
+        left_out = 0
+        for versions in _row_versions(events):
+            # The last version of a row in the batch is decoded and checked (what cannot be read is dead-lettered,
+            # and then the version before it stands); the earlier ones could change nothing, and only their frame
+            # is checked: one this worker has not read before is decoded too.
+            for i, event in enumerate(versions):
+                cause = Cause(event, event.key, event.value)
+                refused = len(out.refused)
+                self._fold(out, cause, self._decode_change, event, cause, changes)
+                if len(out.refused) == refused:
+                    for earlier in versions[i + 1:]:
+                        if not self.decoder.known(earlier.value):
+                            cause = Cause(earlier, earlier.key, earlier.value)
+                            self._fold(out, cause, self._decode_change, earlier, cause, [])
+                    left_out += len(versions) - i - 1
+                    break
+        # Versions of a row under other keys (a key schema that changed) are left out after decoding (_coalesced).
         routed = _coalesced(changes)
-        self.metrics.coalesced.inc(len(changes) - len(routed))
+        self.metrics.coalesced.inc(left_out + len(changes) - len(routed))
         for cause, kind, pk, row, commit_ms in routed:
             self._fold(out, cause, self._route, cause.event, kind, pk, row, commit_ms, out)
         for (stage, partition), rows in out.forwards.items():

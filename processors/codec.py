@@ -42,6 +42,11 @@ class ChangeEventDecoder:
         #: name → {record name → fields to read}: what a caller that needs only some fields asks for
         self._projections = projections or {}
 
+    def known(self, data: bytes) -> bool:
+        """Whether ``data`` is framed as a record this decoder has read before: Confluent's magic byte and a schema
+        id already fetched. Says nothing of the bytes after the header."""
+        return len(data) >= _HEADER.size and data[0] == _MAGIC and _HEADER.unpack_from(data)[1] in self._schemas
+
     def decode(self, data: bytes | None, projection: str | None = None) -> dict[str, Any] | None:
         """The record, or None for a tombstone; :class:`UndecodableEvent` for anything else.
 

@@ -1,5 +1,6 @@
 """The router sends a stage only the last version of a row in its batch (processors/app.py ``_route_batch``), except
-for the kinds of which every version derives something; every version is still decoded and checked."""
+for the kinds of which every version derives something. It decodes and checks only that last version (and an earlier
+one when the last cannot be read); of the earlier versions it checks the frame."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from processors.app import PARTITIONS
+from processors.app import PARTITIONS, Processors
 from processors.batch import stage_partition
 from processors.records import KINDS, loads
 from tests.unit.processors.worker_fakes import FakeEvent, RecordingSender, run_batch, worker
@@ -17,9 +18,18 @@ BY_RESOURCE = "psmesh-processors-by_resource-repartition"
 
 
 class JsonDecoder:
-    """The change events of these tests are their envelopes as JSON; anything else is undecodable."""
+    """The change events of these tests are their envelopes as JSON; anything else is undecodable. Their frame is
+    JSON's opening brace; the values it decoded are counted."""
+
+    def __init__(self) -> None:
+        self.decoded: list[bytes] = []
+
+    def known(self, value: bytes) -> bool:
+        return value.startswith(b"{")
 
     def decode(self, value: bytes | None, kind: str) -> dict[str, Any] | None:
+        if value is not None:
+            self.decoded.append(value)
         return None if value is None else json.loads(value)
 
 
@@ -32,7 +42,13 @@ def entry(entry_id: int, status: str, project_code: str = "PRJ-1", hours: str = 
 def change(kind: str, after: dict[str, Any] | None, offset: int, op: str = "u",
            before: dict[str, Any] | None = None) -> FakeEvent:
     envelope = {"op": op, "after": after, "before": before, "source": {"ts_ms": 1_700_000_000_000 + offset}}
-    return FakeEvent(KINDS[kind][0], 0, offset, b"key", json.dumps(envelope).encode())
+    topic, pk_column = KINDS[kind][0], KINDS[kind][1]
+    return FakeEvent(topic, 0, offset, key_of((after or before)[pk_column]), json.dumps(envelope).encode())
+
+
+def key_of(pk: Any) -> bytes:
+    """A change event's key: its primary key (the capture's is Avro in Confluent's frame)."""
+    return f"pk={pk}".encode()
 
 
 def forwarded(sender: RecordingSender, topic: str) -> dict[int, list[list[Any]]]:
@@ -44,11 +60,15 @@ def forwarded(sender: RecordingSender, topic: str) -> dict[int, list[list[Any]]]
     return out
 
 
-def route(tmp_path: Path, events: list[FakeEvent]) -> RecordingSender:
+def routing(tmp_path: Path, events: list[FakeEvent]) -> Processors:
     processors = worker(tmp_path)
     processors._decoder = JsonDecoder()
     run_batch(processors, processors._route_batch, events)
-    return processors.sender
+    return processors
+
+
+def route(tmp_path: Path, events: list[FakeEvent]) -> RecordingSender:
+    return routing(tmp_path, events).sender
 
 
 def test_only_the_last_version_of_a_row_in_a_batch_reaches_its_stages(tmp_path: Path):
@@ -73,7 +93,7 @@ def test_a_row_that_moves_twice_in_a_batch_reaches_only_its_last_owner(tmp_path:
 def test_a_row_inserted_and_deleted_in_a_batch_reaches_no_stage(tmp_path: Path):
     sender = route(tmp_path, [change("entry", entry(1, "submitted"), 0, "c"),
                               change("entry", None, 1, "d", before={"entry_id": 1}),
-                              FakeEvent(KINDS["entry"][0], 0, 2, b"key", None)])  # the tombstone
+                              FakeEvent(KINDS["entry"][0], 0, 2, key_of(1), None)])  # the tombstone
     assert forwarded(sender, BY_PROJECT) == {} and forwarded(sender, BY_RESOURCE) == {}
 
 
@@ -86,11 +106,44 @@ def test_every_version_of_a_billing_milestone_reaches_its_stage(tmp_path: Path):
     assert [r[3]["status"] for r in rows] == ["completed", "invoiced"]
 
 
-def test_an_earlier_version_that_cannot_be_read_is_still_dead_lettered(tmp_path: Path):
-    bad = FakeEvent(KINDS["entry"][0], 0, 0, b"key", json.dumps({"op": "u", "after": None}).encode())
-    sender = route(tmp_path, [bad, change("entry", entry(1, "approved"), 1)])
+def test_only_the_last_version_of_a_row_is_decoded(tmp_path: Path):
+    first, last = change("entry", entry(1, "submitted"), 0, "c"), change("entry", entry(1, "approved"), 1)
+    other = change("entry", entry(2, "submitted"), 2, "c")
+    processors = routing(tmp_path, [first, last, other])
+    assert processors.decoder.decoded == [last.value, other.value]
+
+
+def test_an_earlier_version_whose_frame_is_known_is_not_checked_further(tmp_path: Path):
+    # it changes nothing: the last version replaces it, as it would had it been read
+    unreadable = FakeEvent(KINDS["entry"][0], 0, 0, key_of(1), json.dumps({"op": "u", "after": None}).encode())
+    sender = route(tmp_path, [unreadable, change("entry", entry(1, "approved"), 1)])
+    assert sender.produced().count("dlq.processors") == 0
+    assert [r[2] for r in forwarded(sender, BY_PROJECT)[stage_partition(b"PRJ-1", PARTITIONS)]] == [1]
+
+
+def test_an_earlier_version_in_a_frame_not_read_before_is_decoded_and_dead_lettered(tmp_path: Path):
+    foreign = FakeEvent(KINDS["entry"][0], 0, 0, key_of(1), b"\x01 not a change event")
+    sender = route(tmp_path, [foreign, change("entry", entry(1, "approved"), 1)])
     assert sender.produced().count("dlq.processors") == 1
     assert [r[2] for r in forwarded(sender, BY_PROJECT)[stage_partition(b"PRJ-1", PARTITIONS)]] == [1]
+
+
+def test_when_the_last_version_cannot_be_read_the_one_before_it_is_routed(tmp_path: Path):
+    unreadable = FakeEvent(KINDS["entry"][0], 0, 2, key_of(1), json.dumps({"op": "u", "after": None}).encode())
+    sender = route(tmp_path, [change("entry", entry(1, "submitted"), 0, "c"),
+                              change("entry", entry(1, "approved", hours="7.50"), 1), unreadable])
+    assert sender.produced().count("dlq.processors") == 1
+    rows = forwarded(sender, BY_PROJECT)[stage_partition(b"PRJ-1", PARTITIONS)]
+    assert [(r[2], r[3]["status"], r[3]["hours"]) for r in rows] == [(1, "approved", "7.50")]
+
+
+def test_versions_of_other_rows_under_the_same_key_are_all_routed(tmp_path: Path):
+    # the same key on two topics is two rows
+    sender = route(tmp_path, [change("entry", entry(1, "approved"), 0, "c"),
+                              change("expense", {"expense_id": 1, "project_code": "PRJ-1", "expense_date": "2026-03-02",
+                                                 "amount": "10.00", "billable": True, "status": "approved"}, 1, "c")])
+    rows = forwarded(sender, BY_PROJECT)[stage_partition(b"PRJ-1", PARTITIONS)]
+    assert [(r[1], r[2]) for r in rows] == [("entry", 1), ("expense", 1)]
 
 
 def test_versions_of_a_row_on_both_sides_of_a_period_close_are_both_routed(tmp_path: Path):
@@ -104,9 +157,7 @@ def test_versions_of_a_row_on_both_sides_of_a_period_close_are_both_routed(tmp_p
 
 
 def test_the_versions_left_out_are_counted(tmp_path: Path):
-    processors = worker(tmp_path)
-    processors._decoder = JsonDecoder()
-    run_batch(processors, processors._route_batch, [change("entry", entry(1, "submitted"), 0, "c"),
-                                                    change("entry", entry(1, "approved"), 1),
-                                                    change("entry", entry(2, "approved"), 2, "c")])
+    processors = routing(tmp_path, [change("entry", entry(1, "submitted"), 0, "c"),
+                                    change("entry", entry(1, "approved"), 1),
+                                    change("entry", entry(2, "approved"), 2, "c")])
     assert processors.metrics.registry.get_sample_value("psmesh_processor_coalesced_total") == 1
