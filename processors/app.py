@@ -106,6 +106,9 @@ TABLES = {"routes": PARTITIONS, "project_rows": PARTITIONS, "resource_rows": PAR
 ROUTE_BATCH = 4000
 STAGE_BATCH = 24
 BATCH_SECONDS = 0.5
+#: The agents each stage's input comes from, directly or not.
+UPSTREAM = {"project": frozenset({"route"}), "resource": frozenset({"route"}),
+            "rollup": frozenset({"route", "project", "resource"})}
 #: Events a stream buffers before Faust pauses its partitions (Faust's default is 4,096).
 STREAM_BUFFER = 32768
 #: Attempts at an event that failed for a reason other than its content (broker, metadata), 1 s apart.
@@ -294,6 +297,7 @@ class Processors:
         self._fresh: set[tuple[str, int]] = set()  # (stage, partition) rebuilt and not yet re-published
         self._progress: dict[Any, tuple[int, float]] = {}  # tp → (committed offset, since when)
         self._read: dict[Any, float] = {}  # tp → when an agent last took an event of it
+        self._waiting: set[str] = set()  # the agents waiting for input with none buffered (faust_fixes.Waiting)
         self._watermark_client: Any = None
         self._define()
 
@@ -534,10 +538,16 @@ class Processors:
         except Exception as exc:  # a record its schema refuses: the row that caused it is dead-lettered
             self._dead_letter(stage, cause, exc)
 
+    def _stage_batches(self, stream: Any, stage: str) -> Any:
+        """A stage's batches: the messages sent to it, taken from the agent's stream; a batch not full yet is
+        handed on as soon as every agent upstream waits with nothing to do (no more input is on its way)."""
+        waiting = faust_fixes.Waiting(self._waiting, stage, UPSTREAM[stage])
+        return faust_fixes.take_batches(stream, STAGE_BATCH, BATCH_SECONDS, waiting)
+
     # ---- hop 1: route
     async def _route_agent(self, stream) -> None:
         if faust_fixes.fed(self.app, SOURCE_TOPICS[0]):
-            batches = self.feed.batches(stream, ROUTE_BATCH, BATCH_SECONDS)
+            batches = self.feed.batches(stream, ROUTE_BATCH, BATCH_SECONDS, faust_fixes.Waiting(self._waiting, "route"))
         else:  # a faust-streaming version the feed was not checked with
             batches = faust_fixes.take_batches(stream, ROUTE_BATCH, BATCH_SECONDS)
         await self._batches(batches, "route", self._route_batch)
@@ -651,7 +661,7 @@ class Processors:
         self._fresh |= {(stage, p) for p in partitions}
 
     async def _project_agent(self, stream) -> None:
-        await self._batches(_stage_batches(stream), "project", self._project_batch)
+        await self._batches(self._stage_batches(stream, "project"), "project", self._project_batch)
 
     async def _project_batch(self, events: list) -> int:
         out, rows = Outbox(), 0
@@ -718,7 +728,7 @@ class Processors:
         logger.info("resource stage rebuilt from %d mirrored rows", count)
 
     async def _resource_agent(self, stream) -> None:
-        await self._batches(_stage_batches(stream), "resource", self._resource_batch)
+        await self._batches(self._stage_batches(stream, "resource"), "resource", self._resource_batch)
 
     async def _resource_batch(self, events: list) -> int:
         out, rows = Outbox(), 0
@@ -750,7 +760,7 @@ class Processors:
         logger.info("rollup stage rebuilt from %d contributions", len(self.rollup_stage.contributions))
 
     async def _rollup_agent(self, stream) -> None:
-        await self._batches(_stage_batches(stream), "rollup", self._rollup_batch)
+        await self._batches(self._stage_batches(stream, "rollup"), "rollup", self._rollup_batch)
 
     async def _rollup_batch(self, events: list) -> int:
         out, rows = Outbox(), 0
@@ -963,11 +973,6 @@ class _StoreBatch:
                 del self.store[key]
             else:
                 self.store[key] = value
-
-
-def _stage_batches(stream: Any) -> Any:
-    """A stage's batches: the messages the router sent it, taken from the agent's stream."""
-    return faust_fixes.take_batches(stream, STAGE_BATCH, BATCH_SECONDS)
 
 
 def _within(event: Any) -> None:

@@ -280,15 +280,23 @@ class Feed:
             self._held.clear()
         return taken
 
-    async def batches(self, stream: Any, max_: int, within: float) -> Any:
+    async def batches(self, stream: Any, max_: int, within: float, waiting: Waiting | None = None) -> Any:
         """Lists of up to ``max_`` events (:class:`FedEvent`, in each partition's order) of the agent's ``stream``,
         each taken within ``within`` seconds of its first; a list's records are acknowledged once the caller asks
-        for the next list (never if it stops before: they are read again after the restart)."""
+        for the next list (never if it stops before: they are read again after the restart). With ``waiting``, the
+        agent is in it while it waits for records with none fetched."""
         app = self.app
         _queue_of(stream)  # subscribes the agent's topics, as iterating the stream would; nothing comes through it
         loop = asyncio.get_running_loop()
         while not (app.should_stop or stream.should_stop):
-            await self._ready.wait()
+            if waiting is None or self._count:
+                await self._ready.wait()
+            else:
+                waiting.agents.add(waiting.name)
+                try:
+                    await self._ready.wait()
+                finally:
+                    waiting.agents.discard(waiting.name)
             deadline = loop.time() + within
             while self._count < max_ and loop.time() < deadline:
                 await asyncio.sleep(POLL_SECONDS)
@@ -386,9 +394,22 @@ class RawSchema(faust.Schema):
 POLL_SECONDS = 0.005
 
 
-async def take_batches(stream: Any, max_: int, within: float) -> Any:
+class Waiting:
+    """The agents of a worker waiting for input with none buffered (their names), as one agent sees them: ``name``
+    is its own, ``upstream`` the agents its input comes from. Once every one of those waits, no more input is on
+    its way, and a list not full yet is handed on without waiting out its time (``take_batches``)."""
+
+    def __init__(self, agents: set[str], name: str, upstream: frozenset[str] = frozenset()) -> None:
+        self.agents, self.name, self.upstream = agents, name, upstream
+
+    def upstream_quiet(self) -> bool:
+        return bool(self.upstream) and self.upstream <= self.agents
+
+
+async def take_batches(stream: Any, max_: int, within: float, waiting: Waiting | None = None) -> Any:
     """Lists of up to ``max_`` events of an agent's stream, each taken within ``within`` seconds of its first
-    event; an event is acknowledged once the caller asks for the next list (never if it stops before).
+    event, or as soon as the agents upstream all wait with nothing to do (``waiting``); an event is acknowledged
+    once the caller asks for the next list (never if it stops before).
 
     ``Stream.take_events`` gives the same lists through Faust's per-event iterator: a turn of the event loop
     (``sleep(0)``), a processor coroutine that appends the event, a context variable and four sensor calls per
@@ -409,14 +430,22 @@ async def take_batches(stream: Any, max_: int, within: float) -> Any:
     loop = asyncio.get_running_loop()
     consumer, sensors = app.consumer, app.sensors
     acking_topics, flow = app.topics.acking_topics, app.flow_control
+    quiet = waiting.upstream_quiet if waiting is not None else (lambda: False)
     while not stream.should_stop:
         try:
-            items = [await queue.get()]
+            if waiting is not None and queue.empty():
+                waiting.agents.add(waiting.name)
+                try:
+                    items = [await queue.get()]
+                finally:
+                    waiting.agents.discard(waiting.name)
+            else:
+                items = [await queue.get()]
             deadline = loop.time() + within
             while True:
                 while len(items) < max_ and not queue.empty():
                     items.append(queue.get_nowait())
-                if len(items) >= max_ or loop.time() >= deadline:
+                if len(items) >= max_ or loop.time() >= deadline or quiet():
                     break
                 await asyncio.sleep(POLL_SECONDS)
         except StopAsyncIteration:

@@ -253,3 +253,22 @@ def test_the_installed_faust_consumer_has_what_the_feed_takes_over():
     assert "or tp in self._buffered_partitions" in getmany
     wait_empty = inspect.getsource(Consumer.wait_empty)
     assert "(m.refcount, m) for m in self._unacked_messages" in wait_empty
+
+
+def test_the_agent_fed_is_among_the_waiting_only_while_no_record_is_fetched(tmp_path):
+    app = _app(tmp_path)
+    fed = faust_fixes.Feed(app, {TOPIC}, limit=1000)
+    agents: set[str] = set()
+
+    async def go():
+        batches = fed.batches(_stream(), 10, 0.01, faust_fixes.Waiting(agents, "route"))
+        taking = asyncio.ensure_future(batches.__anext__())
+        await asyncio.sleep(0.05)
+        seen_waiting = set(agents)
+        fed.offer(app.consumer, TP0, app.consumer_generation_id, _records(0, 0, 1))
+        first = await taking
+        seen_handling = set(agents)
+        await batches.aclose()
+        return seen_waiting, len(first), seen_handling
+
+    assert _run(go()) == ({"route"}, 2, set())

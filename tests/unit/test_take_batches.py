@@ -161,3 +161,52 @@ def test_the_stop_faust_throws_into_the_queue_at_shutdown_ends_the_lists_without
     seen, acked = _run(go())
     assert seen == [[0]]
     assert acked == [0]  # the event taken when the stop came is left unacknowledged: read again after a restart
+
+
+def test_a_list_not_full_waits_out_its_time_while_an_agent_upstream_is_busy():
+    async def go():
+        stream, _ = _queued(2)
+        waiting = faust_fixes.Waiting(set(), "stage", frozenset({"router"}))
+        batches = faust_fixes.take_batches(stream, 4, 0.3, waiting)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        first = await batches.__anext__()
+        took = loop.time() - started
+        await batches.aclose()
+        return len(first), took
+
+    size, took = _run(go())
+    assert size == 2 and took >= 0.3
+
+
+def test_a_list_not_full_is_handed_on_at_once_when_every_agent_upstream_waits():
+    async def go():
+        stream, _ = _queued(2)
+        waiting = faust_fixes.Waiting({"router", "other"}, "stage", frozenset({"router"}))
+        batches = faust_fixes.take_batches(stream, 4, 5.0, waiting)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        first = await batches.__anext__()
+        took = loop.time() - started
+        await batches.aclose()
+        return len(first), took
+
+    size, took = _run(go())
+    assert size == 2 and took < 1.0
+
+
+def test_an_agent_is_among_the_waiting_only_while_it_waits_with_nothing_queued():
+    async def go():
+        stream, _ = _stream(), []
+        agents: set[str] = set()
+        batches = faust_fixes.take_batches(stream, 1, 0.05, faust_fixes.Waiting(agents, "stage"))
+        taking = asyncio.ensure_future(batches.__anext__())
+        await asyncio.sleep(0.05)
+        seen_waiting = set(agents)
+        stream.channel.queue.put_nowait(_Event([], 0))
+        first = await taking
+        seen_handling = set(agents)
+        await batches.aclose()
+        return seen_waiting, len(first), seen_handling
+
+    assert _run(go()) == ({"stage"}, 1, set())
