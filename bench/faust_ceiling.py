@@ -2,7 +2,7 @@
 
 Run by ``bench/processors.py --ceiling`` against the backlog it produced; not
 meant to be run alone. It reads the change topics with a new consumer group,
-in lists of ROUTE_BATCH (4,000) as the processors' router does, and
+in lists of ROUTE_BATCH (8,000) as the processors' router does, and
 prints ``CEILING <mode>: <events> in <s> = <events/s>``. Modes:
 
 - ``stock``: faust-streaming 0.15.3 as installed (its per-record ``wait_first`` in the drain loop)

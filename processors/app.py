@@ -102,9 +102,12 @@ TABLES = {"routes": PARTITIONS, "project_rows": PARTITIONS, "resource_rows": PAR
 #: measured, two seconds' work), so offsets are committed often and the stall watchdog sees every partition move.
 #: Larger batches coalesce more (a view row changed by many rows of a batch is published once): with 4,000 events
 #: per router batch the benchmark's worker used 295–315 µs of CPU per change event, with 1,000 324–374 µs (3 runs
-#: each, docs/processors.md); under a light load a batch is whatever arrived within BATCH_SECONDS.
-ROUTE_BATCH = 4000
-STAGE_BATCH = 24
+#: each, docs/processors.md); under a light load a batch is whatever arrived within BATCH_SECONDS. 8,000 events and
+#: 12 messages (the same rows per stage batch, half the router's waits for the broker per change event) read 8,108
+#: events/s on average against 7,513 with 4,000 and 24, in 12 alternating runs each (docs/processors-performance.md,
+#: "Tenth round").
+ROUTE_BATCH = 8000
+STAGE_BATCH = 12
 BATCH_SECONDS = 0.5
 #: The agents each stage's input comes from, directly or not.
 UPSTREAM = {"project": frozenset({"route"}), "resource": frozenset({"route"}),
