@@ -163,11 +163,14 @@ def test_the_stop_faust_throws_into_the_queue_at_shutdown_ends_the_lists_without
     assert acked == [0]  # the event taken when the stop came is left unacknowledged: read again after a restart
 
 
-def test_a_list_not_full_waits_out_its_time_while_an_agent_upstream_is_busy():
+def _first_list_of_two(waiting_agents: set[str], within: float) -> tuple[int, float]:
+    """A stage with two events queued and a list of four to fill, its upstream the router: the size of the first
+    list it hands on, and how long that took."""
+
     async def go():
         stream, _ = _queued(2)
-        waiting = faust_fixes.Waiting(set(), "stage", frozenset({"router"}))
-        batches = faust_fixes.take_batches(stream, 4, 0.3, waiting)
+        waiting = faust_fixes.Waiting(waiting_agents, "stage", frozenset({"router"}))
+        batches = faust_fixes.take_batches(stream, 4, within, waiting)
         loop = asyncio.get_running_loop()
         started = loop.time()
         first = await batches.__anext__()
@@ -175,23 +178,16 @@ def test_a_list_not_full_waits_out_its_time_while_an_agent_upstream_is_busy():
         await batches.aclose()
         return len(first), took
 
-    size, took = _run(go())
+    return _run(go())
+
+
+def test_a_list_not_full_waits_out_its_time_while_an_agent_upstream_is_busy():
+    size, took = _first_list_of_two(set(), 0.3)
     assert size == 2 and took >= 0.3
 
 
 def test_a_list_not_full_is_handed_on_at_once_when_every_agent_upstream_waits():
-    async def go():
-        stream, _ = _queued(2)
-        waiting = faust_fixes.Waiting({"router", "other"}, "stage", frozenset({"router"}))
-        batches = faust_fixes.take_batches(stream, 4, 5.0, waiting)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        first = await batches.__anext__()
-        took = loop.time() - started
-        await batches.aclose()
-        return len(first), took
-
-    size, took = _run(go())
+    size, took = _first_list_of_two({"router", "other"}, 5.0)
     assert size == 2 and took < 1.0
 
 
