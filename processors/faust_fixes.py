@@ -49,7 +49,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import faust
 from faust.transport import consumer as _consumer
@@ -292,11 +293,8 @@ class Feed:
             if waiting is None or self._count:
                 await self._ready.wait()
             else:
-                waiting.agents.add(waiting.name)
-                try:
+                with waiting.idle():
                     await self._ready.wait()
-                finally:
-                    waiting.agents.discard(waiting.name)
             deadline = loop.time() + within
             while self._count < max_ and loop.time() < deadline:
                 await asyncio.sleep(POLL_SECONDS)
@@ -402,6 +400,15 @@ class Waiting:
     def __init__(self, agents: set[str], name: str, upstream: frozenset[str] = frozenset()) -> None:
         self.agents, self.name, self.upstream = agents, name, upstream
 
+    @contextmanager
+    def idle(self) -> Iterator[None]:
+        """The agent among the waiting for as long as the block runs."""
+        self.agents.add(self.name)
+        try:
+            yield
+        finally:
+            self.agents.discard(self.name)
+
     def upstream_quiet(self) -> bool:
         return bool(self.upstream) and self.upstream <= self.agents
 
@@ -434,11 +441,8 @@ async def take_batches(stream: Any, max_: int, within: float, waiting: Waiting |
     while not stream.should_stop:
         try:
             if waiting is not None and queue.empty():
-                waiting.agents.add(waiting.name)
-                try:
+                with waiting.idle():
                     items = [await queue.get()]
-                finally:
-                    waiting.agents.discard(waiting.name)
             else:
                 items = [await queue.get()]
             deadline = loop.time() + within
