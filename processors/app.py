@@ -558,22 +558,7 @@ class Processors:
     async def _route_batch(self, events: list) -> int:
         out = Outbox()
         changes: list[tuple[Cause, str, Any, dict[str, Any] | None, str | None]] = []
-        left_out = 0
-        for versions in _row_versions(events):
-            # The last version of a row in the batch is decoded and checked (what cannot be read is dead-lettered,
-            # and then the version before it stands); the earlier ones could change nothing, and only their frame
-            # is checked: one this worker has not read before is decoded too.
-            for i, event in enumerate(versions):
-                cause = Cause(event, event.key, event.value)
-                refused = len(out.refused)
-                self._fold(out, cause, self._decode_change, event, cause, changes)
-                if len(out.refused) == refused:
-                    for earlier in versions[i + 1:]:
-                        if not self.decoder.known(earlier.value):
-                            cause = Cause(earlier, earlier.key, earlier.value)
-                            self._fold(out, cause, self._decode_change, earlier, cause, [])
-                    left_out += len(versions) - i - 1
-                    break
+        left_out = sum(self._decode_versions(out, versions, changes) for versions in _row_versions(events))
         # Versions of a row under other keys (a key schema that changed) are left out after decoding (_coalesced).
         routed = _coalesced(changes)
         self.metrics.coalesced.inc(left_out + len(changes) - len(routed))
@@ -585,6 +570,26 @@ class Processors:
         # removal from a row's old owner) failed, the retry must still find the old destination in the table.
         await self._flush("route", out)
         return len(events)
+
+    def _decode_versions(self, out: Outbox, versions: list[Any], changes: list) -> int:
+        """The last version of a row in the batch (``versions``, latest first), decoded and checked onto
+        ``changes``; what cannot be read is dead-lettered, and then the version before it stands. The earlier ones
+        could change nothing, and only their frame is checked: one this worker has not read before is decoded too.
+        Returns the versions left out."""
+        for i, event in enumerate(versions):
+            if self._decoded(out, event, changes):
+                for earlier in versions[i + 1:]:
+                    if not self.decoder.known(earlier.value):
+                        self._decoded(out, earlier, [])
+                return len(versions) - i - 1
+        return 0
+
+    def _decoded(self, out: Outbox, event: Any, changes: list) -> bool:
+        """Decode ``event`` onto ``changes``; False if it was refused (dead-lettered with the batch)."""
+        cause = Cause(event, event.key, event.value)
+        refused = len(out.refused)
+        self._fold(out, cause, self._decode_change, event, cause, changes)
+        return len(out.refused) == refused
 
     def _decode_change(self, event: Any, cause: Cause, changes: list) -> None:
         """A change event's row (the columns the stages use; None for a delete), checked, onto ``changes``."""
