@@ -289,6 +289,7 @@ class Processors:
         self.metrics = Metrics.create()
         self.sender = Sender(settings.kafka_client_config())
         self._published_counters: dict[str, Any] = {}
+        self._published_tally: dict[str, int] = {}  # topic → records published since the last _count_published
         self._registry_url = settings.schema_registry_url
         self._decoder: ChangeEventDecoder | None = None
         self._encoders: dict[str, TopicEncoder] = {}
@@ -370,10 +371,18 @@ class Processors:
                  headers: dict[str, bytes] | None = None) -> None:
         enc = self.encoder(topic)
         self._send(topic, enc.key(key), None if value is None else enc.value(value), headers=headers)
-        counter = self._published_counters.get(topic)
-        if counter is None:
-            counter = self._published_counters[topic] = self.metrics.published.labels(topic)
-        counter.inc()
+        tally = self._published_tally
+        tally[topic] = tally.get(topic, 0) + 1
+
+    def _count_published(self) -> None:
+        """Add the records a batch published to the Prometheus counters: once per topic, not once per record
+        (a counter's increment takes a lock; per record it was 2-3 % of the resource stage's time)."""
+        for topic, count in self._published_tally.items():
+            counter = self._published_counters.get(topic)
+            if counter is None:
+                counter = self._published_counters[topic] = self.metrics.published.labels(topic)
+            counter.inc(count)
+        self._published_tally.clear()
 
     def _send(self, topic: str, key: bytes | None, value: bytes | None, *, partition: int | None = None,
               headers: dict[str, bytes] | None = None, table: Any = None) -> None:
@@ -441,6 +450,7 @@ class Processors:
                 await self._rebuild_after_failure(stage)
             finally:
                 _TICKET.reset(token)
+                self._count_published()
         return 0
 
     async def _rebuild_after_failure(self, stage: str) -> None:

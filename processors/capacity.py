@@ -68,11 +68,15 @@ class ResourceState:
     sent_profile: Any = None
     #: activity_range() as last computed; dropped by any change that can move it
     _range: Any = field(default=False, repr=False, compare=False)
+    #: week → what its row takes from the resource, its assignments and its time off (_plan), as last computed;
+    #: emptied by any change of those. A time entry changes none of it, and most rows are published for one.
+    _plans: dict[date, tuple[Decimal, dict[str, Decimal]]] = field(default_factory=dict, repr=False, compare=False)
 
     def apply(self, kind: str, key: int, row: Any) -> set[date]:
         """Fold one row; returns the weeks whose figures it may change (empty set = all weeks)."""
         if kind != "entry":
             self._range = False
+            self._plans.clear()
         if kind == "resource":
             self.resource = row
             return set()
@@ -129,6 +133,21 @@ class ResourceState:
 
     def week_row(self, week: date) -> dict[str, Any]:
         """The stored ``resource_week`` row of one week."""
+        plan = self._plans.get(week)
+        if plan is None:
+            plan = self._plans[week] = self._plan(week)
+        capacity, planned = plan
+        billable = self.billable.get(week, ZERO)
+        return {
+            "resource_id": self.resource_id, "week_start": week, **planned,
+            "billable_hours": store(billable, HOURS_SCALE), "total_hours": store(self.total.get(week, ZERO), HOURS_SCALE),
+            # formulas.utilization as a 60-digit quotient rather than a Fraction, a third of this row's time:
+            # stored to 4 places it is the same (processors/formulas/rounding.py; the tests compare the two)
+            "utilization": store(quotient(billable, capacity), RATIO_SCALE),
+        }
+
+    def _plan(self, week: date) -> tuple[Decimal, dict[str, Decimal]]:
+        """A week's capacity, and its row's columns that the resource, its assignments and its time off make."""
         if self.resource is not None:
             capacity = capacity_hours(self.resource, week, self.time_off.values())
         else:
@@ -136,15 +155,9 @@ class ResourceState:
         assignments = self.assignments.values()
         assigned = assigned_hours(self.resource_id, week, assignments)
         tentative = tentative_hours(self.resource_id, week, assignments)
-        billable = self.billable.get(week, ZERO)
-        return {
-            "resource_id": self.resource_id, "week_start": week,
+        return capacity, {
             "capacity_hours": store(capacity, HOURS_SCALE), "assigned_hours": store(assigned, HOURS_SCALE),
             "tentative_hours": store(tentative, HOURS_SCALE), "available_hours": store(capacity - assigned, HOURS_SCALE),
-            "billable_hours": store(billable, HOURS_SCALE), "total_hours": store(self.total.get(week, ZERO), HOURS_SCALE),
-            # formulas.utilization as a 60-digit quotient rather than a Fraction, a third of this row's time:
-            # stored to 4 places it is the same (processors/formulas/rounding.py; the tests compare the two)
-            "utilization": store(quotient(billable, capacity), RATIO_SCALE),
         }
 
     def profile(self) -> dict[str, Any] | None:

@@ -69,6 +69,8 @@ class RollupStage:
         self._cumulated: dict[str, tuple[list[date], list[Decimal]]] = {}
         self.firsts: Counter = Counter()
         self.lasts: Counter = Counter()
+        #: line contribution key → _line_demands of the contribution it holds now
+        self._demands_of: dict[str, list[tuple[date, Fraction]]] = {}
 
     # ---- folding
     def load(self, key: str, value: Any) -> None:
@@ -85,7 +87,7 @@ class RollupStage:
             if kind == "opp":
                 self._opp(contribution, step)
             elif kind == "line":
-                self._line(contribution, step)
+                self._line(key, contribution, step)
             elif kind == "res":
                 self._res(int(ident), contribution, step)
         return previous
@@ -103,8 +105,12 @@ class RollupStage:
             agg[0] += step
             agg[1] += step * Decimal(value)
 
-    def _line(self, c: dict[str, Any], step: int) -> None:
-        demands = _line_demands(c)
+    def _line(self, key: str, c: dict[str, Any], step: int) -> None:
+        # A contribution taken out is the one put in before: its demands as they were computed then.
+        if step > 0:
+            demands = self._demands_of[key] = _line_demands(c)
+        else:
+            demands = self._demands_of.pop(key, None) or _line_demands(c)
         if not demands:
             return
         self.firsts[demands[0][0]] += step
