@@ -32,6 +32,7 @@ import gc
 import logging
 import time
 import weakref
+from collections import deque
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -69,6 +70,9 @@ from psmesh.latency import commit_ms_of
 logger = logging.getLogger(__name__)
 #: the delivery ticket of the batch the current agent task is handling (processors/sender.py)
 _TICKET: ContextVar[Ticket] = ContextVar("psmesh_processors_ticket")
+#: the (stage, Outbox) of the batch being handled whose mirror writes wait for its outputs to be on the broker
+#: (Processors._settle_batch); unset, Processors._flush waits for them and writes at once
+_UNRECORDED: ContextVar[list] = ContextVar("psmesh_processors_unrecorded")
 
 APP_ID = "psmesh-processors"
 PARTITIONS = 6  # as the change topics (topology.yaml defaults), so route is co-partitioned with them
@@ -116,6 +120,11 @@ UPSTREAM = {"project": frozenset({"route"}), "resource": frozenset({"route"}),
 STREAM_BUFFER = 32768
 #: Attempts at an event that failed for a reason other than its content (broker, metadata), 1 s apart.
 TRANSIENT_ATTEMPTS = 30
+#: Batches an agent may have on their way to the broker while it handles the next one. A batch is settled (its
+#: outputs acknowledged by the broker, then its mirror rows written, then those acknowledged, then its events)
+#: in order, behind the ones before it, while the agent goes on: waiting for each batch before the next left the
+#: worker idle while the broker acknowledged (docs/processors-performance.md, "Eleventh round").
+SETTLING = 1
 #: The worker's cycle collector thresholds (CPython's default is 700, 10, 10). A worker allocates dicts, lists and
 #: tuples by the million and keeps its stages' state, which grows with the firm: with the default, a young
 #: collection ran every 700 allocations and a full one, over the whole state, every hundred of those; a bench
@@ -290,6 +299,13 @@ class Processors:
         self.sender = Sender(settings.kafka_client_config())
         self._published_counters: dict[str, Any] = {}
         self._published_tally: dict[str, int] = {}  # topic → records published since the last _count_published
+        #: routes rows of batches handled but not yet settled: key → (the batch's Outbox, row); the router reads
+        #: them before the table, whose store has them only once their batch is settled
+        self._unsettled_routes: dict[bytes, tuple[Outbox, Any]] = {}
+        #: stage → how many times its batches on their way to the broker have been handled again after a failure
+        self._epochs: dict[str, int] = dict.fromkeys(("route", "project", "resource", "rollup"), 0)
+        #: stages whose failed batches are being handled again: no new batch until they are
+        self._recovering: set[str] = set()
         self._registry_url = settings.schema_registry_url
         self._decoder: ChangeEventDecoder | None = None
         self._encoders: dict[str, TopicEncoder] = {}
@@ -409,34 +425,96 @@ class Processors:
 
     # ---- batches
     async def _batches(self, batches, stage: str, handle) -> None:
-        """Hand each batch of events to ``handle``; acknowledged once it returns (and never if it raises: the
-        worker then stops, and the batch is read again after the restart)."""
-        async for events in batches:
-            started = time.perf_counter()
-            now = time.monotonic()
-            for event in events:
-                self._read[event.message.tp] = now
-            rows = await self._guarded(stage, events, handle)
-            self.metrics.events.labels(stage).inc(rows)
-            if rows:
-                self.metrics.latency.labels(stage).observe((time.perf_counter() - started) / rows)
+        """Hand each batch of events (a ``faust_fixes.Taken``) to ``handle``, and settle it (``_settle_batch``) while
+        the next ones are handled, up to SETTLING behind; its events are acknowledged once it is settled (never if
+        it fails for good: the worker then stops, and the batch is read again after the restart).
+
+        ``handle`` publishes a batch's outputs without waiting for anything (``_flush`` leaves the mirror writes to
+        ``_settle_batch``), so a settling batch never runs in the middle of the next one's handling, and batches are
+        settled, or handled again after a failure, in the order they were handled.
+        """
+        settling: deque[asyncio.Task] = deque()
+        # on a faust-streaming version not checked, Faust acknowledges a list when the next is taken: settled first
+        pipelined = faust.__version__.startswith(faust_fixes.SUPPORTED)
+        try:
+            async for taken in batches:
+                started = time.perf_counter()
+                now = time.monotonic()
+                for event in taken:
+                    self._read[event.message.tp] = now
+                while settling and (settling[0].done() or len(settling) > SETTLING or stage in self._recovering):
+                    await settling.popleft()
+                if not settling:
+                    self._recovering.discard(stage)  # every batch handled before the failure has been again
+                epoch, ticket, unrecorded = self._epochs[stage], self.sender.ticket(), []
+                failed: BaseException | None = None
+                tokens = _TICKET.set(ticket), _UNRECORDED.set(unrecorded)
+                try:
+                    rows = await handle(taken)
+                except (KafkaError, FaustError) as exc:  # the client refused a record: handled again, in order
+                    rows, failed = 0, exc
+                finally:
+                    _TICKET.reset(tokens[0])
+                    _UNRECORDED.reset(tokens[1])
+                    self._count_published()
+                previous = settling[-1] if settling else None
+                settling.append(asyncio.create_task(self._settled_in_order(
+                    stage, handle, taken, rows, started, epoch, ticket, unrecorded, previous, failed)))
+                if not pipelined:
+                    await settling.popleft()
+            while settling:
+                await settling.popleft()
+        finally:
+            for task in settling:  # the worker stops: what was not settled is read again after the restart
+                task.cancel()
+
+    async def _settled_in_order(self, stage: str, handle, taken: Any, rows: int, started: float, epoch: int,
+                                ticket: Ticket, unrecorded: list, previous: asyncio.Task | None,
+                                failed: BaseException | None) -> None:
+        """Settle a handled batch behind the one before it; if it or one before it failed, handle it again.
+
+        An error of the infrastructure (Kafka, metadata, Faust's own checks) says nothing about the events. The
+        first batch it hits starts the stage over: its state is rebuilt from the mirror (which holds only what
+        was settled), and it and every batch handled after it are handled again, in order, one at a time
+        (``_guarded``); the agent takes no new batch until they are.
+        """
+        if previous is not None:
+            await previous
+        if failed is None and epoch == self._epochs[stage]:
+            try:
+                await self._settle_batch(ticket, unrecorded)
+            except (KafkaError, FaustError) as exc:
+                failed = exc
+        if failed is not None or epoch != self._epochs[stage]:
+            if epoch == self._epochs[stage]:  # the first batch to fail
+                self._epochs[stage] += 1
+                self._recovering.add(stage)
+                first = taken[0].message
+                logger.warning("%s: %s; handling the batch from %s[%d]@%d, and those after it, again in 1s", stage,
+                               failed, first.topic, first.partition, first.offset)
+                await asyncio.sleep(1.0)
+                await self._rebuild_after_failure(stage)
+            rows = await self._guarded(stage, taken, handle)
+        taken.ack()
+        self.metrics.events.labels(stage).inc(rows)
+        if rows:
+            self.metrics.latency.labels(stage).observe((time.perf_counter() - started) / rows)
 
     async def _guarded(self, stage: str, events: list, handle) -> int:
-        """Handle one batch; returns the rows it held. Bad input is dead-lettered inside ``handle``.
+        """Handle one batch and settle it before anything else; returns the rows it held. Bad input is
+        dead-lettered inside ``handle``.
 
-        An error of the infrastructure (Kafka, metadata, Faust's own checks)
-        says nothing about the events: the batch is retried, 1 s apart, after
-        marking its partitions to be re-published (folding a row again changes
-        nothing, so what the failed attempt left unpublished must be sent from
-        the state); if it persists the worker crashes, so that it is restarted
-        and replays from its last commit instead of dropping events.
+        An error of the infrastructure is retried, 1 s apart, after rebuilding the stage from its mirror (folding
+        a row again changes nothing, so what the failed attempt left unpublished must be sent from the state);
+        if it persists the worker crashes, so that it is restarted and replays from its last commit instead of
+        dropping events.
         """
         for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
-            ticket = self.sender.ticket()
-            token = _TICKET.set(ticket)
+            ticket, unrecorded = self.sender.ticket(), []
+            tokens = _TICKET.set(ticket), _UNRECORDED.set(unrecorded)
             try:
                 rows = await handle(events)
-                self._persisted(await self.sender.wait(ticket))
+                await self._settle_batch(ticket, unrecorded)
                 return rows
             except (KafkaError, FaustError) as exc:
                 first = events[0].message
@@ -449,9 +527,17 @@ class Processors:
                 await asyncio.sleep(1.0)
                 await self._rebuild_after_failure(stage)
             finally:
-                _TICKET.reset(token)
+                _TICKET.reset(tokens[0])
+                _UNRECORDED.reset(tokens[1])
                 self._count_published()
         return 0
+
+    async def _settle_batch(self, ticket: Ticket, unrecorded: list) -> None:
+        """Once a batch's outputs are on the broker, write its mirror rows (``unrecorded``), and wait for those."""
+        await self.sender.wait(ticket)
+        for stage, out in unrecorded:
+            self._record(out, ticket)
+        self._persisted(await self.sender.wait(ticket))
 
     async def _rebuild_after_failure(self, stage: str) -> None:
         """Before a failed batch is retried: the stage's state from its mirror again, as after a restart.
@@ -459,7 +545,10 @@ class Processors:
         The failed attempt folded its rows into the in-memory state, and perhaps not all its outputs reached the
         broker; the mirror holds only what was recorded after its outputs were (see _flush). Rebuilt from it, the
         retry derives the batch's changes again, and the first event of each partition re-publishes its views.
+        The router keeps nothing in memory but the routes of batches not settled, which are handled again.
         """
+        if stage == "route":
+            self._unsettled_routes.clear()
         rebuild = {"project": self._rebuild_projects, "resource": self._rebuild_resources,
                    "rollup": self._rebuild_rollup}.get(stage)
         if rebuild is not None:
@@ -518,13 +607,20 @@ class Processors:
                             [[key, value, cause.commit_ms] for key, (value, cause) in out.rollup.items()])
         if not out.writes:
             return
+        unrecorded = _UNRECORDED.get(None)
+        if unrecorded is not None:  # the agent writes them when it settles the batch (_settle_batch)
+            unrecorded.append((stage, out))
+            return
         await self.sender.wait(_TICKET.get())
-        # The store and the changelog, as Faust's table assignment writes them, but the record goes out through
-        # the batch's producer (processors/sender.py) rather than one aiokafka send each, and RocksDB takes the
-        # batch's rows of each partition in one write.
+        self._record(out, _TICKET.get())
+
+    def _record(self, out: Outbox, ticket: Ticket) -> None:
+        """A batch's table rows, once its outputs are on the broker: the store and the changelog, as Faust's
+        table assignment writes them, but the record goes out through the batch's producer (processors/sender.py)
+        rather than one aiokafka send each, and RocksDB takes the batch's rows of each partition in one write."""
         batches: dict[tuple[str, int], Any] = {}
         changelogs = {name: table.changelog_topic.get_topic_name() for name, table in self.tables.items()}
-        produce, ticket = self.sender.produce, _TICKET.get()
+        produce, unsettled = self.sender.produce, self._unsettled_routes
         for (name, key), (event, row) in out.writes.items():
             partition = event.message.partition
             batch = batches.get((name, partition))
@@ -540,6 +636,9 @@ class Processors:
             produce(ticket, changelogs[name], key, value, partition=partition, table=self.tables[name])
         for batch in batches.values():
             batch.write()
+        for name, key in out.writes:
+            if name == "routes" and unsettled.get(key, (None,))[0] is out:
+                del unsettled[key]  # in the store now, unless a later batch has routed the row again since
 
     def _emit(self, stage: str, cause: Cause, topic: str, key: dict[str, Any], value: Any) -> None:
         try:
@@ -576,8 +675,12 @@ class Processors:
             self._fold(out, cause, self._route, cause.event, kind, pk, row, commit_ms, out)
         for (stage, partition), rows in out.forwards.items():
             self._send_rows(self.by_project if stage == "p" else self.by_resource, stage.encode(), partition, rows)
-        # The routes table moves on only once the rows are on the broker (_flush waits for them): if a forward (a
+        # The routes table moves on only once the rows are on the broker (_flush, _settle_batch): if a forward (a
         # removal from a row's old owner) failed, the retry must still find the old destination in the table.
+        # Until then the next batches find the new one among the unsettled routes.
+        for name, key in out.writes:
+            if name == "routes":
+                self._unsettled_routes[key] = (out, out.writes[(name, key)][1])
         await self._flush("route", out)
         return len(events)
 
@@ -627,7 +730,7 @@ class Processors:
                 out.forwards.setdefault(("p", partition), []).append(["~", kind, pk, row, commit_ms])
             return
         route_key = f"{kind}|{pk}".encode()
-        pending = out.writes.get(("routes", route_key))
+        pending = out.writes.get(("routes", route_key)) or self._unsettled_routes.get(route_key)
         if pending is not None:
             old = pending[1] or []
         else:

@@ -140,7 +140,8 @@ class ResourceState:
         billable = self.billable.get(week, ZERO)
         return {
             "resource_id": self.resource_id, "week_start": week, **planned,
-            "billable_hours": store(billable, HOURS_SCALE), "total_hours": store(self.total.get(week, ZERO), HOURS_SCALE),
+            "billable_hours": store(billable, HOURS_SCALE),
+            "total_hours": store(self.total.get(week, ZERO), HOURS_SCALE),
             # formulas.utilization as a 60-digit quotient rather than a Fraction, a third of this row's time:
             # stored to 4 places it is the same (processors/formulas/rounding.py; the tests compare the two)
             "utilization": store(quotient(billable, capacity), RATIO_SCALE),
@@ -157,7 +158,8 @@ class ResourceState:
         tentative = tentative_hours(self.resource_id, week, assignments)
         return capacity, {
             "capacity_hours": store(capacity, HOURS_SCALE), "assigned_hours": store(assigned, HOURS_SCALE),
-            "tentative_hours": store(tentative, HOURS_SCALE), "available_hours": store(capacity - assigned, HOURS_SCALE),
+            "tentative_hours": store(tentative, HOURS_SCALE),
+            "available_hours": store(capacity - assigned, HOURS_SCALE),
         }
 
     def profile(self) -> dict[str, Any] | None:

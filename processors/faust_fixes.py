@@ -50,6 +50,7 @@ import asyncio
 import logging
 from collections import deque
 from contextlib import contextmanager
+from functools import partial
 from typing import Any, Iterator
 
 import faust
@@ -195,6 +196,21 @@ async def _hand_over(consumer: Any, feed: "Feed", tp: Any, batch: list, generati
     consumer._read_offset[tp] = batch[-1].offset
 
 
+class Taken(list):
+    """A list of events an agent took (:func:`take_batches`, :meth:`Feed.batches`), and how to acknowledge them:
+    :meth:`ack`, once, when everything they caused is on the broker. Until then they hold up a rebalance and a
+    shutdown, as Faust's own unacknowledged messages do."""
+
+    def __init__(self, events: list, ack: Any) -> None:
+        super().__init__(events)
+        self._ack = ack
+
+    def ack(self) -> None:
+        ack, self._ack = self._ack, None
+        if ack is not None:
+            ack()
+
+
 class FedEvent:
     """A record a :class:`Feed` hands over: what the worker reads of a Faust event and of its message (the event is
     its own ``message``: ``topic``, ``partition``, ``offset``, ``tp``), made for a fraction of their cost."""
@@ -282,10 +298,11 @@ class Feed:
         return taken
 
     async def batches(self, stream: Any, max_: int, within: float, waiting: Waiting | None = None) -> Any:
-        """Lists of up to ``max_`` events (:class:`FedEvent`, in each partition's order) of the agent's ``stream``,
-        each taken within ``within`` seconds of its first; a list's records are acknowledged once the caller asks
-        for the next list (never if it stops before: they are read again after the restart). With ``waiting``, the
-        agent is in it while it waits for records with none fetched."""
+        """Lists (:class:`Taken`) of up to ``max_`` events (:class:`FedEvent`, in each partition's order) of the
+        agent's ``stream``, each taken within ``within`` seconds of its first; a list's records are acknowledged
+        when the caller says so (``Taken.ack``), which may be after it has taken the next lists (never if it does
+        not: they are read again after the restart). With ``waiting``, the agent is in it while it waits for
+        records with none fetched."""
         app = self.app
         _queue_of(stream)  # subscribes the agent's topics, as iterating the stream would; nothing comes through it
         loop = asyncio.get_running_loop()
@@ -307,13 +324,17 @@ class Feed:
             consumer = app.consumer
             pending = _Pending()
             consumer._unacked_messages.add(pending)
-            yield [FedEvent(record, tp) for tp, records in kept for record in records]
-            if app.consumer_generation_id == generation:
-                _ack_ranges(consumer, kept)
-            # else a rebalance came while the list was handled: its partitions are read again from their committed
-            # offsets, by whoever owns them now (handling a record twice is harmless, skipping one is not)
-            pending.acked = True
-            consumer._unacked_messages.discard(pending)
+            yield Taken([FedEvent(record, tp) for tp, records in kept for record in records],
+                        partial(self._ack, kept, generation, pending))
+
+    def _ack(self, kept: list[tuple[Any, list]], generation: int, pending: _Pending) -> None:
+        consumer = self.app.consumer
+        if self.app.consumer_generation_id == generation:
+            _ack_ranges(consumer, kept)
+        # else a rebalance came while the list was handled: its partitions are read again from their committed
+        # offsets, by whoever owns them now (handling a record twice is harmless, skipping one is not)
+        pending.acked = True
+        consumer._unacked_messages.discard(pending)
 
 
 def _ack_ranges(consumer: Any, kept: list[tuple[Any, list]]) -> None:
@@ -414,9 +435,10 @@ class Waiting:
 
 
 async def take_batches(stream: Any, max_: int, within: float, waiting: Waiting | None = None) -> Any:
-    """Lists of up to ``max_`` events of an agent's stream, each taken within ``within`` seconds of its first
-    event, or as soon as the agents upstream all wait with nothing to do (``waiting``); an event is acknowledged
-    once the caller asks for the next list (never if it stops before).
+    """Lists (:class:`Taken`) of up to ``max_`` events of an agent's stream, each taken within ``within`` seconds
+    of its first event, or as soon as the agents upstream all wait with nothing to do (``waiting``); a list's
+    events are acknowledged when the caller says so (``Taken.ack``), which may be after it has taken the next
+    lists, and never if it does not.
 
     ``Stream.take_events`` gives the same lists through Faust's per-event iterator: a turn of the event loop
     (``sleep(0)``), a processor coroutine that appends the event, a context variable and four sensor calls per
@@ -429,8 +451,10 @@ async def take_batches(stream: Any, max_: int, within: float, waiting: Waiting |
     sensors. On a faust-streaming version not checked: ``take_events`` itself.
     """
     if not faust.__version__.startswith(SUPPORTED):
+        # Faust acknowledges these itself, when the next list is asked for: the caller must settle a list before
+        # it takes the next (the worker does on such a version, see processors/app.py SETTLING)
         async for events in stream.take_events(max_, within=within):
-            yield events
+            yield Taken(events, _nothing)
         return
     app = stream.app
     queue = _queue_of(stream)
@@ -469,15 +493,22 @@ async def take_batches(stream: Any, max_: int, within: float, waiting: Waiting |
                 sensors.on_message_in(message.tp, message.offset, message)
             events.append(event)
         if events:
-            yield events
-            for event in events:
-                _ack(event, sensors)
+            yield Taken(events, partial(_ack_events, events, sensors))
 
 
 def _queue_of(stream: Any) -> Any:
     """The queue Faust delivers an agent's events to, subscribing the agent's topic as ``take_events`` does."""
     stream.channel.__aiter__()
     return stream.channel.queue
+
+
+def _ack_events(events: list, sensors: Any) -> None:
+    for event in events:
+        _ack(event, sensors)
+
+
+def _nothing() -> None:
+    pass
 
 
 def _ack(event: Any, sensors: Any) -> None:

@@ -69,10 +69,12 @@ def test_lists_are_handed_over_in_order_up_to_max_and_acknowledged_as_faust_ackn
         fed.offer(consumer, TP0, generation, _records(0, 5, 6))
         batches = fed.batches(_stream(), 6, 0.01)
         first = await batches.__anext__()
-        assert consumer._acked[TP0] == []  # not before the next list is asked for
         second = await batches.__anext__()
+        assert consumer._acked[TP0] == []  # taking the next list acknowledges nothing: the caller says when
+        first.ack()
+        first.ack()  # once only
         after_first = _state(consumer, TP0)
-        await batches.aclose()  # the caller stopped on the second list: it stays unacknowledged
+        await batches.aclose()  # the caller stopped before settling the second list: it stays unacknowledged
         return first, second, after_first
 
     first, second, after_first = _run(go())
@@ -99,7 +101,7 @@ def test_an_offset_missing_inside_a_list_is_acknowledged_so_the_commit_moves_pas
     async def go():
         fed.offer(app.consumer, TP0, app.consumer_generation_id, _records(0, 0, 1, 4, 5))  # 2, 3: compacted away
         batches = fed.batches(_stream(), 10, 0.01)
-        await batches.__anext__()
+        (await batches.__anext__()).ack()
         fed.offer(app.consumer, TP0, app.consumer_generation_id, _records(0, 6))
         await batches.__anext__()
         await batches.aclose()

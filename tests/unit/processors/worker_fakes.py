@@ -67,6 +67,7 @@ class RecordingEncoders:
 class FakeMessage:
     def __init__(self, topic: str, partition: int = 0, offset: int = 0) -> None:
         self.topic, self.partition, self.offset = topic, partition, offset
+        self.tp = (topic, partition)
 
 
 class FakeEvent:
