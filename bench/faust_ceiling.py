@@ -78,6 +78,8 @@ def main() -> None:
                 for event in events:
                     decoder.decode(event.value)
             seen["n"] += len(events)
+            if isinstance(events, faust_fixes.Taken):
+                events.ack()  # as the worker acknowledges a list once it is settled
             if seen["n"] >= total:
                 elapsed = time.perf_counter() - seen["first"]
                 print(f"CEILING {mode}: {seen['n']:,} change events in {elapsed:.1f}s = "
