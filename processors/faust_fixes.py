@@ -452,7 +452,7 @@ async def take_batches(stream: Any, max_: int, within: float, waiting: Waiting |
     """
     if not faust.__version__.startswith(SUPPORTED):
         # Faust acknowledges these itself, when the next list is asked for: the caller must settle a list before
-        # it takes the next (the worker does on such a version, see processors/app.py SETTLING)
+        # it takes the next (the worker does on such a version: processors/app.py, Processors._batches)
         async for events in stream.take_events(max_, within=within):
             yield Taken(events, _nothing)
         return
