@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from processors.app import PARTITIONS
+from processors.app import PARTITIONS, Processors
 from processors.batch import stage_partition
 from processors.faust_fixes import Taken
 from processors.records import loads
@@ -72,13 +72,23 @@ def forwards(sender: HeldSender) -> list[tuple[int, int, int, str | None]]:
     return out
 
 
-def test_the_next_batch_is_handled_while_the_one_before_settles_and_sees_its_routes(tmp_path: Path):
-    sender = HeldSender(held={1})
+def router(tmp_path: Path, sender: HeldSender) -> Processors:
     processors = worker(tmp_path, sender)
     processors._decoder = JsonDecoder()
+    return processors
+
+
+def moved_entry() -> dict[str, list]:
+    """Two batches: entry 1 routed to PRJ-1 by the first, moved to PRJ-2 by the second."""
+    return {"first": [change("entry", entry(1, "submitted"), 0, "c")],
+            "second": [change("entry", entry(1, "approved", project_code="PRJ-2"), 1)]}
+
+
+def test_the_next_batch_is_handled_while_the_one_before_settles_and_sees_its_routes(tmp_path: Path):
+    sender = HeldSender(held={1})
+    processors = router(tmp_path, sender)
     acked: list[str] = []
-    moved = batches(acked, first=[change("entry", entry(1, "submitted"), 0, "c")],
-                    second=[change("entry", entry(1, "approved", project_code="PRJ-2"), 1)])
+    moved = batches(acked, **moved_entry())
 
     async def go():
         agent = asyncio.create_task(processors._batches(moved, "route", processors._route_batch))
@@ -103,12 +113,9 @@ def test_the_next_batch_is_handled_while_the_one_before_settles_and_sees_its_rou
 
 def test_after_a_failure_every_batch_not_settled_is_handled_again_in_order_before_a_new_one(tmp_path: Path):
     sender = HeldSender(failing={1})
-    processors = worker(tmp_path, sender)
-    processors._decoder = JsonDecoder()
+    processors = router(tmp_path, sender)
     acked: list[str] = []
-    three = batches(acked, first=[change("entry", entry(1, "submitted"), 0, "c")],
-                    second=[change("entry", entry(1, "approved", project_code="PRJ-2"), 1)],
-                    third=[change("entry", entry(2, "submitted"), 2, "c")])
+    three = batches(acked, **moved_entry(), third=[change("entry", entry(2, "submitted"), 2, "c")])
 
     asyncio.run(asyncio.wait_for(processors._batches(three, "route", processors._route_batch), 10))
     assert acked == ["first", "second", "third"]
