@@ -145,6 +145,22 @@ def tune_gc() -> None:
 
 
 @dataclass
+class _Handled:
+    """A batch as its agent handled it, to be settled (Processors._settled_in_order)."""
+
+    taken: faust_fixes.Taken
+    rows: int
+    started: float
+    #: the stage's epoch when it was handled: a batch handled before a failure of an earlier one is handled again
+    epoch: int
+    ticket: Ticket
+    #: its (stage, Outbox) whose mirror rows wait for its outputs to be on the broker
+    unrecorded: list
+    #: the error of the infrastructure that interrupted its handling, if one did
+    failed: BaseException | None = None
+
+
+@dataclass
 class Metrics:
     registry: CollectorRegistry
     events: Counter
@@ -446,20 +462,18 @@ class Processors:
                     await settling.popleft()
                 if not settling:
                     self._recovering.discard(stage)  # every batch handled before the failure has been again
-                epoch, ticket, unrecorded = self._epochs[stage], self.sender.ticket(), []
-                failed: BaseException | None = None
-                tokens = _TICKET.set(ticket), _UNRECORDED.set(unrecorded)
+                batch = _Handled(taken, 0, started, self._epochs[stage], self.sender.ticket(), [])
+                tokens = _TICKET.set(batch.ticket), _UNRECORDED.set(batch.unrecorded)
                 try:
-                    rows = await handle(taken)
+                    batch.rows = await handle(taken)
                 except (KafkaError, FaustError) as exc:  # the client refused a record: handled again, in order
-                    rows, failed = 0, exc
+                    batch.failed = exc
                 finally:
                     _TICKET.reset(tokens[0])
                     _UNRECORDED.reset(tokens[1])
                     self._count_published()
                 previous = settling[-1] if settling else None
-                settling.append(asyncio.create_task(self._settled_in_order(
-                    stage, handle, taken, rows, started, epoch, ticket, unrecorded, previous, failed)))
+                settling.append(asyncio.create_task(self._settled_in_order(stage, handle, batch, previous)))
                 if not pipelined:
                     await settling.popleft()
             while settling:
@@ -468,9 +482,7 @@ class Processors:
             for task in settling:  # the worker stops: what was not settled is read again after the restart
                 task.cancel()
 
-    async def _settled_in_order(self, stage: str, handle, taken: Any, rows: int, started: float, epoch: int,
-                                ticket: Ticket, unrecorded: list, previous: asyncio.Task | None,
-                                failed: BaseException | None) -> None:
+    async def _settled_in_order(self, stage: str, handle, batch: _Handled, previous: asyncio.Task | None) -> None:
         """Settle a handled batch behind the one before it; if it or one before it failed, handle it again.
 
         An error of the infrastructure (Kafka, metadata, Faust's own checks) says nothing about the events. The
@@ -480,25 +492,25 @@ class Processors:
         """
         if previous is not None:
             await previous
-        if failed is None and epoch == self._epochs[stage]:
+        if batch.failed is None and batch.epoch == self._epochs[stage]:
             try:
-                await self._settle_batch(ticket, unrecorded)
+                await self._settle_batch(batch.ticket, batch.unrecorded)
             except (KafkaError, FaustError) as exc:
-                failed = exc
-        if failed is not None or epoch != self._epochs[stage]:
-            if epoch == self._epochs[stage]:  # the first batch to fail
+                batch.failed = exc
+        if batch.failed is not None or batch.epoch != self._epochs[stage]:
+            if batch.epoch == self._epochs[stage]:  # the first batch to fail
                 self._epochs[stage] += 1
                 self._recovering.add(stage)
-                first = taken[0].message
+                first = batch.taken[0].message
                 logger.warning("%s: %s; handling the batch from %s[%d]@%d, and those after it, again in 1s", stage,
-                               failed, first.topic, first.partition, first.offset)
+                               batch.failed, first.topic, first.partition, first.offset)
                 await asyncio.sleep(1.0)
                 await self._rebuild_after_failure(stage)
-            rows = await self._guarded(stage, taken, handle)
-        taken.ack()
-        self.metrics.events.labels(stage).inc(rows)
-        if rows:
-            self.metrics.latency.labels(stage).observe((time.perf_counter() - started) / rows)
+            batch.rows = await self._guarded(stage, batch.taken, handle)
+        batch.taken.ack()
+        self.metrics.events.labels(stage).inc(batch.rows)
+        if batch.rows:
+            self.metrics.latency.labels(stage).observe((time.perf_counter() - batch.started) / batch.rows)
 
     async def _guarded(self, stage: str, events: list, handle) -> int:
         """Handle one batch and settle it before anything else; returns the rows it held. Bad input is
@@ -636,9 +648,10 @@ class Processors:
             produce(ticket, changelogs[name], key, value, partition=partition, table=self.tables[name])
         for batch in batches.values():
             batch.write()
-        for name, key in out.writes:
-            if name == "routes" and unsettled.get(key, (None,))[0] is out:
-                del unsettled[key]  # in the store now, unless a later batch has routed the row again since
+        if unsettled:
+            for name, key in out.writes:
+                if name == "routes" and unsettled.get(key, (None,))[0] is out:
+                    del unsettled[key]  # in the store now, unless a later batch has routed the row again since
 
     def _emit(self, stage: str, cause: Cause, topic: str, key: dict[str, Any], value: Any) -> None:
         try:
