@@ -98,6 +98,24 @@ def test_a_decimal_with_more_places_than_its_scale_is_refused_not_rounded():
         encode({"d": Decimal("NaN")})
 
 
+def test_a_decimal_seen_before_encodes_as_fastavro_does_whatever_its_exponent_and_a_float_is_still_refused(
+        monkeypatch):
+    import streams.avrocodegen as avrocodegen
+
+    monkeypatch.setattr(avrocodegen, "_KNOWN_DECIMALS", 3)  # a memory that fills, to start over, within the test
+    schema = {"type": "record", "name": "R", "fields": [
+        {"name": "d", "type": {"type": "bytes", "logicalType": "decimal", "precision": 10, "scale": 2}}]}
+    encode = compile_encoder(schema)
+    values = ["7.50", "7.5", "7.500", "-0.01", "40", "40.00", "0", "-0.00", "-128.00", "7.50", "-0.01"]
+    for text in values * 2:
+        assert encode({"d": Decimal(text)}) == _fastavro(schema, {"d": Decimal(text).quantize(Decimal("0.01"))}), text
+    encode({"d": Decimal("7.50")})
+    with pytest.raises(Exception):  # equal to the 7.50 just encoded, but a float: refused, never looked up
+        encode({"d": 7.5})
+    with pytest.raises(ValueError, match="more than 2 decimal places"):
+        encode({"d": Decimal("7.505")})
+
+
 def test_unions_beyond_null_and_one_type_are_left_to_fastavro():
     schema = {"type": "record", "name": "R", "fields": [{"name": "x", "type": ["null", "int", "string"]}]}
     with pytest.raises(UnsupportedSchema):
