@@ -32,7 +32,7 @@ import gc
 import logging
 import time
 import weakref
-from collections import deque
+from collections import defaultdict, deque
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -319,7 +319,7 @@ class Processors:
         #: them before the table, whose store has them only once their batch is settled
         self._unsettled_routes: dict[bytes, tuple[Outbox, Any]] = {}
         #: stage → how many times its batches on their way to the broker have been handled again after a failure
-        self._epochs: dict[str, int] = dict.fromkeys(("route", "project", "resource", "rollup"), 0)
+        self._epochs: defaultdict[str, int] = defaultdict(int)
         #: stages whose failed batches are being handled again: no new batch until they are
         self._recovering: set[str] = set()
         self._registry_url = settings.schema_registry_url
@@ -691,9 +691,9 @@ class Processors:
         # The routes table moves on only once the rows are on the broker (_flush, _settle_batch): if a forward (a
         # removal from a row's old owner) failed, the retry must still find the old destination in the table.
         # Until then the next batches find the new one among the unsettled routes.
-        for name, key in out.writes:
+        for (name, key), (_, row) in out.writes.items():
             if name == "routes":
-                self._unsettled_routes[key] = (out, out.writes[(name, key)][1])
+                self._unsettled_routes[key] = (out, row)
         await self._flush("route", out)
         return len(events)
 
