@@ -1,7 +1,7 @@
 """Benchmark: change events per second through the view processors, and recovery time of a restarted worker.
 
 On a stack of its own (Kafka, PostgreSQL, registry started under a temporary
-runtime dir on ports 3xxxx, removed at the end), the topology is applied and
+runtime dir on ports 24xxx, removed at the end), the topology is applied and
 a backlog of capture-shaped change events (Avro, Confluent wire format) is
 produced to the change topics: accounts, won opportunities with lines,
 resources, then time entries inserted as 'submitted' and updated to
@@ -77,8 +77,10 @@ from psmesh.stack import LocalStack  # noqa: E402
 from psmesh.topology.apply import apply_topology  # noqa: E402
 from psmesh.topology.model import load_topology  # noqa: E402
 
-PORTS = {"kafka_port": 39192, "kafka_controller_port": 39193, "pg_port": 35533, "registry_port": 38181,
-         "processors_port": 36166}
+#: below Linux's ephemeral range (32768-60999): a client probing a port there before its server listens can be
+#: handed that same port as its own and connect to itself, and the server then cannot bind it
+PORTS = {"kafka_port": 24192, "kafka_controller_port": 24193, "pg_port": 24533, "registry_port": 24181,
+         "processors_port": 24166}
 
 
 class Backlog:
