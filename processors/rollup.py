@@ -15,7 +15,7 @@ from collections import Counter
 from datetime import date, timedelta
 from decimal import Decimal
 from fractions import Fraction
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 from processors.capacity import weeks_between
@@ -29,11 +29,18 @@ ZERO_HOURS = Fraction(0)
 SKILLS = ("aws", "azure", "gcp", "sap", "salesforce", "data_engineering", "security")
 
 
-def _line_weeks(value: dict[str, Any] | None) -> list[date]:
+@lru_cache(maxsize=4096)
+def _weeks(first: date, last: date) -> tuple[date, ...]:
+    """:func:`weeks_between`, remembered: the same spans and the same range come back contribution after
+    contribution (a range of a hundred weeks was listed twice for each of them)."""
+    return tuple(weeks_between(first, last))
+
+
+def _line_weeks(value: dict[str, Any] | None) -> tuple[date, ...]:
     if value is None:
-        return []
+        return ()
     start, end = date.fromisoformat(value["start"]), date.fromisoformat(value["end"])
-    return weeks_between(start, end)
+    return _weeks(start, end)
 
 
 def _line_demands(value: dict[str, Any]) -> list[tuple[date, Fraction]]:
@@ -43,15 +50,27 @@ def _line_demands(value: dict[str, Any]) -> list[tuple[date, Fraction]]:
     weight × hours × weekdays in the week / weekdays, computed once per line instead of once per week.
     """
     start, end = date.fromisoformat(value["start"]), date.fromisoformat(value["end"])
-    weeks = weeks_between(start, end)
+    weeks = _weeks(start, end)
     whole = weekdays_between(start, end)
     if whole == 0:
         return [(week, Fraction(0)) for week in weeks]
     per_weekday = Fraction(value["weight"]) * Fraction(value["hours"]) / whole
-    return [(week, per_weekday * weekdays_in(start, end, week)) for week in weeks]
+    # A week's demand is per_weekday × its weekdays in the span (0..5), so there are at most six values, each
+    # computed once; a week the span covers from Monday to Friday has 5 without counting (a line spans half a
+    # year of weeks, most of them whole, and a Fraction product per week was most of the rollup's time).
+    multiples: dict[int, Fraction] = {5: per_weekday * 5}
+    demands = []
+    for week in weeks:
+        n = 5 if start <= week and week + FRIDAY <= end else weekdays_in(start, end, week)
+        demand = multiples.get(n)
+        if demand is None:
+            demand = multiples[n] = per_weekday * n
+        demands.append((week, demand))
+    return demands
 
 
 SUNDAY = timedelta(days=6)
+FRIDAY = timedelta(days=4)  # a week's Friday, from its Monday
 
 
 class RollupStage:
@@ -144,12 +163,12 @@ class RollupStage:
             self.firsts[date.fromisoformat(c["first"])] += step
             self.lasts[date.fromisoformat(c["last"])] += step
 
-    def week_range(self) -> list[date]:
+    def week_range(self) -> tuple[date, ...]:
         firsts = [w for w, n in self.firsts.items() if n > 0]
         lasts = [w for w, n in self.lasts.items() if n > 0]
         if not firsts:
-            return []
-        return weeks_between(min(firsts), max(lasts))
+            return ()
+        return _weeks(min(firsts), max(lasts))
 
     # ---- views
     def pipeline_row(self, key: tuple[str, date]) -> dict[str, Any] | None:
@@ -204,16 +223,17 @@ class RollupStage:
                     k = (c["bookings"][0], date.fromisoformat(c["bookings"][1]))
                     fx.views.append(("bookings", k, partial(self.bookings_row, k)))
             return fx
-        for week in sorted(set(before) - set(after)):
-            for skill in SKILLS:
-                fx.views.append(("skill_week", (skill, week), None))
-        if before != after:
+        if before is not after and before != after:  # the same range is the same remembered tuple
+            for week in sorted(set(before) - set(after)):
+                for skill in SKILLS:
+                    fx.views.append(("skill_week", (skill, week), None))
             fx.extend(self._skill_rows(SKILLS, after))
             return fx
         skills = {c["skill"] for c in (previous, value) if c and c.get("skill") in SKILLS}
         if kind == "line":
             weeks = sorted(set(_line_weeks(previous)) | set(_line_weeks(value)))
-            fx.extend(self._skill_rows(skills, [w for w in weeks if w in set(after)]))
+            in_range = set(after)
+            fx.extend(self._skill_rows(skills, [w for w in weeks if w in in_range]))
         else:
             fx.extend(self._skill_rows(skills, after))
         return fx
