@@ -186,7 +186,9 @@ class ProjectState:
         if kind == "entry":
             for e, step in ((previous, -1), (row, 1)):
                 if e is not None and e.status == APPROVED:
-                    counter = self.approved_rates.setdefault(e.role, Counter())
+                    counter = self.approved_rates.get(e.role)
+                    if counter is None:
+                        counter = self.approved_rates[e.role] = Counter()
                     counter[e.bill_rate] += step
                     if counter[e.bill_rate] == 0:
                         del counter[e.bill_rate]
