@@ -30,6 +30,8 @@ from typing import Any, Callable
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _DAYS_SHIFT = date(1970, 1, 1).toordinal()
+#: the most decimal values a reader remembers per field (see ``_Generator._logical``)
+_KNOWN_DECIMALS = 4096
 
 
 class Unsupported(Exception):
@@ -128,10 +130,14 @@ class _Generator:
                  indent: str) -> None:
         raw = self.var("r")
         if kind == "bytes" and logical == "decimal":
-            context = self.constant(Context(prec=schema["precision"]))
+            # The values read, by their bytes: hours and rates repeat, and a lookup costs a fifth of the
+            # conversion. A Decimal is immutable, so sharing one is safe; at _KNOWN_DECIMALS the dict stops growing.
+            context, known = self.constant(Context(prec=schema["precision"])), self.constant({})
             self._primitive("bytes", raw, lines, indent)
-            lines.append(f"{indent}{target} = {context}.create_decimal(int.from_bytes({raw}, 'big', signed=True))"
-                         f".scaleb({-schema.get('scale', 0)}, {context})")
+            lines += [f"{indent}{target} = {known}.get({raw})", f"{indent}if {target} is None:",
+                      f"{indent}    {target} = {context}.create_decimal(int.from_bytes({raw}, 'big', signed=True))"
+                      f".scaleb({-schema.get('scale', 0)}, {context})",
+                      f"{indent}    if len({known}) < _KNOWN_DECIMALS:", f"{indent}        {known}[{raw}] = {target}"]
         elif kind == "int" and logical == "date":
             self.varint(raw, lines, indent)
             lines.append(f"{indent}{target} = _date({raw} + _DAYS_SHIFT)")
@@ -144,11 +150,19 @@ class _Generator:
         else:
             raise Unsupported(f"{kind}/{logical}")
 
-    def _union(self, branches: list[Any], target: str, lines: list[str], indent: str, namespace: str | None) -> None:
+    def union_index(self, lines: list[str], indent: str, count: int) -> str:
+        """Read a union's branch index as its byte: an index below 64 is one byte, zig-zag encoded (2 × index), and
+        any other byte (odd, or a longer varint) is no branch of a union this size."""
+        if count > 64:
+            raise Unsupported("a union of more than 64 branches")
         i = self.var("i")
-        self.varint(i, lines, indent)
+        lines += [f"{indent}{i} = d[p]", f"{indent}p += 1"]
+        return i
+
+    def _union(self, branches: list[Any], target: str, lines: list[str], indent: str, namespace: str | None) -> None:
+        i = self.union_index(lines, indent, len(branches))
         for index, branch in enumerate(branches):
-            lines.append(f"{indent}{'if' if index == 0 else 'elif'} {i} == {index}:")
+            lines.append(f"{indent}{'if' if index == 0 else 'elif'} {i} == {2 * index}:")
             self.emit(branch, target, lines, indent + "    ", namespace)
         lines.append(f"{indent}else: raise ValueError('union branch')")
 
@@ -195,10 +209,9 @@ class _Generator:
     def skip(self, schema: Any, lines: list[str], indent: str, namespace: str | None) -> None:
         """Lines that move ``p`` past one value of ``schema`` without converting it (still checking its framing)."""
         if isinstance(schema, list):
-            i = self.var("i")
-            self.varint(i, lines, indent)
+            i = self.union_index(lines, indent, len(schema))
             for index, branch in enumerate(schema):
-                lines.append(f"{indent}{'if' if index == 0 else 'elif'} {i} == {index}:")
+                lines.append(f"{indent}{'if' if index == 0 else 'elif'} {i} == {2 * index}:")
                 before = len(lines)
                 self.skip(branch, lines, indent + "    ", namespace)
                 if len(lines) == before:
@@ -249,6 +262,7 @@ def compile_reader(schema: dict[str, Any], keep: dict[str, Any] | None = None) -
         return None
     source = "\n".join("\n".join(lines) for lines in generator.functions.values())
     scope: dict[str, Any] = {"_varint": _varint, "_date": date.fromordinal, "_DAYS_SHIFT": _DAYS_SHIFT,
+                             "_KNOWN_DECIMALS": _KNOWN_DECIMALS,
                              "_EPOCH": _EPOCH, "_timedelta": timedelta, **generator.constants}
     exec(compile(source, f"<avro reader {root}>", "exec"), scope)  # noqa: S102 - code generated from the schema
     read = scope[_function_name(root)]

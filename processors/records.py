@@ -95,8 +95,21 @@ def pick(kind: str, after: dict[str, Any]) -> dict[str, Any]:
         raise BadChangeEvent(f"{KINDS[kind][0]}: column {exc.args[0]} missing from the change event") from exc
 
 
+_ZERO = Decimal(0)
+#: decimal strings already converted: hours and rates repeat row after row, and a lookup costs a fifth of
+#: ``Decimal(str)`` (a Decimal is immutable, so rows can share one); the dict stops growing at 4,096
+_DECIMALS: dict[str, Decimal] = {}
+
+
 def _d(v: str | None) -> Decimal:
-    return Decimal(v) if v is not None else Decimal(0)
+    if v is None:
+        return _ZERO
+    found = _DECIMALS.get(v)
+    if found is None:
+        found = Decimal(v)
+        if len(_DECIMALS) < 4096:
+            _DECIMALS[v] = found
+    return found
 
 
 def _date(v: str | None) -> date | None:
