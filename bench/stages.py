@@ -133,7 +133,7 @@ def run(events: list[tuple[str, bytes, bytes]], registry: MemoryRegistry, home: 
     """One worker through the backlog: CPU seconds per stage, and the number of rows of each view."""
     worker = Processors(Settings(home=home), web_port=6999, datadir=home / "data")
     sender = worker.sender = KeptRecords()
-    worker._decoder = ChangeEventDecoder(registry, ROUTE_PROJECTIONS)
+    worker._decoder = ChangeEventDecoder(registry, ROUTE_PROJECTIONS, decimal_text=True)  # as the worker makes it
     encoders: dict[str, TopicEncoder] = {}
 
     def encoder(topic: str) -> TopicEncoder:

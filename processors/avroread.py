@@ -12,7 +12,8 @@ types ``decimal`` (bytes), ``date``, ``timestamp-millis`` and
 A reader can also be told which fields of which records to read
 (``keep``, by record name): the others are skipped over without being
 converted, and are absent from the dict. The router reads only the columns
-its stages use, and of the source block the commit time.
+its stages use, and of the source block the commit time; and it reads
+decimals as their text (``decimal_text``), which is what it forwards.
 
 It is an accelerator only: a schema with any other type (map, fixed, float,
 double, uuid, time-*, local timestamps...) gets no reader (None), and the
@@ -55,8 +56,9 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
 
 
 class _Generator:
-    def __init__(self, keep: dict[str, Any] | None = None) -> None:
+    def __init__(self, keep: dict[str, Any] | None = None, decimal_text: bool = False) -> None:
         self.keep = keep or {}
+        self.decimal_text = decimal_text
         self.functions: dict[str, list[str]] = {}  # record fullname → source lines of its function
         self.named: dict[str, dict[str, Any]] = {}
         self.constants: dict[str, Any] = {}
@@ -134,9 +136,12 @@ class _Generator:
             # conversion. A Decimal is immutable, so sharing one is safe; at _KNOWN_DECIMALS the dict stops growing.
             context, known = self.constant(Context(prec=schema["precision"])), self.constant({})
             self._primitive("bytes", raw, lines, indent)
+            value = (f"{context}.create_decimal(int.from_bytes({raw}, 'big', signed=True))"
+                     f".scaleb({-schema.get('scale', 0)}, {context})")
+            if self.decimal_text:
+                value = f"str({value})"
             lines += [f"{indent}{target} = {known}.get({raw})", f"{indent}if {target} is None:",
-                      f"{indent}    {target} = {context}.create_decimal(int.from_bytes({raw}, 'big', signed=True))"
-                      f".scaleb({-schema.get('scale', 0)}, {context})",
+                      f"{indent}    {target} = {value}",
                       f"{indent}    if len({known}) < _KNOWN_DECIMALS:", f"{indent}        {known}[{raw}] = {target}"]
         elif kind == "int" and logical == "date":
             self.varint(raw, lines, indent)
@@ -247,14 +252,16 @@ def _function_name(fullname: str) -> str:
     return "read_" + "".join(c if c.isalnum() else "_" for c in fullname)
 
 
-def compile_reader(schema: dict[str, Any], keep: dict[str, Any] | None = None) -> Callable[[bytes], Any] | None:
+def compile_reader(schema: dict[str, Any], keep: dict[str, Any] | None = None,
+                   decimal_text: bool = False) -> Callable[[bytes], Any] | None:
     """A function bytes → record for writer ``schema`` (a record, JSON as registered), or None if unsupported.
 
     ``keep``: record name → the names of the fields to read; the other fields of that record are skipped.
+    ``decimal_text``: decimals as ``str(Decimal)`` gives them (the router forwards them as text).
     """
     if not isinstance(schema, dict) or schema.get("type") != "record":
         return None
-    generator = _Generator(keep)
+    generator = _Generator(keep, decimal_text)
     try:
         root = generator._fullname(schema, None)
         generator._define_record(_copy(schema), None)

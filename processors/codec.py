@@ -34,8 +34,12 @@ _HEADER = struct.Struct(">bI")
 class ChangeEventDecoder:
     """Decodes Confluent-framed Avro with the writer schema its id names."""
 
-    def __init__(self, registry: SchemaRegistryClient, projections: dict[str, dict[str, Any]] | None = None) -> None:
+    def __init__(self, registry: SchemaRegistryClient, projections: dict[str, dict[str, Any]] | None = None,
+                 decimal_text: bool = False) -> None:
         self._registry = registry
+        #: a projection's decimals as text (``str(Decimal)``) rather than ``Decimal``, where the generated reader
+        #: reads the record (fastavro's fallback still gives ``Decimal``)
+        self._decimal_text = decimal_text
         self._schemas: dict[int, Any] = {}
         self._raw: dict[int, Any] = {}
         self._fast: dict[tuple[int, str | None], Any] = {}
@@ -73,7 +77,8 @@ class ChangeEventDecoder:
         fast = self._fast.get((schema_id, projection), False)
         if fast is False:
             fast = self._fast[(schema_id, projection)] = compile_reader(
-                self._raw[schema_id], self._projections.get(projection) if projection else None)
+                self._raw[schema_id], self._projections.get(projection) if projection else None,
+                decimal_text=self._decimal_text and projection is not None)
         if fast is not None:
             try:
                 return fast(data[_HEADER.size:])
