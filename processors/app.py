@@ -62,7 +62,7 @@ from processors import faust_fixes
 from processors.exceptions import BadChangeEvent, ProcessorError
 from processors.project import ProjectStage, project_code_of
 from processors.sender import RecordTooLarge, Sender, Ticket
-from processors.records import KIND_OF_TOPIC, KINDS, SOURCE_TOPICS, dumps, encoded, loads, parse, pick
+from processors.records import KIND_OF_TOPIC, KINDS, SOURCE_TOPICS, dumps, loads, parse, pick
 from processors.rollup import RollupStage
 from psmesh.config import Settings
 from psmesh.latency import commit_ms_of
@@ -756,7 +756,7 @@ class Processors:
         for stage, key in old:
             if [stage, key] not in new:
                 self._forward(out, stage, key, [key, kind, pk, None, commit_ms])
-        body = encoded(row) if new else None
+        body = row if new else None  # the same dict in both stages' messages: encoded with each message
         for stage, key in new:
             self._forward(out, stage, key, [key, kind, pk, body, commit_ms])
         if new != old:

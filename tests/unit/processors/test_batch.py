@@ -72,3 +72,16 @@ def test_rows_for_a_stage_are_split_into_messages_under_the_size_limit_in_order(
 def test_a_row_longer_than_the_limit_goes_in_a_message_of_its_own():
     rows = [["a"], ["b" * 300], ["c"]]
     assert messages(rows, limit=100) == [dumps([["a"]]), dumps([["b" * 300]]), dumps([["c"]])]
+
+
+def test_rows_of_any_lengths_are_cut_into_messages_under_the_limit_in_order():
+    import random
+
+    rng = random.Random(7)
+    for limit in (60, 300, 4096):
+        rows = [["k", "x" * rng.choice([0, 1, 5, 40, 200, 700])] for _ in range(rng.randint(1, 400))]
+        bodies = messages(rows, limit=limit)
+        assert [row for body in bodies for row in loads(body)] == rows
+        # a message over the limit holds one row, and only when that row alone is over it
+        assert all(len(body) <= limit or len(loads(body)) == 1 for body in bodies)
+        assert all(len(dumps([row])) > limit for body in bodies if len(body) > limit for row in loads(body))
