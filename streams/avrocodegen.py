@@ -51,10 +51,22 @@ _TABLE_HALF = 8192
 _TABLE = [_encode_long(n) for n in range(-_TABLE_HALF, _TABLE_HALF)]
 
 
+#: longs outside the table, as encoded: dates (days since 1970, past 8,192 since 1992) and large ids repeat, and a
+#: lookup costs a tenth of the loop; instants rarely repeat and only fill it until it is emptied at the maximum
+_LONGS: dict[int, bytes] = {}
+_LONGS_MAX = 65536
+
+
 def _zigzag(n: int) -> bytes:
     if -_TABLE_HALF <= n < _TABLE_HALF:
         return _TABLE[n + _TABLE_HALF]
-    return _encode_long(n)
+    found = _LONGS.get(n)
+    if found is None:
+        found = _encode_long(n)
+        if len(_LONGS) >= _LONGS_MAX:
+            _LONGS.clear()
+        _LONGS[n] = found
+    return found
 
 
 def _out_of_range(n: int) -> int:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from streams.avrocodegen import _zigzag
 from streams.envelope import key_schema, value_schema
 from streams.publisher import AvroEncoder
 from streams.registration import TableSchemas
@@ -331,5 +332,9 @@ def test_encode_long_writes_avro_zigzag_varints(n):
         z >>= 7
     expected.append(z)
     assert encode_long(n) == bytes(expected)
+    # the generated encoders' zig-zag, which remembers what it encoded outside its table: the same bytes twice
+    assert _zigzag(n) == _zigzag(n) == bytes(expected)
     with pytest.raises(ValueError):
         encode_long(2**63)
+    with pytest.raises(ValueError):
+        _zigzag(2**63)
