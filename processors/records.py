@@ -13,6 +13,7 @@ from __future__ import annotations
 import orjson
 from datetime import date, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Callable
 
 from processors.exceptions import BadChangeEvent
@@ -89,20 +90,17 @@ def pick(kind: str, after: dict[str, Any]) -> dict[str, Any]:
 
 
 _ZERO = Decimal(0)
-#: decimal strings already converted: hours and rates repeat row after row, and a lookup costs a fifth of
-#: ``Decimal(str)`` (a Decimal is immutable, so rows can share one); the dict stops growing at 4,096
-_DECIMALS: dict[str, Decimal] = {}
+
+
+@lru_cache(maxsize=4096, typed=True)
+def _decimal(text: str) -> Decimal:
+    """Remembered per string: hours and rates repeat row after row, and a lookup costs a fifth of
+    ``Decimal(str)`` (a Decimal is immutable, so rows can share one)."""
+    return Decimal(text)
 
 
 def _d(v: str | None) -> Decimal:
-    if v is None:
-        return _ZERO
-    found = _DECIMALS.get(v)
-    if found is None:
-        found = Decimal(v)
-        if len(_DECIMALS) < 4096:
-            _DECIMALS[v] = found
-    return found
+    return _decimal(v) if v is not None else _ZERO
 
 
 def _date(v: str | None) -> date | None:

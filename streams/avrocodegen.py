@@ -21,7 +21,7 @@ back to fastavro.
 from __future__ import annotations
 
 import struct
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any, Callable
 

@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
 
 
-_MONDAYS: dict[date, date] = {}
-_MONDAYS_MAX = 100_000
-
-
+@lru_cache(maxsize=65536)
 def week_start_of(day: date) -> date:
     """The Monday of ``day``'s ISO week.
 
     Remembered per day: the stages ask it for every time entry they fold, of a few hundred distinct days, and
     the lookup costs a fraction of the date arithmetic."""
-    monday = _MONDAYS.get(day)
-    if monday is None:
-        if len(_MONDAYS) >= _MONDAYS_MAX:
-            _MONDAYS.clear()
-        monday = _MONDAYS[day] = day - timedelta(days=day.weekday())
-    return monday
+    return day - timedelta(days=day.weekday())
 
 
 def week_end_of(week_start: date) -> date:
