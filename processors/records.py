@@ -30,6 +30,7 @@ from processors.formulas import (
     TimeEntry,
     TimeOff,
 )
+from processors.formulas.rounding import ZERO
 
 #: kind → (source topic, primary key column, columns forwarded)
 KINDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -89,9 +90,6 @@ def pick(kind: str, after: dict[str, Any]) -> dict[str, Any]:
         raise BadChangeEvent(f"{KINDS[kind][0]}: column {exc.args[0]} missing from the change event") from exc
 
 
-_ZERO = Decimal(0)
-
-
 @lru_cache(maxsize=4096, typed=True)
 def _decimal(text: str) -> Decimal:
     """Remembered per string: hours and rates repeat row after row, and a lookup costs a fifth of
@@ -100,7 +98,7 @@ def _decimal(text: str) -> Decimal:
 
 
 def _d(v: str | None) -> Decimal:
-    return _decimal(v) if v is not None else _ZERO
+    return _decimal(v) if v is not None else ZERO
 
 
 def _date(v: str | None) -> date | None:
