@@ -74,7 +74,14 @@ def _default(value: Any) -> str:
 
 
 def dumps(obj: Any) -> bytes:
-    return orjson.dumps(obj, default=_default, option=orjson.OPT_NON_STR_KEYS)
+    """``obj`` as JSON; dict keys that are not strings written as ``json.dumps`` writes them.
+
+    orjson is asked to take such keys only when a dict has one: checking every key of every dict cost up to
+    twice as much per row (0.54 against 0.29 µs for a time entry) and the rows and messages have none."""
+    try:
+        return orjson.dumps(obj, default=_default)
+    except orjson.JSONEncodeError:
+        return orjson.dumps(obj, default=_default, option=orjson.OPT_NON_STR_KEYS)
 
 
 def loads(data: bytes) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
 from processors.batch import MESSAGE_BYTES, Cause, Outbox, messages, stage_partition
@@ -85,3 +86,17 @@ def test_rows_of_any_lengths_are_cut_into_messages_under_the_limit_in_order():
         # a message over the limit holds one row, and only when that row alone is over it
         assert all(len(body) <= limit or len(loads(body)) == 1 for body in bodies)
         assert all(len(dumps([row])) > limit for body in bodies if len(body) > limit for row in loads(body))
+
+
+def test_rows_are_written_as_the_standard_library_writes_them_whatever_their_keys():
+    import json
+    from datetime import date
+    from decimal import Decimal
+
+    row = {"entry_id": 7, "hours": Decimal("7.50"), "work_date": date(2026, 3, 2), "billable": True, "role": None}
+    assert loads(dumps(row)) == json.loads(json.dumps(row, default=str))
+    # keys other than strings (a dict keyed by id): as json.dumps writes them, not refused
+    keyed = {1: "a", 2: {"b": [1, 2]}, "c": 3}
+    assert dumps(keyed) == json.dumps(keyed, separators=(",", ":")).encode()
+    with pytest.raises(TypeError):  # what cannot be forwarded is still refused
+        dumps({"x": object()})
