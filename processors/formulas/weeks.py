@@ -26,23 +26,27 @@ def _require_monday(week_start: date) -> None:
         raise ValueError(f"week_start {week_start} is not a Monday")
 
 
+#: weekdays among ``rest`` consecutive days from a day of weekday ``first`` (0 = Monday): _REST_WEEKDAYS[first][rest]
+_REST_WEEKDAYS = tuple(tuple(sum(1 for i in range(rest) if (first + i) % 7 < 5) for rest in range(7))
+                       for first in range(7))
+_FRIDAY = timedelta(days=4)
+
+
 def weekdays_between(start: date, end: date) -> int:
-    """Number of Monday-to-Friday dates in [start, end]; 0 when end < start."""
+    """Number of Monday-to-Friday dates in [start, end]; 0 when end < start.
+
+    Five per whole week, and the days left over counted from a table (a week's capacity asks this for each
+    assignment and time-off request, so it is in every resource_week row)."""
     if end < start:
         return 0
-    days = (end - start).days + 1
-    full, rest = divmod(days, 7)
-    count = full * 5
-    first = start.weekday()
-    count += sum(1 for i in range(rest) if (first + i) % 7 < 5)
-    return count
+    full, rest = divmod((end - start).days + 1, 7)
+    return full * 5 + _REST_WEEKDAYS[start.weekday()][rest]
 
 
 def weekdays_in(start: date, end: date, week_start: date) -> int:
     """Weekdays of [start, end] that fall inside the week starting ``week_start`` (0..5)."""
     _require_monday(week_start)
-    friday = week_start + timedelta(days=4)
-    return weekdays_between(max(start, week_start), min(end, friday))
+    return weekdays_between(max(start, week_start), min(end, week_start + _FRIDAY))
 
 
 def in_week(day: date, week_start: date) -> bool:

@@ -45,11 +45,13 @@ def test_weekdays_in_refuses_a_week_start_that_is_not_a_monday():
 
 
 def test_weekdays_between_matches_a_day_by_day_count():
-    start = date(2026, 1, 1)
-    for length in range(0, 30):
-        end = start + timedelta(days=length)
-        expected = sum(1 for i in range(length + 1) if (start + timedelta(days=i)).weekday() < 5)
-        assert weekdays_between(start, end) == expected
+    for first in range(7):  # a start on each day of the week
+        start = date(2026, 1, 1) + timedelta(days=first)
+        for length in range(0, 30):
+            end = start + timedelta(days=length)
+            expected = sum(1 for i in range(length + 1) if (start + timedelta(days=i)).weekday() < 5)
+            assert weekdays_between(start, end) == expected
+        assert weekdays_between(start, start - timedelta(days=1)) == 0
 
 
 def test_week_start_is_the_iso_monday():
