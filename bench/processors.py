@@ -299,6 +299,7 @@ def main() -> None:
                   f"{statistics.median(figures):,.0f}")
         if not args.recovery:
             print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}")
+            finished = True
             return
 
         before = view_rows(settings.processors_port)
