@@ -49,7 +49,7 @@ from confluent_kafka.schema_registry import Schema  # noqa: E402
 from backlog import SCHEMAS, TABLES, envelope, produce, value_columns  # noqa: E402  (bench/backlog.py)
 from processors.app import (  # noqa: E402
     _TICKET, ROUTE_BATCH, ROUTE_PROJECTIONS, STAGE_BATCH, Processors, _rocksdb, tune_gc)
-from processors.app import TABLES as TABLE_PARTITIONS  # noqa: E402
+from processors.app import TABLES as TABLE_PARTITIONS  # noqa: E402  (bench/backlog.py has a TABLES of its own)
 from processors.codec import ChangeEventDecoder, TopicEncoder  # noqa: E402
 from psmesh.config import Settings  # noqa: E402
 

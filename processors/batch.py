@@ -71,8 +71,8 @@ def messages(rows: list[Any], limit: int = MESSAGE_BYTES) -> list[bytes]:
     one array is the bytes ``dumps(rows)`` gives.
 
     One ``dumps`` call per message rather than one per row, which cost 6-10 µs per routed row where the whole
-    array costs under 2 µs. Rows that the first of them (:data:`_SAMPLE_ROWS`) put well over the limit are cut
-    by count before any is encoded, so that most rows are encoded once: a router batch's message to a stage
+    array costs under 2 µs. Rows whose first :data:`_SAMPLE_ROWS` put the whole over the limit are cut by
+    count before the whole is encoded, so that most rows are encoded once: a router batch's message to a stage
     partition is about the limit, and encoding it whole only to find it over and encode its parts again was
     half of the JSON the router wrote.
     """

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import Counter
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal
 from fractions import Fraction
 from functools import lru_cache, partial
@@ -21,6 +21,7 @@ from typing import Any
 from processors.capacity import weeks_between
 from processors.effects import Effects
 from processors.formulas import HOURS_SCALE, MONEY_SCALE, store, weekdays_between, weekdays_in
+from processors.formulas.weeks import FRIDAY, SUNDAY
 from processors.formulas.rounding import to_decimal
 
 ZERO = Decimal(0)
@@ -69,8 +70,6 @@ def _line_demands(value: dict[str, Any]) -> list[tuple[date, Fraction]]:
     return demands
 
 
-SUNDAY = timedelta(days=6)
-FRIDAY = timedelta(days=4)  # a week's Friday, from its Monday
 
 
 class RollupStage:

@@ -6,6 +6,11 @@ from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 
 
+#: A week's Friday and Sunday, from its Monday.
+FRIDAY = timedelta(days=4)
+SUNDAY = timedelta(days=6)
+
+
 @lru_cache(maxsize=65536)
 def week_start_of(day: date) -> date:
     """The Monday of ``day``'s ISO week.
@@ -18,7 +23,7 @@ def week_start_of(day: date) -> date:
 def week_end_of(week_start: date) -> date:
     """The Sunday of the week starting on Monday ``week_start``."""
     _require_monday(week_start)
-    return week_start + timedelta(days=6)
+    return week_start + SUNDAY
 
 
 def _require_monday(week_start: date) -> None:
@@ -29,7 +34,6 @@ def _require_monday(week_start: date) -> None:
 #: weekdays among ``rest`` consecutive days from a day of weekday ``first`` (0 = Monday): _REST_WEEKDAYS[first][rest]
 _REST_WEEKDAYS = tuple(tuple(sum(1 for i in range(rest) if (first + i) % 7 < 5) for rest in range(7))
                        for first in range(7))
-_FRIDAY = timedelta(days=4)
 
 
 def weekdays_between(start: date, end: date) -> int:
@@ -46,7 +50,7 @@ def weekdays_between(start: date, end: date) -> int:
 def weekdays_in(start: date, end: date, week_start: date) -> int:
     """Weekdays of [start, end] that fall inside the week starting ``week_start`` (0..5)."""
     _require_monday(week_start)
-    return weekdays_between(max(start, week_start), min(end, week_start + _FRIDAY))
+    return weekdays_between(max(start, week_start), min(end, week_start + FRIDAY))
 
 
 def in_week(day: date, week_start: date) -> bool:
