@@ -210,7 +210,6 @@ class _Generator:
         lines.append(f"    return {{{', '.join(names)}}}, p")
         self.functions[fullname] = lines
 
-
     def skip(self, schema: Any, lines: list[str], indent: str, namespace: str | None) -> None:
         """Lines that move ``p`` past one value of ``schema`` without converting it (still checking its framing)."""
         if isinstance(schema, list):

@@ -70,8 +70,6 @@ def _line_demands(value: dict[str, Any]) -> list[tuple[date, Fraction]]:
     return demands
 
 
-
-
 class RollupStage:
     def __init__(self) -> None:
         self.contributions: dict[str, Any] = {}
