@@ -49,6 +49,18 @@ def weeks_between(first: date, last: date) -> list[date]:
     return out
 
 
+def _weeks_outside(span: tuple[date, date] | None, other: tuple[date, date] | None) -> list[date]:
+    """The weeks of ``span`` (first and last week) that ``other`` does not cover, in order; both are ranges of
+    whole weeks, so this is what lies beyond ``other``'s two ends (the range of a resource that gains a week of
+    activity grows by that week, and listing both ranges' weeks to compare them was most of such a change)."""
+    if span is None:
+        return []
+    first, last = span
+    if other is None:
+        return weeks_between(first, last)
+    return weeks_between(first, min(last, other[0] - WEEK)) + weeks_between(max(first, other[1] + WEEK), last)
+
+
 def _span(row: Assignment | TimeOff | None) -> set[date]:
     if row is None or row.start_date is None or row.end_date is None:
         return set()
@@ -222,12 +234,16 @@ class ResourceStage:
             if kind != "entry":
                 self._profile(st, fx)
             return fx
-        old_weeks = set(weeks_between(*before)) if before else set()
-        new_weeks = set(weeks_between(*after)) if after else set()
-        for week in sorted(old_weeks - new_weeks):
+        for week in _weeks_outside(before, after):
             fx.views.append(("resource_week", (resource_id, week), None))
-        redo = new_weeks if (not touched or kind == "resource") else (touched & new_weeks) | (new_weeks - old_weeks)
-        for week in sorted(redo):
+        if not after:
+            redo = []
+        elif not touched or kind == "resource":
+            redo = weeks_between(*after)
+        else:  # the weeks the row touched, and those the range gained
+            first, last = after
+            redo = sorted({week for week in touched if first <= week <= last}.union(_weeks_outside(after, before)))
+        for week in redo:
             fx.views.append(("resource_week", (resource_id, week), partial(st.week_row, week)))
         if kind != "entry" or before != after:
             self._profile(st, fx)
