@@ -447,7 +447,8 @@ class Processors:
         self.metrics.dead_letters.labels(stage).inc()
         self._publish("dlq.processors", {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}, {
             "topic": msg.topic, "partition": msg.partition, "offset": msg.offset, "stage": stage,
-            "reason": f"{type(exc).__name__}: {exc}", "key": cause.key,
+            "reason": f"{type(exc).__name__}: {exc}",
+            "key": cause.key if cause.item is None else str(cause.item[0]).encode(),
             "value": cause.value if cause.item is None else dumps(cause.item), "failed_at": _now(),
         })
 
@@ -841,20 +842,21 @@ class Processors:
             out.write("project_rows", f"{partition}|{code}|{kind}|{ident}".encode(), cause.event, row)
             fx = stage.on_row(code, kind, ident, parsed, settle=False)
             touched[code] = cause
-            # The project's metadata with every batch that touches it, changed or not: a crash can leave the
-            # local store ahead of the changelog (written, not yet delivered); the replay re-folds the rows and
-            # writes them again, and with them the metadata, which it finds unchanged.
-            out.write("project_rows", f"{partition}|{code}|meta|".encode(), cause.event, stage.state(code).meta)
         out.add(fx, cause, "project_rows", partition)
 
     def _settle(self, stage: ProjectStage, partition: int, code: str, cause: Cause, out: Outbox) -> None:
+        # The project's metadata with every batch that touches it, changed or not: a crash can leave the local
+        # store ahead of the changelog (written, not yet delivered); the replay re-folds the rows and writes them
+        # again, and with them the metadata, which it finds unchanged. Once per project and message rather than
+        # per row; what settling changes replaces it (Outbox.add).
+        out.write("project_rows", f"{partition}|{code}|meta|".encode(), cause.event, stage.state(code).meta)
         out.add(stage.settle(code), cause, "project_rows", partition)
 
     def _items(self, stage: str, event: Any) -> list[tuple[Cause, list]]:
         """The rows of a batch message, each with its cause; an unreadable message is dead-lettered whole."""
         try:
             items = loads(event.value)
-            return [(Cause(event, str(item[0]).encode(), None, item[-1], item), item) for item in items]
+            return [(Cause(event, None, None, item[-1], item), item) for item in items]
         except Exception as exc:
             self._dead_letter(stage, Cause(event, event.key, event.value), exc)
             return []

@@ -34,7 +34,8 @@ MESSAGE_BYTES = 256 * 1024
 
 
 class Cause(NamedTuple):
-    """The row an output comes from: its Faust event, and the row's own key and bytes (or item) in a batch message.
+    """The row an output comes from: its Faust event, and the row's own key and bytes, or its item in a batch
+    message (whose first field, its stage key, is the key its dead letter gives).
 
     A named tuple rather than a frozen dataclass: one is made per row of every batch, and a frozen dataclass's
     ``__init__`` (one ``object.__setattr__`` per field) was a visible share of a stage's time in a profile."""

@@ -4,6 +4,7 @@ it; sending it again could not help (processors/sender.py, processors/app.py ``_
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -33,9 +34,12 @@ def test_a_view_record_too_large_to_send_dead_letters_its_cause_and_the_batch_go
     processors = worker(tmp_path, RecordingSender(refuse=refused))
     out = Outbox()
     event = FakeEvent("psmesh-processors-by_project-repartition", 2, 41)
-    cause = Cause(event, b"PRJ-1", None, None, ["PRJ-1", "line", 7, {"line_id": 7}, None])
+    cause = Cause(event, None, None, None, ["PRJ-1", "line", 7, {"line_id": 7}, None])  # a row as _items gives it
     out.views[("pipeline", b"cloud|2026-04-01")] = [("cloud", "2026-04-01"), {"service_line": "cloud"}, cause, False]
     out.events.append(("derived.project_requests", {"project_code": "PRJ-1"}, {"event_id": "PRJ-1-abc"}, cause))
 
     run_batch(processors, processors._flush, "project", out)
     assert processors.sender.produced() == ["dlq.processors", "derived.project_requests"]
+    [letter] = [record for topic, record in processors.encoder.records if topic == "dlq.processors"]
+    assert letter["key"] == b"PRJ-1" and letter["stage"] == "project"  # the row's stage key, from its item
+    assert json.loads(letter["value"]) == ["PRJ-1", "line", 7, {"line_id": 7}, None]
