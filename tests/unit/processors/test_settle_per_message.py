@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from processors.records import dumps
+from processors.records import dumps, loads
 from tests.unit.processors.worker_fakes import FakeEvent, run_batch, worker
 
 CODE = "PRJ-14"
@@ -50,3 +50,18 @@ def test_two_messages_derive_the_same_alerts_in_one_batch_as_in_two(tmp_path: Pa
     together = _alerts(tmp_path / "together", [[raising, clearing]])
     assert apart == [("PRJ-14-non_billable-raised-1", "raised"), ("PRJ-14-non_billable-cleared-1", "cleared")]
     assert together == apart
+
+
+def test_a_message_that_changes_no_metadata_still_writes_it_once_with_its_project_rows(tmp_path: Path):
+    # A crash can leave the local store ahead of the changelog; the replay finds the metadata unchanged, and only
+    # writing it again with every batch that touches the project puts it on the changelog.
+    processors = worker(tmp_path)
+    changelog = processors.project_rows.changelog_topic.get_topic_name()
+    rows = [[CODE, "opportunity", 14, OPPORTUNITY, None], _entry(1, "8.00"), _entry(2, "1.00")]
+    run_batch(processors, processors._project_batch, [_message(0, rows)])
+    first = len(processors.sender.records)
+    run_batch(processors, processors._project_batch, [_message(1, rows[1:])])  # the same entries again
+    written = [loads(value) for topic, _, value in processors.sender.records[first:] if topic == changelog]
+    metadata = [row for row in written if "triggers" in row]
+    assert metadata == [processors.project_stages[0].state(CODE).meta]  # unchanged, and written once
+    assert len(written) == 3  # with the two entries
