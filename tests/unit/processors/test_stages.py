@@ -709,13 +709,13 @@ def test_a_time_entry_moved_to_a_later_week_extends_the_range_and_deleting_it_sh
     assert {(7, date(2026, 3, 30)), (7, date(2026, 4, 6))} <= set(h.tombstones)
 
 
-@pytest.mark.parametrize("before_first", range(0, 6))
-@pytest.mark.parametrize("before_length", range(0, 4))
-def test_the_weeks_one_range_has_beyond_another_are_their_set_difference(before_first, before_length):
+@pytest.mark.parametrize("first", range(0, 6))
+@pytest.mark.parametrize("weeks", range(0, 4))
+def test_the_weeks_one_range_has_beyond_another_are_their_set_difference(first, weeks):
     monday = date(2026, 3, 2)
     ranges = [None] + [(monday + timedelta(weeks=f), monday + timedelta(weeks=f + n))
                        for f in range(0, 6) for n in range(0, 4)]
-    span = (monday + timedelta(weeks=before_first), monday + timedelta(weeks=before_first + before_length))
+    span = (monday + timedelta(weeks=first), monday + timedelta(weeks=first + weeks))
     for other in ranges:
         expected = sorted(set(weeks_between(*span)) - (set(weeks_between(*other)) if other else set()))
         assert _weeks_outside(span, other) == expected, other
@@ -727,6 +727,7 @@ def test_an_entry_before_the_hire_week_extends_the_range_back_and_its_deletion_t
     h = ResourceHarness()
     _staffed_resource(h)
     h.row(7, "entry", 1, entry(1, "PRJ-1", "6.25", day=date(2026, 2, 18), resource_id=7))
+    assert h.views == expected_resource_weeks(h, 7)
     assert min(w for _, w in h.views) == date(2026, 2, 16)
     h.row(7, "entry", 1, None)
     assert h.views == expected_resource_weeks(h, 7)
