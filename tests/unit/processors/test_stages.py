@@ -696,17 +696,21 @@ def test_resource_week_rows_equal_the_formulas_for_every_week_from_hire_to_last_
     assert h.views[(7, date(2026, 3, 9))]["utilization"] == D("0.1563")  # 6.25 / 40
 
 
-def test_a_time_entry_moved_to_a_later_week_extends_the_range_and_deleting_it_shrinks_it_with_tombstones():
+@pytest.mark.parametrize("day, extended, gone", [
+    (date(2026, 4, 9), (date(2026, 3, 2), date(2026, 4, 6)), {date(2026, 3, 30), date(2026, 4, 6)}),  # past the end
+    (date(2026, 2, 18), (date(2026, 2, 16), date(2026, 3, 23)), {date(2026, 2, 16), date(2026, 2, 23)}),  # before hire
+])
+def test_a_time_entry_moved_out_of_the_range_extends_it_and_deleting_it_shrinks_it_with_tombstones(day, extended, gone):
     h = ResourceHarness()
     _staffed_resource(h)
-    h.row(7, "entry", 1, entry(1, "PRJ-1", "6.25", day=date(2026, 4, 9), resource_id=7))
+    h.row(7, "entry", 1, entry(1, "PRJ-1", "6.25", day=day, resource_id=7))
     assert h.views == expected_resource_weeks(h, 7)
-    assert max(w for _, w in h.views) == date(2026, 4, 6)
+    assert (min(w for _, w in h.views), max(w for _, w in h.views)) == extended
 
     h.row(7, "entry", 1, None)
     assert h.views == expected_resource_weeks(h, 7)
-    assert max(w for _, w in h.views) == date(2026, 3, 23)
-    assert {(7, date(2026, 3, 30)), (7, date(2026, 4, 6))} <= set(h.tombstones)
+    assert (min(w for _, w in h.views), max(w for _, w in h.views)) == (date(2026, 3, 2), date(2026, 3, 23))
+    assert {(7, week) for week in gone} <= set(h.tombstones)
 
 
 @pytest.mark.parametrize("first", range(0, 6))
@@ -721,18 +725,6 @@ def test_the_weeks_one_range_has_beyond_another_are_their_set_difference(first, 
         assert _weeks_outside(span, other) == expected, other
         assert _weeks_outside(other, span) == (
             sorted(set(weeks_between(*other)) - set(weeks_between(*span))) if other else []), other
-
-
-def test_an_entry_before_the_hire_week_extends_the_range_back_and_its_deletion_takes_those_weeks_away():
-    h = ResourceHarness()
-    _staffed_resource(h)
-    h.row(7, "entry", 1, entry(1, "PRJ-1", "6.25", day=date(2026, 2, 18), resource_id=7))
-    assert h.views == expected_resource_weeks(h, 7)
-    assert min(w for _, w in h.views) == date(2026, 2, 16)
-    h.row(7, "entry", 1, None)
-    assert h.views == expected_resource_weeks(h, 7)
-    assert min(w for _, w in h.views) == date(2026, 3, 2)
-    assert {(7, date(2026, 2, 16)), (7, date(2026, 2, 23))} <= set(h.tombstones)
 
 
 def test_activity_seen_before_its_resource_gets_capacity_once_the_resource_arrives():
