@@ -7,8 +7,9 @@ produced to the change topics: accounts, won opportunities with lines,
 resources, then time entries inserted as 'submitted' and updated to
 'approved', and expenses (bench/backlog.py). One worker (``psmesh processors run``, RocksDB
 tables, as in normal runs) then works through the backlog; the figure is
-change events / (time from its first routed event until every stage has
-drained). Every change event is routed, then folded by the project stage,
+change events / (time from the worker being ready, its tables recovered,
+until the last stage settled its last batch, both by the worker's clock).
+Every change event is routed, then folded by the project stage,
 and time entries by the resource stage too.
 
 Then recovery: the worker is stopped (SIGTERM) and started again, (a) on its
@@ -207,29 +208,78 @@ def cpu_seconds(workers: list[subprocess.Popen]) -> float:
     return total
 
 
-def drain(ports: list[int], workers: list[subprocess.Popen], count: int, log: Path) -> tuple[float, float, dict]:
-    """Seconds from the first routed event until the workers on ``ports`` have routed ``count`` events and every
-    stage has been still for 3 s; the workers' CPU seconds in that time; and their summed events per stage."""
-    first, done_since, last = None, None, {}
-    cpu_first = cpu_done = 0.0
+#: Faust's line once a worker has recovered its tables and rebuilt its stages; it reads its input from then on
+_READY = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\] .*\[\^Worker\]: Ready")
+
+
+def ready_at(log: Path) -> float | None:
+    """When the worker logging to ``log`` said it was ready (Unix time, from the log line's own timestamp)."""
+    for line in log.read_text(errors="replace").splitlines():
+        found = _READY.match(line)
+        if found:  # Faust's log timestamps are local time, as mktime takes them
+            return time.mktime(time.strptime(found.group(1)[:19], "%Y-%m-%d %H:%M:%S")) + int(found.group(1)[20:]) / 1e3
+    return None
+
+
+def settled_at(port: int) -> float:
+    """When the worker on ``port`` last settled a batch of any stage (Unix time, by its own clock)."""
+    return max((float(m.group(1)) for m in re.finditer(
+        r'psmesh_processor_last_settled_timestamp_seconds\{stage="\w+"\} ([\d.e+]+)',
+        metrics_text(port, "?name[]=psmesh_processor_last_settled_timestamp_seconds"))), default=0.0)
+
+
+def main_thread(workers: list[subprocess.Popen]) -> tuple[float, float]:
+    """Seconds the workers' main threads (their event loops, where the stages run) have spent on a core, and
+    waiting for one while ready to run (the kernel's schedstat)."""
+    ran = waited = 0.0
+    for worker in workers:
+        on_cpu, runqueue, _ = Path(f"/proc/{worker.pid}/task/{worker.pid}/schedstat").read_text().split()
+        ran, waited = ran + int(on_cpu) / 1e9, waited + int(runqueue) / 1e9
+    return ran, waited
+
+
+def drain(ports: list[int], workers: list[subprocess.Popen], count: int,
+          logs: list[Path]) -> tuple[float, float, dict, tuple[float, float]]:
+    """Seconds from the first of the workers on ``ports`` being ready (its tables recovered and its stages
+    rebuilt: from then on it reads the backlog) until the last batch of any stage was settled, once they have
+    routed ``count`` events and every stage has been still for 3 s; the workers' CPU seconds in that time; and
+    their summed events per stage; and the seconds of that time their main threads spent on a core and waiting
+    for one (the rest they waited for input or acknowledgements).
+
+    Both ends are the workers' own times (the ready line's timestamp, the time a stage last settled a batch),
+    not when this loop sees them: a stage's count moves only when a batch is settled, and the workers answer
+    the metrics page only between batches, so a start taken from the first routed event would leave a whole
+    router batch out of the time (in a run of four seconds, close to a second).
+    """
+    first = None
+    while first is None:
+        times = [t for t in map(ready_at, logs) if t is not None]
+        if times:
+            # the wait for the first fetch costs no CPU
+            first, cpu_first, thread_first = min(times), cpu_seconds(workers), main_thread(workers)
+        elif any(w.poll() is not None for w in workers):
+            raise SystemExit(f"a worker exited; see {', '.join(map(str, logs))}")
+        else:
+            time.sleep(0.01)
+    done_since, last = None, {}
+    cpu_done = 0.0
     while True:
         totals: dict[str, float] = {}
         for port in ports:
             for stage, n in metrics(port).items():
                 totals[stage] = totals.get(stage, 0) + n
         now = time.perf_counter()
-        if first is None and totals.get("route", 0) > 0:
-            first, cpu_first = now, cpu_seconds(workers)
         if totals.get("route", 0) >= count and totals == last:
             if done_since is None:
-                done_since, cpu_done = now, cpu_seconds(workers)
+                done_since, cpu_done, thread_done = now, cpu_seconds(workers), main_thread(workers)
             if now - done_since > 3.0:
-                return done_since - first, cpu_done - cpu_first, totals
+                thread = (thread_done[0] - thread_first[0], thread_done[1] - thread_first[1])
+                return max(map(settled_at, ports)) - first, cpu_done - cpu_first, totals, thread
         else:
             done_since = None
         last = totals
         if any(w.poll() is not None for w in workers):
-            raise SystemExit(f"a worker exited; see {log}")
+            raise SystemExit(f"a worker exited; see {', '.join(map(str, logs))}")
         time.sleep(0.2)
 
 
@@ -287,12 +337,14 @@ def main() -> None:
                 datadir, log = home / f"worker-run{run}", home / f"worker-run{run}.log"
             app_id = f"psmesh-bench-run{run}"
             worker = start_worker(settings, datadir, log, app_id=app_id)
-            elapsed, cpu, totals = drain([settings.processors_port], [worker], backlog.count, log)
+            elapsed, cpu, totals, (ran, waited) = drain([settings.processors_port], [worker], backlog.count, [log])
             figures.append(backlog.count / elapsed)
             staged = sum(v for k, v in totals.items() if k != "route")
             print(f"processed: {backlog.count:,} change events in {elapsed:.1f}s = {backlog.count / elapsed:,.0f} "
                   f"events/s per worker ({staged:,.0f} more stage events: project, resource, rollup); the worker "
-                  f"used {cpu:.1f} CPU s, {cpu / backlog.count * 1e6:,.0f} µs per change event")
+                  f"used {cpu:.1f} CPU s, {cpu / backlog.count * 1e6:,.0f} µs per change event; its main thread was on "
+                  f"a core {ran / elapsed:.0%} of the time, waited for one {waited / elapsed:.0%}, and for input or "
+                  f"the broker {max(0.0, 1 - (ran + waited) / elapsed):.0%}")
             print(output_summary(settings.processors_port, backlog.count))
         if args.runs > 1:
             print(f"runs: {', '.join(f'{f:,.0f}' for f in figures)} events/s; median "
@@ -324,7 +376,7 @@ def main() -> None:
             app_id = f"psmesh-bench-{args.workers}w"
             workers = [start_worker(settings, home / f"worker-{port}", home / f"worker-{port}.log", port, app_id)
                        for port in ports]
-            elapsed, _, _ = drain(ports, workers, backlog.count, home / "worker-*.log")
+            elapsed, _, _, _ = drain(ports, workers, backlog.count, [home / f"worker-{port}.log" for port in ports])
             print(f"{args.workers} workers (group {app_id}): {backlog.count:,} change events in {elapsed:.1f}s = "
                   f"{backlog.count / elapsed:,.0f} events/s in all, {backlog.count / elapsed / args.workers:,.0f} "
                   f"per worker")

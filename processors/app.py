@@ -169,6 +169,7 @@ class Metrics:
     coalesced: Counter
     latency: Histogram
     consumer_lag: Gauge
+    settled_at: Gauge
 
     @classmethod
     def create(cls) -> "Metrics":
@@ -187,6 +188,9 @@ class Metrics:
                       buckets=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)),
             Gauge("psmesh_processor_consumer_lag", "End offset minus committed offset, per input partition "
                   "(refreshed every 10 s)", ["topic", "partition"], registry=registry),
+            Gauge("psmesh_processor_last_settled_timestamp_seconds", "When a stage last settled a batch (its "
+                  "outputs and mirror rows acknowledged by the broker, its events acknowledged), per stage: Unix "
+                  "time", ["stage"], registry=registry),
         )
 
 
@@ -522,6 +526,7 @@ class Processors:
             batch.rows = await self._guarded(stage, batch.taken, handle)
         batch.taken.ack()
         self.metrics.events.labels(stage).inc(batch.rows)
+        self.metrics.settled_at.labels(stage).set(time.time())
         if batch.rows:
             self.metrics.latency.labels(stage).observe((time.perf_counter() - batch.started) / batch.rows)
 

@@ -10,6 +10,7 @@ the broker's acknowledgements are held or failed as each test needs.
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 from processors.app import PARTITIONS, Processors
@@ -126,3 +127,28 @@ def test_after_a_failure_every_batch_not_settled_is_handled_again_in_order_befor
                                 (5, PRJ_1, 2, "PRJ-1")]
     assert loads(processors.tables["routes"].data[b"entry|1"]) == [["p", "PRJ-2"], ["r", "12"]]
     assert processors._unsettled_routes == {} and processors._recovering == set()
+
+
+def test_a_stage_tells_when_it_last_settled_a_batch_and_not_before(tmp_path: Path):
+    sender = HeldSender(held={1})
+    processors = router(tmp_path, sender)
+
+    def settled_at() -> float | None:
+        return processors.metrics.registry.get_sample_value(
+            "psmesh_processor_last_settled_timestamp_seconds", {"stage": "route"})
+
+    async def go():
+        agent = asyncio.create_task(processors._batches(batches([], first=moved_entry()["first"]), "route",
+                                                        processors._route_batch))
+        while sender.tickets < 1:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        held = settled_at()
+        released = time.time()
+        sender.held[1].set()
+        await asyncio.wait_for(agent, 5)
+        return held, released
+
+    held, released = asyncio.run(go())
+    assert held is None  # handled, but its outputs not acknowledged yet
+    assert released <= settled_at() <= time.time()
