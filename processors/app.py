@@ -113,6 +113,8 @@ TABLES = {"routes": PARTITIONS, "project_rows": PARTITIONS, "resource_rows": PAR
 ROUTE_BATCH = 8000
 STAGE_BATCH = 12
 BATCH_SECONDS = 0.5
+#: The longest the broker holds a fetch of the worker's that finds nothing new (faust_fixes.short_fetch_wait).
+FETCH_WAIT_MS = 100
 #: The agents each stage's input comes from, directly or not.
 UPSTREAM = {"project": frozenset({"route"}), "resource": frozenset({"route"}),
             "rollup": frozenset({"route", "project", "resource"})}
@@ -314,6 +316,7 @@ class Processors:
             web_enabled=True,
         )
         faust_fixes.detach_monitor(self.app)
+        faust_fixes.short_fetch_wait(self.app, FETCH_WAIT_MS)
         faust_fixes.cheap_ebb(self.app)
         self.metrics = Metrics.create()
         self.sender = Sender(settings.kafka_client_config())

@@ -98,3 +98,26 @@ def test_the_installed_faust_stream_skips_and_tracks_as_take_batches_does():
     assert "add_unacked(message)" in source
     assert "last_stream_to_ack = event.ack()" in source
     assert "chan_queue = chan.queue" in source  # the queue take_batches reads
+
+
+def test_faust_holds_fetches_for_the_time_the_fix_shortens_and_aiokafka_reads_it_when_it_starts():
+    from aiokafka import AIOKafkaConsumer
+    from faust.transport.drivers import aiokafka as driver
+
+    assert "fetch_max_wait_ms=1500," in inspect.getsource(driver.AIOKafkaConsumerThread._create_worker_consumer)
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms," in inspect.getsource(AIOKafkaConsumer.start)
+
+
+def test_the_worker_consumer_is_made_with_the_short_fetch_wait(tmp_path):
+    import asyncio
+
+    app = faust.App("fixes-fetch-wait", broker="kafka://127.0.0.1:1", store="memory://", datadir=str(tmp_path))
+    faust_fixes.short_fetch_wait(app, 100)
+    list(app.on_init_dependencies())
+
+    async def made():
+        thread = app.consumer._thread
+        return thread._create_consumer(loop=asyncio.get_running_loop())
+
+    consumer = asyncio.run(made())  # made, not started: nothing connects
+    assert consumer._fetch_max_wait_ms == 100
