@@ -61,6 +61,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -216,8 +217,8 @@ def ready_at(log: Path) -> float | None:
     """When the worker logging to ``log`` said it was ready (Unix time, from the log line's own timestamp)."""
     for line in log.read_text(errors="replace").splitlines():
         found = _READY.match(line)
-        if found:  # Faust's log timestamps are local time, as mktime takes them
-            return time.mktime(time.strptime(found.group(1)[:19], "%Y-%m-%d %H:%M:%S")) + int(found.group(1)[20:]) / 1e3
+        if found:  # Faust's log timestamps are local time, as a naive datetime's timestamp() takes them
+            return datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
     return None
 
 

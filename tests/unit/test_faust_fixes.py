@@ -115,9 +115,11 @@ def test_the_worker_consumer_is_made_with_the_short_fetch_wait(tmp_path):
     faust_fixes.short_fetch_wait(app, 100)
     list(app.on_init_dependencies())
 
-    async def made():
-        thread = app.consumer._thread
-        return thread._create_consumer(loop=asyncio.get_running_loop())
+    async def fetch_wait_of_the_consumer_made():
+        consumer = app.consumer._thread._create_consumer(loop=asyncio.get_running_loop())
+        try:
+            return consumer._fetch_max_wait_ms
+        finally:
+            await consumer.stop()  # made, never started: nothing connected
 
-    consumer = asyncio.run(made())  # made, not started: nothing connects
-    assert consumer._fetch_max_wait_ms == 100
+    assert asyncio.run(fetch_wait_of_the_consumer_made()) == 100
