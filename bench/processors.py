@@ -27,7 +27,9 @@ machine before any stage runs.
 
 With ``--workers N``, the backlog is then read again by N workers sharing
 a new consumer group (scale-out), and the views they serve together are
-compared with the single worker's.
+compared with the single worker's. For this the broker is restarted with
+Kafka's default ``group.initial.rebalance.delay.ms`` (3 s; the stack's is 0),
+so that the N workers, started together, join the group in one assignment.
 
 With ``--inserts-only``, each time entry is one change event, inserted as
 'approved': the router then finds no earlier version of a row in its batch
@@ -76,6 +78,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext  # 
 from backlog import SCHEMAS, TABLES, envelope, produce, value_columns  # noqa: E402  (bench/backlog.py)
 from psmesh.config import Settings, settings_env  # noqa: E402
 from psmesh.stack import LocalStack  # noqa: E402
+from psmesh.stack.kafka import KafkaServer  # noqa: E402
 from psmesh.topology.apply import apply_topology  # noqa: E402
 from psmesh.topology.model import load_topology  # noqa: E402
 
@@ -350,38 +353,45 @@ def main() -> None:
         if args.runs > 1:
             print(f"runs: {', '.join(f'{f:,.0f}' for f in figures)} events/s; median "
                   f"{statistics.median(figures):,.0f}")
-        if not args.recovery:
-            print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}")
-            finished = True
-            return
-
-        before = view_rows(settings.processors_port)
-        for label, wipe in (("restart on its own RocksDB data", False), ("new machine, empty data dir", True)):
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(60)
-            if wipe:
-                shutil.rmtree(datadir, ignore_errors=True)
-            lines = len(log.read_text(errors="replace").splitlines())
-            t = time.perf_counter()
-            worker = start_worker(settings, datadir, log, app_id=app_id)  # the last run's worker, restarted
-            wait_rebuilt(worker, log, lines)
-            print(f"recovery ({label}): tables ready and stages rebuilt in {time.perf_counter() - t:.1f}s")
-            after = view_rows(settings.processors_port)
-            if after != before:
-                differ = [v for v in VIEWS if after[v] != before[v]]
-                raise SystemExit(f"views differ after the {label}: {differ}; see {log}")
-            print(f"  views after it: the same {sum(map(len, after.values())):,} rows as before the restart")
+        if args.recovery:
+            before = view_rows(settings.processors_port)
+            for label, wipe in (("restart on its own RocksDB data", False), ("new machine, empty data dir", True)):
+                worker.send_signal(signal.SIGTERM)
+                worker.wait(60)
+                if wipe:
+                    shutil.rmtree(datadir, ignore_errors=True)
+                lines = len(log.read_text(errors="replace").splitlines())
+                t = time.perf_counter()
+                worker = start_worker(settings, datadir, log, app_id=app_id)  # the last run's worker, restarted
+                wait_rebuilt(worker, log, lines)
+                print(f"recovery ({label}): tables ready and stages rebuilt in {time.perf_counter() - t:.1f}s")
+                after = view_rows(settings.processors_port)
+                if after != before:
+                    differ = [v for v in VIEWS if after[v] != before[v]]
+                    raise SystemExit(f"views differ after the {label}: {differ}; see {log}")
+                print(f"  views after it: the same {sum(map(len, after.values())):,} rows as before the restart")
 
         if args.workers > 1:
+            one = view_rows(settings.processors_port, drop=("raised_at", "updated_at"))
+            stop(worker)
+            # The stack's broker gives an empty group no time to gather members (group.initial.rebalance.delay.ms=0):
+            # the first worker to join would take every partition and start, and each later one cost a rebalance
+            # and a changelog restore inside the time. Kafka's own default, 3 s, lets workers started together
+            # join in one assignment, as on a production broker.
+            stack.kafka.stop()
+            KafkaServer(settings.model_copy(update={"kafka_initial_rebalance_delay_ms": 3000})).start()
             ports = [settings.processors_port + 1 + i for i in range(args.workers)]
             app_id = f"psmesh-bench-{args.workers}w"
-            workers = [start_worker(settings, home / f"worker-{port}", home / f"worker-{port}.log", port, app_id)
-                       for port in ports]
-            elapsed, _, _, _ = drain(ports, workers, backlog.count, [home / f"worker-{port}.log" for port in ports])
+            logs = [home / f"worker-{port}.log" for port in ports]
+            workers = [start_worker(settings, home / f"worker-{port}", log, port, app_id)
+                       for port, log in zip(ports, logs)]
+            elapsed, cpu, _, _ = drain(ports, workers, backlog.count, logs)
+            assignments = [log.read_text(errors="replace").count("Setting newly assigned partitions") for log in logs]
             print(f"{args.workers} workers (group {app_id}): {backlog.count:,} change events in {elapsed:.1f}s = "
                   f"{backlog.count / elapsed:,.0f} events/s in all, {backlog.count / elapsed / args.workers:,.0f} "
-                  f"per worker")
-            one = view_rows(settings.processors_port, drop=("raised_at", "updated_at"))
+                  f"per worker; they used {cpu:.1f} CPU s, {cpu / backlog.count * 1e6:,.0f} µs per change event; "
+                  f"partition assignments per worker: {', '.join(map(str, assignments))} (more than 1: a rebalance "
+                  f"in the time)")
             many = view_rows(*ports, drop=("raised_at", "updated_at"))
             if one != many:
                 raise SystemExit(f"the {args.workers} workers' views differ from the single worker's: "

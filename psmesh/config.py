@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     kafka_heap: str = "768m"
+    #: How long the local broker lets an empty consumer group gather members before its first assignment. 0 lets a
+    #: test's or the demo's group form at once; Kafka's own default, 3000, lets workers started together join in
+    #: one assignment instead of each newcomer causing a rebalance (bench/processors.py --workers uses it).
+    kafka_initial_rebalance_delay_ms: int = 0
     #: Set to use an existing cluster instead of the local broker.
     kafka_bootstrap: str | None = None
     kafka_security_protocol: str = "PLAINTEXT"

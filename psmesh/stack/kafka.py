@@ -117,7 +117,7 @@ class KafkaServer:
                     "transaction.state.log.replication.factor=1",
                     "transaction.state.log.min.isr=1",
                     "transaction.state.log.num.partitions=4",
-                    "group.initial.rebalance.delay.ms=0",
+                    f"group.initial.rebalance.delay.ms={s.kafka_initial_rebalance_delay_ms}",
                     "log.segment.bytes=104857600",
                     "log.cleaner.dedupe.buffer.size=33554432",
                     "",

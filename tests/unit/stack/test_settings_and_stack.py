@@ -47,6 +47,14 @@ def test_kafka_config_is_kraft_on_loopback_with_topics_never_auto_created(tmp_pa
     assert props["listeners"] == "PLAINTEXT://127.0.0.1:19999,CONTROLLER://127.0.0.1:19998"
     assert props["auto.create.topics.enable"] == "false"
     assert props["log.dirs"] == str(tmp_path / "kafka" / "data")
+    assert props["group.initial.rebalance.delay.ms"] == "0"  # a test's or the demo's group forms at once
+
+
+def test_the_initial_rebalance_delay_is_a_setting(tmp_path, monkeypatch):
+    monkeypatch.setenv("PSMESH_KAFKA_INITIAL_REBALANCE_DELAY_MS", "3000")
+    server = KafkaServer(Settings(home=tmp_path))
+    server._write_config()
+    assert "group.initial.rebalance.delay.ms=3000" in server.config.read_text().splitlines()
 
 
 def test_start_refuses_a_port_held_by_another_process_and_names_the_variable(tmp_path):
