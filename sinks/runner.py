@@ -180,8 +180,16 @@ class SinkRunner:
             return 0
         started = time.perf_counter()
         writes, dead = self._retrying("decoding", lambda: self._prepare(messages))
-        owned = [w for w in writes if self._owned(w.record.topic, w.record.partition)]
-        counts, refused = self._retrying("writing", lambda: self._write(owned))
+        owned: list[Write] = []
+
+        def write() -> tuple[Counter[str], list[DeadLetter]]:
+            # Ownership as of this attempt: a retry's wait polls, and a rebalance in it hands partitions to another
+            # instance, which writes their records (newer ones too) from the committed offsets; writing ours after
+            # that would put older rows over newer ones.
+            owned[:] = [w for w in writes if self._owned(w.record.topic, w.record.partition)]
+            return self._write(owned)
+
+        counts, refused = self._retrying("writing", write)
         self._observe_latency(messages, owned, refused)
         dead.extend(refused)
         dead = [d for d in dead if self._owned(d.topic, d.partition)]
