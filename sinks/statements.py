@@ -6,7 +6,9 @@ statement per table and action, executed as executemany:
 * per key only the outcome matters, so a batch keeps the last write of a key
   (upsert or delete), or the first for ``INSERT_ONCE`` — this also keeps
   PostgreSQL from refusing an upsert that would touch a row twice
-  (SQLSTATE 21000);
+  (SQLSTATE 21000); an upsert that leaves columns out (a change event's
+  unchanged TOASTed columns) takes them from the key's earlier upsert in the
+  batch, as writing the two one after the other would;
 * a ``TRUNCATE`` forgets the writes of that table before it in the batch and
   runs first;
 * keys are independent, so deletes and upserts of different keys commute.
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Connection, Table, delete, func, or_, tuple_
@@ -55,7 +57,12 @@ def fold(writes: Sequence[Write]) -> dict[str, tuple[bool, dict[tuple[Any, ...],
         elif w.action is Action.INSERT_ONCE:
             by_key.setdefault(w.key, w)
         else:
-            by_key.pop(w.key, None)  # re-insert so the dict keeps the latest write's order
+            earlier = by_key.pop(w.key, None)  # re-insert so the dict keeps the latest write's order
+            if (w.row is not None and earlier is not None and earlier.row is not None
+                    and earlier.action is not Action.INSERT_ONCE and not earlier.row.keys() <= w.row.keys()):
+                # A row without some columns leaves them as they are (a change event's unchanged TOASTed
+                # columns): as they are after the earlier write of the batch, as writing one by one would.
+                w = replace(w, row={**earlier.row, **w.row})
             by_key[w.key] = w
     return tables
 

@@ -73,6 +73,31 @@ def test_change_event_leaves_unchanged_toasted_columns_out_and_delete_uses_befor
     assert (d.action, d.key, d.table) == (Action.DELETE, (1,), "source.time_entries")
 
 
+def test_a_batch_keeps_an_unchanged_toasted_column_from_the_rows_earlier_change():
+    # A long narrative (TOASTed) inserted, then the entry approved: the update leaves the narrative out. Folded
+    # into one write per key, the batch must write what the two writes one after the other would have.
+    sink = ReportingSink()
+    entry = {"entry_id": 1, "hours": Decimal("1.00"), "status": "submitted", "narrative": "x" * 3000}
+    inserted = sink.prepare(_record("timeexp.public.time_entries", {"op": "c", "before": None, "after": entry}))
+    approved = sink.prepare(_record("timeexp.public.time_entries", {
+        "op": "u", "before": None, "after": {**entry, "status": "approved", "narrative": None},
+        "unchanged_toasted": ["narrative"]}, offset=1))
+    [(_, (_, by_key))] = fold(inserted + approved).items()
+    assert by_key[(1,)].row["narrative"] == "x" * 3000 and by_key[(1,)].row["status"] == "approved"
+    # A change of the narrative, then an update that leaves it as it is: the changed one is kept.
+    changed = sink.prepare(_record("timeexp.public.time_entries", {
+        "op": "u", "before": None, "after": {**entry, "narrative": "y" * 3000}}, offset=2))
+    [(_, (_, by_key))] = fold(changed + approved).items()
+    assert by_key[(1,)].row["narrative"] == "y" * 3000
+    # Without an earlier write in the batch the column stays out (the database keeps its value), and a delete in
+    # between is not filled from: the row is inserted anew, without the column, as one by one.
+    [(_, (_, by_key))] = fold(approved).items()
+    assert "narrative" not in by_key[(1,)].row
+    deleted = sink.prepare(_record("timeexp.public.time_entries", {"op": "d", "before": {"entry_id": 1}, "after": None}))
+    [(_, (_, by_key))] = fold(inserted + deleted + approved).items()
+    assert "narrative" not in by_key[(1,)].row
+
+
 def test_fold_keeps_the_last_write_per_key_the_first_insert_once_and_truncate_forgets_earlier_writes():
     r = _record("t", {})
     writes = [
