@@ -87,7 +87,10 @@ def run(source: str, topology_file: Path | None, metrics_port: int | None) -> No
         capture = CaptureSource(config)
         capture.install_signal_handlers()
         try:
-            capture.run()
+            try:
+                capture.run()
+            finally:  # before a new capture starts: none of this one's events may land after the new one's
+                capture.close()
             break
         except StreamsError as exc:
             # PostgreSQL went away (restart, failover, network): resume from the slot, which

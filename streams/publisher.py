@@ -100,5 +100,19 @@ class ChangePublisher:
     def flush(self, timeout: float = 30.0) -> int:
         return self._producer.flush(timeout)
 
+    def close(self, timeout: float = 10.0) -> int:
+        """Deliver what is queued within ``timeout``, then drop the rest; the number dropped.
+
+        A capture that lost PostgreSQL is replaced by a new one, which resends from the slot whatever was not
+        confirmed, and only acknowledged events are confirmed: dropping loses nothing. Left queued, the old
+        producer would go on retrying beside the new one, and an old version of a row could land after a newer
+        one (docs/capture.md, "Order per key").
+        """
+        left = self._producer.flush(timeout)
+        if left:
+            self._producer.purge(in_queue=True, in_flight=True, blocking=True)
+            self._producer.flush(0)  # the purged events' delivery reports
+        return left
+
     def __len__(self) -> int:
         return len(self._producer)

@@ -217,6 +217,14 @@ class CaptureSource:
         """Sleep up to ``seconds``; True when a stop was asked for meanwhile."""
         return self._stop.wait(seconds)
 
+    def close(self, timeout: float = 10.0) -> None:
+        """Release the producer (after :meth:`run` returned or raised): events it could not deliver within
+        ``timeout`` are dropped, to be sent again from the slot by the next capture."""
+        left = self.publisher.close(timeout)
+        if left:
+            logger.warning("%s: %d events not acknowledged by Kafka were dropped; the next capture sends them again "
+                           "from slot %s", self.config.name, left, self.config.slot)
+
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop())
