@@ -53,7 +53,7 @@ def test_view_tables_match_the_reporting_store(docs):
     views = {table for p in topology.processors for table in p.tables}
     reporting = next(s for s in topology.sinks if s.target.database == "reporting")
     assert set(reporting.target.tables) == views
-    assert {f"views.{v}" for v in views} == set(reporting.inputs)
+    assert {f"views.{v}" for v in views} == {i for i in reporting.inputs if i.startswith("views.")}
 
 
 def test_defaults_and_subject_names_are_filled_in(docs):
