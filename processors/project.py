@@ -313,8 +313,11 @@ class ProjectStage:
         if kind == "billing_milestone" and row is not None:
             self._milestone_trigger(st, row, previous, fx)
         if kind == "line" and row is None:
-            fx.rollup.append((f"line|{key}", None))  # always: a lost deletion would leave demand behind
-            st.sent.pop(f"line|{key}", None)
+            # always: a lost deletion would leave demand behind. Keyed by the project too: a line moved to another
+            # opportunity is taken out here and put in by its new project's partition, and the two must not
+            # replace each other in the rollup, whichever arrives last.
+            fx.rollup.append((f"line|{project_code}|{key}", None))
+            st.sent.pop(f"line|{project_code}|{key}", None)
         if settle:
             self._refresh(st, fx, (kind,))
         else:
@@ -465,7 +468,7 @@ class ProjectStage:
             elif not resend or state is None:
                 continue
             fx.events.append((DEMAND_TOPIC, {"line_id": line_id}, {
-                "event_id": f"L{line_id}-{seq}", "line_id": line_id,
+                "event_id": f"{st.project_code}-L{line_id}-{seq}", "line_id": line_id,
                 "opportunity_id": ln.opportunity_id if ln else int(st.project_code[4:]),
                 "project_code": st.project_code, "state": state,
                 "role": ln.role if ln else None, "skill": ln.skill if ln else None,
@@ -572,11 +575,11 @@ class ProjectStage:
         _send_rollup(st, fx, f"opp|{opp_id}", contribution)
         weight = demand_weight(o) if o is not None else Fraction(0)
         for line_id, ln in st.table("line").items():
-            _send_rollup(st, fx, f"line|{line_id}", {
+            _send_rollup(st, fx, f"line|{st.project_code}|{line_id}", {
                 "skill": ln.skill, "start": ln.start_date.isoformat(), "end": ln.end_date.isoformat(),
                 "hours": str(ln.hours), "weight": f"{weight.numerator}/{weight.denominator}",
             })
-        for key in [k for k in st.sent if k.startswith("line|") and int(k[5:]) not in st.table("line")]:
+        for key in [k for k in st.sent if k.startswith("line|") and int(k.rpartition("|")[2]) not in st.table("line")]:
             _send_rollup(st, fx, key, None)
             del st.sent[key]
 

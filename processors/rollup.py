@@ -1,8 +1,11 @@
 """The rollup stage: firm-wide views on one partition (pipeline, bookings, skill_week).
 
 Its input is one contribution per contributor, replaced as a whole each time
-(``opp|<id>`` from the project stage: pipeline and bookings; ``line|<id>``:
-an opportunity line's weighted demand; ``res|<id>`` from the resource stage:
+(``opp|<id>`` from the project stage: pipeline and bookings;
+``line|<project_code>|<id>``: an opportunity line's weighted demand, from its
+project, so that a line moved to another opportunity is taken out by one
+project and put in by the other without the two replacing each other;
+``res|<id>`` from the resource stage:
 a resource's supply profile). Replacing, never adding, makes a repeated
 contribution harmless. The aggregates are exact (demand as ``Fraction``) and
 rebuilt from the mirrored contributions after a restart.

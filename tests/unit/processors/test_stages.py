@@ -528,7 +528,7 @@ def test_resource_demand_goes_soft_then_hard_then_cancelled_when_the_line_is_del
     h.row(code, "line", 131, None)
     demand = [v for t, _, v in h.events if t == "derived.resource_demand"]
     assert [(v["event_id"], v["state"]) for v in demand] == [
-        ("L131-1", "soft"), ("L131-2", "hard"), ("L131-3", "cancelled")]
+        ("PRJ-13-L131-1", "soft"), ("PRJ-13-L131-2", "hard"), ("PRJ-13-L131-3", "cancelled")]
 
 
 # ---- risks --------------------------------------------------------------------------------------------------------
@@ -770,6 +770,32 @@ def _rollup_views(*contributions: list[tuple[str, Any]]) -> dict[tuple[str, tupl
                 else:
                     views[(view, vkey)] = row
     return views
+
+
+def test_a_line_moved_to_another_opportunity_keeps_its_demand_whatever_order_the_two_projects_send_in():
+    # The router sends the old project a deletion of the line and the new one the line (two stage partitions):
+    # in the rollup the two must not replace each other, and the demand events must not reuse an id.
+    p = ProjectHarness()
+    p.row("PRJ-1", "opportunity", 1, opportunity(1))
+    p.row("PRJ-2", "opportunity", 2, opportunity(2))
+    p.row("PRJ-1", "line", 5, line(5, 1, "40.00"))
+    before_move = len(p.rollup)
+    p.row("PRJ-1", "line", 5, None)
+    old_owner = p.rollup[before_move:]
+    before_new = len(p.rollup)
+    p.row("PRJ-2", "line", 5, line(5, 2, "40.00"))
+    new_owner = p.rollup[before_new:]
+    first = p.rollup[:before_move]
+
+    week = date(2026, 3, 9)
+    for order in ((first, old_owner, new_owner), (first, new_owner, old_owner)):
+        views = _rollup_views(*order)
+        demand = views[("skill_week", ("aws", week))]["demand_hours"]
+        expected = demand_hours("aws", week, {2: opportunity(2)[0]}, [line(5, 2, "40.00")])
+        assert expected > 0 and demand == store(expected, HOURS_SCALE), order
+    ids = [v["event_id"] for t, _, v in p.events if t == "derived.resource_demand"]
+    assert ids == ["PRJ-1-L5-1", "PRJ-1-L5-2", "PRJ-2-L5-1"] and len(set(ids)) == len(ids)
+    assert [v["state"] for t, _, v in p.events if t == "derived.resource_demand"] == ["hard", "cancelled", "hard"]
 
 
 def test_pipeline_bookings_and_skill_week_equal_the_formulas():
