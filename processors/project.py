@@ -231,10 +231,9 @@ class ProjectState:
         }
         for name in money:
             out[name] = store(f[name], MONEY_SCALE)
-        # The row adds up: delivered, wip and backlog from the stored columns they combine (docs/formulas.md).
-        out["delivered_value"] = out["earned_revenue"] + out["billable_expenses"]
+        # wip from the stored delivered value and billed: bills are whole cents of the delivered value rounded as
+        # stored, so after the final close wip is 0, as DOMAIN.md section 5 requires (docs/formulas.md).
         out["wip"] = out["delivered_value"] - out["billed"]
-        out["backlog"] = out["contract_value"] - out["earned_revenue"]
         out["contract_hours"] = store(f["contract_hours"], HOURS_SCALE)
         out["margin_pct"] = store(f["margin"], RATIO_SCALE)
         out["planned_margin_pct"] = store(f["planned_margin"], RATIO_SCALE)

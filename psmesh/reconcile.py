@@ -356,11 +356,11 @@ SELECT project_code, opportunity_id, account_id, service_line, contract_type, cu
        {_store('contract_hours', 2)} AS contract_hours,
        {_store('earned_revenue', 2)} AS earned_revenue,
        {_store('billable_expenses', 2)} AS billable_expenses,
-       {_store('earned_revenue', 2)} + {_store('billable_expenses', 2)} AS delivered_value,
+       {_store('earned_revenue + billable_expenses', 2)} AS delivered_value,
        {_store('billed', 2)} AS billed,
-       -- sums and differences of the row's money columns are taken from their stored values (docs/formulas.md)
-       {_store('earned_revenue', 2)} + {_store('billable_expenses', 2)} - {_store('billed', 2)} AS wip,
-       {_store('contract_value', 2)} - {_store('earned_revenue', 2)} AS backlog,
+       -- wip from the stored delivered value and billed: 0 after the final close (docs/formulas.md)
+       {_store('earned_revenue + billable_expenses', 2)} - {_store('billed', 2)} AS wip,
+       {_store('contract_value - earned_revenue', 2)} AS backlog,
        {_store('cost', 2)} AS cost,
        {_store('margin', 4)} AS margin_pct,
        {_store('planned_margin', 4)} AS planned_margin_pct,

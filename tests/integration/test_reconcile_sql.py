@@ -246,11 +246,11 @@ def formula_views(settings: Settings, names: dict[str, str]) -> Views:
             "contract_type": o.contract_type, "currency": currency,
             "contract_value": f.store(cv, MONEY), "contract_hours": f.store(ch, HOURS),
             "earned_revenue": f.store(revenue, MONEY), "billable_expenses": f.store(f.billable_expenses(exs), MONEY),
-            # the row adds up: delivered, wip and backlog from the stored columns (docs/formulas.md)
-            "delivered_value": f.store(revenue, MONEY) + f.store(f.billable_expenses(exs), MONEY),
+            "delivered_value": f.store(delivered, MONEY),
             "billed": f.store(billed, MONEY),
-            "wip": f.store(revenue, MONEY) + f.store(f.billable_expenses(exs), MONEY) - f.store(billed, MONEY),
-            "backlog": f.store(cv, MONEY) - f.store(revenue, MONEY),
+            # wip from the stored delivered value and billed (docs/formulas.md)
+            "wip": f.store(delivered, MONEY) - f.store(billed, MONEY),
+            "backlog": f.store(f.backlog(cv, revenue), MONEY),
             "cost": f.store(cost, MONEY), "margin_pct": f.store(f.margin_pct(delivered, cost), RATIO),
             "planned_margin_pct": f.store(f.planned_margin_pct(o, los), RATIO),
             "hours_burn": f.store(f.hours_burn(ens, ch), RATIO),

@@ -371,6 +371,25 @@ def test_a_rule_a_group_of_rows_raises_and_clears_again_is_neither_raised_nor_cl
     assert ("project_risks", (code, "non_billable")) in h.views
 
 
+def test_money_columns_round_once_from_exact_sums_and_wip_is_zero_once_the_half_cent_is_billed():
+    # 0.25 h at 150.10 earns exactly 37.525: DOMAIN.md rounds each column once, half away from zero, from its exact
+    # value, so backlog is 1000.00 − 37.525 = 962.475 → 962.48 (not 1000.00 − 37.53 = 962.47). The close bills
+    # 37.53, and wip is formed from the stored delivered value so that it ends at 0, not −0.005 → −0.01.
+    h, code = ProjectHarness(), "PRJ-9"
+    h.row(code, "opportunity", 9, opportunity(9, amount="1000.00"))
+    h.row(code, "entry", 1, entry(1, code, "0.25", bill_rate="150.10"))
+    row = financials(h, code)
+    assert (row["earned_revenue"], row["delivered_value"], row["backlog"], row["wip"]) == (
+        D("37.53"), D("37.53"), D("962.48"), D("37.53"))
+    h.period(BillingPeriod(1, date(2026, 3, 1), date(2026, 3, 31), "closed"))
+    [trigger] = [v for t, _, v in h.events if t == "derived.billing_triggers"]
+    assert trigger["amount"] == D("37.53")
+    h.row(code, "billing_event", "PRJ-9-P1", BillingEvent("PRJ-9-P1", code, "period_close", D("37.53"), 1))
+    row = financials(h, code)
+    assert (row["billed"], row["wip"], row["backlog"]) == (D("37.53"), D("0.00"), D("962.48"))
+    assert row == expected_financials(h, code)
+
+
 def test_a_closed_period_bills_once_a_replay_resends_the_same_amount_and_a_later_close_bills_the_remainder():
     h, code = ProjectHarness(), "PRJ-7"
     h.row(code, "opportunity", 7, opportunity(7))
@@ -892,7 +911,5 @@ def test_a_deleted_resource_has_no_resource_week_rows_left():
 
 
 def _row_adds_up(money: dict) -> dict:
-    """delivered_value, wip and backlog from the stored columns they combine (docs/formulas.md)."""
-    delivered = money["earned_revenue"] + money["billable_expenses"]
-    return {**money, "delivered_value": delivered, "wip": delivered - money["billed"],
-            "backlog": money["contract_value"] - money["earned_revenue"]}
+    """wip from the stored delivered_value and billed (docs/formulas.md); every other column rounded once."""
+    return {**money, "wip": money["delivered_value"] - money["billed"]}
