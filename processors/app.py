@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import ssl
 import time
 import weakref
 from collections import defaultdict, deque
@@ -290,6 +291,7 @@ class Processors:
         self.app = faust.App(
             app_id,
             broker=f"kafka://{settings.bootstrap_servers}",
+            broker_credentials=broker_credentials(settings),
             store=store,
             datadir=str(datadir),
             web_port=web_port,
@@ -1035,6 +1037,25 @@ class Processors:
         names = request.query.getall("name[]", [])
         registry = self.metrics.registry.restricted_registry(names) if names else self.metrics.registry
         return aioweb.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def broker_credentials(settings: Settings) -> Any:
+    """Faust's credentials for its aiokafka clients, from the settings the worker's librdkafka clients take
+    (``Settings.kafka_client_config``): the same protocol, SASL mechanism and user, and CA file."""
+    protocol = settings.kafka_security_protocol.upper()
+    if protocol == "PLAINTEXT":
+        return None
+    if protocol not in ("SSL", "SASL_PLAINTEXT", "SASL_SSL"):
+        raise ProcessorError(f"PSMESH_KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol!r}: expected "
+                             "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
+    context = None
+    if protocol in ("SSL", "SASL_SSL"):  # the system's CAs unless a CA file is given, as librdkafka
+        context = ssl.create_default_context(cafile=settings.kafka_ssl_ca_location)
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
+    return faust.SASLCredentials(username=settings.kafka_sasl_username, password=password, ssl_context=context,
+                                 mechanism=settings.kafka_sasl_mechanism or "PLAIN")
 
 
 def ensure_internal_topics(settings: Settings, app_id: str = APP_ID, replication_factor: int = 1,
