@@ -93,8 +93,9 @@ Email = Annotated[str, AfterValidator(_email)]
 Text = Annotated[str, AfterValidator(_non_blank)]
 Partitions = Annotated[int, Field(ge=1, le=MAX_PARTITIONS)]
 ReplicationFactor = Annotated[int, Field(ge=1)]
-#: -1 means "keep forever", as in Kafka.
-RetentionMs = Annotated[int, Field(ge=-1)]
+#: -1 means "keep forever", as in Kafka; Kafka's retention.ms is a Java long.
+RETENTION_MS_MAX = 2**63 - 1
+RetentionMs = Annotated[int, Field(ge=-1, le=RETENTION_MS_MAX)]
 #: A TCP port for a service's Prometheus metrics (``/metrics``).
 Port = Annotated[int, Field(ge=1, le=65535)]
 
@@ -159,11 +160,15 @@ class Topic(_Model):
     @model_validator(mode="before")
     @classmethod
     def _default_subjects(cls, data: Any) -> Any:
-        # Confluent's TopicNameStrategy: <topic>-key / <topic>-value.
-        if isinstance(data, dict) and isinstance(data.get("name"), str):
+        # Confluent's TopicNameStrategy: <topic>-key / <topic>-value. Without a usable
+        # name the item fails on its name already; the subjects derived from it must
+        # not add "required field is missing" errors of their own.
+        if isinstance(data, dict):
+            name = data.get("name")
+            stem = name if isinstance(name, str) and name else "topic"
             data = dict(data)
-            data.setdefault("key_subject", f"{data['name']}-key")
-            data.setdefault("value_subject", f"{data['name']}-value")
+            data.setdefault("key_subject", f"{stem}-key")
+            data.setdefault("value_subject", f"{stem}-value")
         return data
 
     def topic_config(self) -> dict[str, str]:
@@ -288,9 +293,16 @@ def check_topology(path: str | Path) -> tuple[Topology | None, list[Issue]]:
     """Validate a topology file: (the topology or None when invalid, every error and warning)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         return None, [Issue(Severity.ERROR, "", f"cannot read the file: {exc.strerror or exc}", None, str(path))]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        message = f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at column {column}; save the file as UTF-8"
+        return None, [Issue(Severity.ERROR, "", message, line, str(path))]
     return check_text(text, file=str(path), base_dir=path.parent)
 
 
@@ -314,9 +326,11 @@ def check_text(text: str, file: str = "topology.yaml", base_dir: Path | None = N
             issues.append(locator.issue((key,), f"unknown section {key!r} (allowed: {', '.join(sorted(known))})"))
 
     version = validator.validate(Literal[1], data.get("version", 1), ("version",))
-    defaults = validator.validate(Defaults, data.get("defaults") or {}, ("defaults",)) or Defaults()
-    clusters = validator.validate(dict[Name, Cluster], data.get("clusters") or {}, ("clusters",))
-    unmanaged = validator.validate(list[str], data.get("unmanaged_topics") or [], ("unmanaged_topics",))
+    # An empty section ("defaults:" alone) is its default; anything else must have the right type:
+    # `defaults: 0` or `unmanaged_topics: ""` is an error, not an empty section.
+    defaults = validator.validate(Defaults, _or_empty(data.get("defaults"), {}), ("defaults",)) or Defaults()
+    clusters = validator.validate(dict[Name, Cluster], _or_empty(data.get("clusters"), {}), ("clusters",))
+    unmanaged = validator.validate(list[str], _or_empty(data.get("unmanaged_topics"), []), ("unmanaged_topics",))
 
     raw_sections: dict[str, list[Any]] = {}
     for section in SECTIONS:
@@ -363,6 +377,10 @@ def check_text(text: str, file: str = "topology.yaml", base_dir: Path | None = N
     topology._base_dir = base_dir
     topology._warnings = [i for i in issues if not i.is_error]
     return topology, issues
+
+
+def _or_empty(value: Any, empty: Any) -> Any:
+    return empty if value is None else value
 
 
 _ADAPTERS: dict[Any, TypeAdapter] = {}
@@ -425,7 +443,9 @@ _EXPECTED = {"int_type": "an integer", "string_type": "a string", "bool_type": "
 
 
 def _type_name(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", type(None): "nothing"}.get(type(value), type(value).__name__)
+    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer", float: "a number",
+             type(None): "nothing"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _allowed_fields(tp: Any, loc: tuple[str | int, ...]) -> list[str]:

@@ -29,28 +29,66 @@ class ParsedYaml:
 
 
 def parse_yaml(text: str) -> ParsedYaml:
-    """Parse one YAML document; a syntax error is returned as a problem, not raised."""
-    loader = yaml.SafeLoader(text)
+    """Parse one YAML document; a syntax error is returned as a problem, not raised.
+
+    Everything the file can hold that YAML or PyYAML refuses (a syntax error,
+    a control character, a recursive alias, nesting deeper than Python's
+    recursion limit) is a problem with the line it was found on, never an
+    exception.
+    """
+    try:
+        # The reader checks every character when it is built: a control character fails here.
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as exc:
+        return ParsedYaml(None, {}, [((), _error_line(exc, text), _yaml_message(exc))])
     try:
         try:
             node = loader.get_single_node()
-        except yaml.MarkedYAMLError as exc:
-            return ParsedYaml(None, {}, [((), _mark_line(exc), _yaml_message(exc))])
+        except yaml.YAMLError as exc:
+            return ParsedYaml(None, {}, [((), _error_line(exc, text), _yaml_message(exc))])
         if node is None:
             return ParsedYaml(None, {}, [])
+        cycle = _find_cycle(node, (), set(), set())
+        if cycle is not None:
+            return ParsedYaml(None, {}, [cycle])
         problems: list[tuple[Path, int | None, str]] = []
         _find_duplicate_keys(node, (), problems)
         try:
             data = loader.construct_document(node)
-        except yaml.MarkedYAMLError as exc:
-            return ParsedYaml(None, {}, [((), _mark_line(exc), _yaml_message(exc))])
+        except yaml.YAMLError as exc:
+            return ParsedYaml(None, {}, [((), _error_line(exc, text), _yaml_message(exc))])
         lines: dict[Path, int] = {(): node.start_mark.line + 1}
         # construct_document has flattened merge keys ("<<") into the nodes,
         # so this walk sees the mappings exactly as they were constructed.
         _record_lines(node, (), lines)
         return ParsedYaml(data, lines, problems)
+    except RecursionError:
+        # PyYAML's composer and constructor recurse once per nesting level.
+        return ParsedYaml(None, {}, [((), None, "invalid YAML: nested too deeply")])
     finally:
         loader.dispose()
+
+
+def _find_cycle(node: yaml.Node, path: Path, ancestors: set[int], done: set[int]) -> tuple[Path, int, str] | None:
+    """The first alias that refers to a node containing it (``u: &u [*u]``), which no topology can mean."""
+    if not isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) or id(node) in done:
+        return None
+    if id(node) in ancestors:
+        return path, node.start_mark.line + 1, "recursive alias: this value contains itself"
+    ancestors.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        children = [(key.value if isinstance(key, yaml.ScalarNode) else "?", value) for key, value in node.value]
+    else:
+        children = list(enumerate(node.value))
+    try:
+        for part, child in children:
+            found = _find_cycle(child, (*path, part), ancestors, done)
+            if found is not None:
+                return found
+    finally:
+        ancestors.discard(id(node))
+    done.add(id(node))
+    return None
 
 
 def _record_lines(node: yaml.Node, path: Path, lines: dict[Path, int]) -> None:
@@ -94,11 +132,21 @@ def _find_duplicate_keys(
             _find_duplicate_keys(item, (*path, index), problems, seen_nodes)
 
 
-def _mark_line(exc: yaml.MarkedYAMLError) -> int | None:
-    mark = exc.problem_mark or exc.context_mark
-    return mark.line + 1 if mark is not None else None
+def _error_line(exc: yaml.YAMLError, text: str) -> int | None:
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        return mark.line + 1 if mark is not None else None
+    if isinstance(exc, yaml.reader.ReaderError):  # a position in the text, not a mark
+        return text.count("\n", 0, exc.position) + 1
+    return None
 
 
-def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
-    parts = [p for p in (exc.context, exc.problem) if p]
+def _yaml_message(exc: yaml.YAMLError) -> str:
+    if isinstance(exc, yaml.MarkedYAMLError):
+        parts = [p for p in (exc.context, exc.problem) if p]
+    elif isinstance(exc, yaml.reader.ReaderError):
+        parts = [f"unacceptable character #x{exc.character:04x}: {exc.reason}" if isinstance(exc.character, int)
+                 else f"unacceptable byte: {exc.reason}"]
+    else:
+        parts = [str(exc)]
     return "invalid YAML: " + ", ".join(parts)
