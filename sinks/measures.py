@@ -125,7 +125,8 @@ VIEWS: tuple[tuple[str, str], ...] = (
         )
         SELECT (SELECT week_start FROM now_week) AS current_week,
                (SELECT coalesce(sum(won_count), 0)::bigint FROM exec_bookings) AS won_count,
-               (SELECT coalesce(sum(contract_value), 0) FROM exec_bookings) AS bookings,
+               CASE WHEN p.currencies <= 1
+                    THEN (SELECT coalesce(sum(contract_value), 0) FROM exec_bookings) END AS bookings,
                CASE WHEN p.currencies = 1 THEN p.currency END AS currency,
                CASE WHEN p.currencies <= 1 THEN p.backlog END AS backlog,
                CASE WHEN p.currencies <= 1 THEN p.wip END AS wip,

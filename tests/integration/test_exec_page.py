@@ -92,7 +92,11 @@ def store_figures(dsn: str) -> dict:
 
         tiles: dict[tuple[str, str | None], str] = {}
         single = portfolio[0][0] if len(portfolio) == 1 else None
-        tiles[("bookings", single)] = money0(bookings, single)
+        if len(portfolio) > 1:  # bookings per currency: the won projects' contract value
+            for currency, contract_value in q("SELECT currency, sum(contract_value) FROM project_financials GROUP BY 1"):
+                tiles[("bookings", currency)] = money0(contract_value, currency)
+        else:
+            tiles[("bookings", single)] = money0(bookings, single)
         if portfolio:
             for currency, backlog, wip, billed, delivered, cost in portfolio:
                 tiles[("backlog", currency)] = money0(backlog, currency)

@@ -390,6 +390,39 @@ def test_reporting_upserts_by_key_and_deletes_on_tombstone(topics, reporting_dsn
         runner.close()
 
 
+def _financials(code: str, currency: str, contract_value: str) -> dict:
+    money = dict.fromkeys(("earned_revenue", "billable_expenses", "delivered_value", "billed", "wip", "cost"),
+                          Decimal("0.00"))
+    return {"project_code": code, "opportunity_id": int(code[4:]), "account_id": 1, "service_line": "security",
+            "contract_type": "fixed_fee", "currency": currency, "contract_value": Decimal(contract_value),
+            "contract_hours": Decimal("100.00"), **money, "backlog": Decimal(contract_value), "margin_pct": None,
+            "planned_margin_pct": None, "hours_burn": None, "updated_at": datetime(2026, 1, 20, tzinfo=timezone.utc)}
+
+
+def test_executive_figures_are_not_summed_across_currencies(topics, reporting_dsn, kafka_bootstrap, registry_url):
+    """exec_kpis: bookings, backlog, wip and billed with one currency; null (never a sum) with two."""
+    runner, t = _reporting_runner(topics, kafka_bootstrap, registry_url, reporting_dsn)
+    try:
+        key = {"service_line": "security", "won_month": date(2026, 1, 1)}
+        topics.produce(t["views.bookings"], "views/bookings", key, {
+            **key, "won_count": 2, "contract_value": Decimal("1500.00"),
+            "updated_at": datetime(2026, 1, 20, tzinfo=timezone.utc)})
+        topics.produce(t["views.project_financials"], "views/project_financials", {"project_code": "PRJ-1"},
+                       _financials("PRJ-1", "EUR", "1000.00"))
+        topics.flush()
+        runner.drain()
+        assert _rows(reporting_dsn, "select currency, bookings, backlog from exec_kpis") == [
+            ("EUR", Decimal("1500.00"), Decimal("1000.00"))]
+
+        topics.produce(t["views.project_financials"], "views/project_financials", {"project_code": "PRJ-2"},
+                       _financials("PRJ-2", "USD", "500.00"))
+        topics.flush()
+        runner.drain()
+        assert _rows(reporting_dsn, "select currency, bookings, backlog from exec_kpis") == [(None, None, None)]
+    finally:
+        runner.close()
+
+
 def _change(table: str, op: str, before: dict | None, after: dict | None) -> dict:
     return {
         "before": before, "after": after, "op": op, "ts_ms": 0, "unchanged_toasted": [],

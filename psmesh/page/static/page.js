@@ -98,8 +98,14 @@ function moneyTile(figure, summary) {
 
 function renderTiles(summary) {
   const k = summary.kpis;
-  tileValues("bookings", [{ figure: "bookings", currency: k.currency, value: k.bookings,
-                            text: withCurrency(k.currency, fmt.money0(k.bookings)) }]);
+  if (summary.portfolio.length > 1) {
+    // exec_kpis does not sum bookings across currencies: the won projects' contract value, per currency
+    tileValues("bookings", summary.portfolio.map((r) => ({ figure: "bookings", currency: r.currency,
+      value: r.contract_value, text: withCurrency(r.currency, fmt.money0(r.contract_value)) })));
+  } else {
+    tileValues("bookings", [{ figure: "bookings", currency: k.currency, value: k.bookings,
+                              text: withCurrency(k.currency, fmt.money0(k.bookings)) }]);
+  }
   tileNote("bookings", `${fmt.int(k.won_count)} deals won to date`);
   tileValues("backlog", moneyTile("backlog", summary));
   tileValues("utilization", [{ figure: "utilization", value: k.utilization, text: fmt.pct1(k.utilization) }]);
