@@ -9,12 +9,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from psmesh.exceptions import SettingsError
 
 #: Kafka 3.9.1: faust-streaming 0.15.3 needs aiokafka 0.12.0, which cannot talk
 #: to Kafka 4.x (KIP-896 removed the protocol versions it sends). See README.
 KAFKA_VERSION = "3.9.1"
+
+#: librdkafka's security.protocol and sasl.mechanisms values; libpq's sslmode values.
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "OAUTHBEARER")
+PG_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+ENV_PREFIX = "PSMESH_"
 
 SOURCE_DATABASES = ("crm", "psa", "timeexp", "erp")
 DATABASES = (*SOURCE_DATABASES, "reporting")
@@ -28,7 +38,7 @@ def _project_root() -> Path:
 class Settings(BaseSettings):
     """Where the mesh's servers are, and where the local stack keeps its state."""
 
-    model_config = SettingsConfigDict(env_prefix="PSMESH_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     #: Runtime directory of the local stack: data, logs, pid files.
     home: Path = Field(default_factory=lambda: _project_root() / ".psmesh")
@@ -77,6 +87,34 @@ class Settings(BaseSettings):
     #: HTTP port of the executive page (``psmesh page serve``).
     page_port: int = 8090
 
+    @field_validator("kafka_security_protocol")
+    @classmethod
+    def _security_protocol(cls, value: str) -> str:
+        if value.upper() not in SECURITY_PROTOCOLS:
+            raise ValueError(f"must be one of {', '.join(SECURITY_PROTOCOLS)}")
+        return value.upper()
+
+    @field_validator("kafka_sasl_mechanism")
+    @classmethod
+    def _sasl_mechanism(cls, value: str | None) -> str | None:
+        if value is not None and value not in SASL_MECHANISMS:
+            raise ValueError(f"must be one of {', '.join(SASL_MECHANISMS)}")
+        return value
+
+    @field_validator("pg_sslmode")
+    @classmethod
+    def _sslmode(cls, value: str) -> str:
+        if value not in PG_SSLMODES:
+            raise ValueError(f"must be one of {', '.join(PG_SSLMODES)}")
+        return value
+
+    @field_validator("registry_url")
+    @classmethod
+    def _registry_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_registry_url(value)
+        return value
+
     @property
     def bootstrap_servers(self) -> str:
         return self.kafka_bootstrap or f"{self.bind_host}:{self.kafka_port}"
@@ -107,7 +145,8 @@ class Settings(BaseSettings):
         parts = [f"host={host}", f"port={self.pg_port}", f"dbname={dbname}", f"user={self.pg_user}"]
         if self.pg_password:
             parts.append(f"password={self.pg_password.get_secret_value()}")
-        if self.pg_host:
+        # PSMESH_PG_SSLMODE applies whenever it is set; an external server gets 'prefer' otherwise.
+        if self.pg_host or "pg_sslmode" in self.model_fields_set:
             parts.append(f"sslmode={self.pg_sslmode}")
         return " ".join(parts)
 
@@ -128,4 +167,34 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 def load_settings(**overrides) -> Settings:
-    return Settings(**overrides)
+    """The settings from the environment; ``SettingsError`` names every variable that is wrong and why."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError([_describe(error) for error in exc.errors(include_url=False)]) from exc
+
+
+def check_registry_url(url: str) -> str:
+    """A registry URL the schema registry client accepts (it takes a comma-separated list)."""
+    for part in url.split(","):
+        if not part.strip().startswith(("http://", "https://")):
+            raise ValueError(f"must be an http:// or https:// URL (got {part.strip()!r})")
+    return url
+
+
+def _describe(error: dict[str, Any]) -> str:
+    field = str(error["loc"][0]) if error["loc"] else ""
+    name = f"{ENV_PREFIX}{field.upper()}"
+    kind = error["type"]
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        message = "must be an integer"
+    elif kind in ("float_parsing", "float_type"):
+        message = "must be a number"
+    elif kind in ("bool_parsing", "bool_type"):
+        message = "must be true or false"
+    else:
+        message = str(error["msg"]).removeprefix("Value error, ")
+    # a secret's value is never shown, even a wrong one; a validator's message may already show it
+    if "(got " not in message and "password" not in field and "input" in error:
+        message += f" (got {error['input']!r})"
+    return f"{name}: {message}"

@@ -1,0 +1,43 @@
+"""Settings read from the environment: what a wrong value says, and the PostgreSQL TLS mode."""
+
+from __future__ import annotations
+
+import pytest
+
+from psmesh.config import Settings, load_settings
+from psmesh.exceptions import SettingsError
+
+
+def test_a_wrong_port_names_the_variable_and_what_it_must_be(monkeypatch):
+    monkeypatch.setenv("PSMESH_KAFKA_PORT", "abc")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert caught.value.problems == ["PSMESH_KAFKA_PORT: must be an integer (got 'abc')"]
+
+
+def test_the_security_protocol_is_checked_and_taken_in_any_case(monkeypatch):
+    monkeypatch.setenv("PSMESH_KAFKA_SECURITY_PROTOCOL", "sasl_ssl")
+    assert load_settings().kafka_client_config()["security.protocol"] == "SASL_SSL"
+    monkeypatch.setenv("PSMESH_KAFKA_SECURITY_PROTOCOL", "bogus")
+    with pytest.raises(SettingsError, match="PSMESH_KAFKA_SECURITY_PROTOCOL: must be one of PLAINTEXT"):
+        load_settings()
+
+
+def test_a_registry_url_without_a_scheme_is_refused(monkeypatch):
+    monkeypatch.setenv("PSMESH_REGISTRY_URL", "localhost:8081")
+    with pytest.raises(SettingsError, match="PSMESH_REGISTRY_URL: must be an http:// or https:// URL"):
+        load_settings()
+
+
+def test_pg_sslmode_applies_without_an_external_host(monkeypatch):
+    monkeypatch.delenv("PSMESH_PG_HOST", raising=False)
+    monkeypatch.delenv("PSMESH_PG_SSLMODE", raising=False)
+    assert "sslmode" not in Settings().pg_dsn("crm")  # the local cluster: libpq's own default
+    monkeypatch.setenv("PSMESH_PG_SSLMODE", "require")
+    assert Settings().pg_dsn("crm").endswith(" sslmode=require")
+
+
+def test_an_external_host_keeps_prefer_when_no_sslmode_is_set(monkeypatch):
+    monkeypatch.delenv("PSMESH_PG_SSLMODE", raising=False)
+    monkeypatch.setenv("PSMESH_PG_HOST", "db.example")
+    assert Settings().pg_dsn("crm").endswith(" sslmode=prefer")
