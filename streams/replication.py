@@ -68,14 +68,18 @@ class ReplicationStream:
             raise ReplicationError(f"cannot open a replication connection: {exc}") from exc
         self.pg = self.conn.pgconn
 
-    def create_slot(self, slot: str) -> tuple[int, str]:
+    def create_slot(self, slot: str, temporary: bool = False) -> tuple[int, str]:
         """Create the pgoutput slot and export its snapshot: (consistent point, snapshot name).
 
-        The snapshot stays valid until this connection runs another command,
-        so the snapshotter must read it before :meth:`start`.
+        The snapshot holds exactly the transactions whose commit record is
+        before the consistent point; the slot streams those committed at or
+        after it. The snapshot stays valid until this connection runs another
+        command, so the snapshotter must read it before :meth:`start`. A
+        ``temporary`` slot is dropped when this connection closes (or dies).
         """
+        kind = "TEMPORARY LOGICAL" if temporary else "LOGICAL"
         try:
-            row = self.conn.execute(f'CREATE_REPLICATION_SLOT "{slot}" LOGICAL pgoutput (SNAPSHOT \'export\')').fetchone()
+            row = self.conn.execute(f'CREATE_REPLICATION_SLOT "{slot}" {kind} pgoutput (SNAPSHOT \'export\')').fetchone()
         except psycopg.Error as exc:
             raise ReplicationError(f"cannot create replication slot {slot}: {exc}") from exc
         assert row is not None

@@ -15,6 +15,11 @@ Guarantees (DESIGN.md "Semantics that must hold"):
 * **Schema first.** A Relation message registers the table's schemas before
   any event uses them; a refusal stops the capture (SchemaRefused) with
   nothing after it published and nothing confirmed past it.
+* **Every table snapshotted once.** A table added to a source whose slot
+  exists is snapshotted inside a temporary slot's exported snapshot, before
+  the stream starts; the stream then skips that table's changes committed
+  before the temporary slot's consistent point (they are in the snapshot)
+  and publishes the rest. The slot is kept, so no other table loses a change.
 
 Event shapes follow Debezium's PostgreSQL connector: insert → ``c``, update →
 ``u``, a primary-key change → ``d`` + tombstone for the old key, then ``c``
@@ -33,6 +38,7 @@ import signal
 import struct
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -130,12 +136,13 @@ class CaptureConfig:
 class _TableInfo:
     """A table's current shape: columns, converters, registered encoders, metric children."""
 
-    __slots__ = ("ref", "topic", "columns", "names", "key_idx", "convert", "schemas", "captured", "produced", "compacted",
+    __slots__ = ("ref", "qualified", "topic", "columns", "names", "key_idx", "convert", "schemas", "captured", "produced", "compacted",
                  "unflushed", "codec", "value_head", "key_head", "source_txn", "source_prefix")
 
     def __init__(self, ref: TableRef, topic: str, columns: Sequence[ColumnSpec], convert: Callable | None,
                  schemas: TableSchemas, source: str, compacted: bool, codec: RowCodec | None = None) -> None:
         self.ref = ref
+        self.qualified = ref.qualified
         self.topic = topic
         self.columns = tuple(columns)
         self.names = tuple(c.name for c in columns)
@@ -194,6 +201,10 @@ class CaptureSource:
         self._txn: PendingTransaction | None = None
         self._stream: ReplicationStream | None = None
         self._txn_meta: tuple[int, int] = (0, 0)  # xid, commit ts (µs since 2000)
+        #: per table snapshotted while the slot existed: its snapshot's consistent point (see _skipping)
+        self._skip_before: dict[str, int] = {}
+        #: the tables whose changes the current transaction must not publish (None: none, the common case)
+        self._skip: frozenset[str] | None = None
         self._server_lsn = 0
         self._written = 0
         self._confirmed = 0
@@ -323,29 +334,38 @@ class CaptureSource:
             raise ReplicationError(f"slot {self.config.slot} belongs to database {row[0]}, not {self.config.database}")
         return row is not None
 
-    def _drop_slot(self) -> None:
-        with psycopg.connect(self.config.dsn, autocommit=True) as conn:
-            conn.execute("select pg_drop_replication_slot(%s)", (self.config.slot,))
-
     def _open_stream(self) -> ReplicationStream:
-        exists = self._slot_exists()
-        if exists and self.state.any_in(TableState.SNAPSHOTTING):
-            logger.warning("slot %s exists but the snapshot was interrupted; dropping it and snapshotting again", self.config.slot)
-            self._drop_slot()
-            exists = False
+        """Snapshot what needs it, then start streaming the slot.
+
+        A new slot: every table is snapshotted inside the snapshot it exports, and the stream starts at its
+        consistent point. An existing slot is never dropped (the changes between its confirmed position and
+        a new slot, deletes included, would be lost): the tables whose snapshot never completed are
+        snapshotted through a temporary slot (:meth:`_catch_up`) and the stream resumes where it was confirmed.
+        """
+        if self._slot_exists():
+            owed = [r for r in self.config.table_refs() if self.state.needs_snapshot(r.qualified)] if self.config.snapshot else []
+            if owed:
+                self._catch_up(owed)
+            self._skip_before = dict(self.state.snapshot_lsn)
+            self.state.move_all(TableState.STREAMING)
+            self.state.save()
+            stream = ReplicationStream(self.config.dsn)
+            try:
+                stream.start(self.config.slot, self.config.publication, 0)
+            except BaseException:
+                stream.close()
+                raise
+            return stream
         stream = ReplicationStream(self.config.dsn)
         try:
-            if exists:
-                stream.start(self.config.slot, self.config.publication, 0)
-                self.state.move_all(TableState.STREAMING)
-                self.state.save()
-                return stream
             consistent_lsn, snapshot_name = stream.create_slot(self.config.slot)
             logger.info("created slot %s at %s", self.config.slot, Lsn(consistent_lsn))
+            # The new slot starts where every table's snapshot stands: nothing to skip.
+            self.state.snapshot_lsn.clear()
             if self.config.snapshot:
                 self.state.move_all(TableState.SNAPSHOTTING)
                 self.state.save()
-                self._snapshot(snapshot_name, consistent_lsn)
+                self._snapshot(self.config.table_refs(), snapshot_name, consistent_lsn)
             self.state.move_all(TableState.STREAMING)
             self.state.save()
             self.tracker = FlushTracker(consistent_lsn)
@@ -356,10 +376,43 @@ class CaptureSource:
         return stream
 
     # --- snapshot ---------------------------------------------------------------
-    def _snapshot(self, snapshot_name: str, consistent_lsn: int) -> None:
+    def _catch_up(self, refs: list[TableRef]) -> None:
+        """Snapshot ``refs`` while the slot exists, before the slot streams.
+
+        The snapshot is the one a temporary slot exports at its consistent point C: it holds every
+        transaction committed before C, and none after. Once Kafka acknowledged its rows, C is saved per
+        table; the stream then skips those tables' changes committed before C and publishes the rest
+        (:meth:`_skipping`). Until then the tables stay SNAPSHOTTING, so a crash redoes the snapshot.
+        The temporary slot goes with its connection; the slot's confirmed position does not move here.
+        """
+        names = ", ".join(r.qualified for r in refs)
+        for ref in refs:
+            self.state.move(ref.qualified, TableState.SNAPSHOTTING)
+        self.state.save()
+        temporary = ReplicationStream(self.config.dsn)
+        try:
+            name = f"{self.config.slot[:40]}_snap_{uuid.uuid4().hex[:12]}"
+            consistent_lsn, snapshot_name = temporary.create_slot(name, temporary=True)
+            logger.info("snapshotting %s (added to the source, or not snapshotted yet) at %s, temporary slot %s",
+                        names, Lsn(consistent_lsn), name)
+            self._snapshot(refs, snapshot_name, None)
+        finally:
+            temporary.close()
+        for ref in refs:
+            self.state.snapshot_lsn[ref.qualified] = Lsn(consistent_lsn)
+            self.state.move(ref.qualified, TableState.STREAMING)
+        self.state.save()
+        # The snapshot's events confirm nothing: the slot resumes from its own confirmed position.
+        self.tracker = FlushTracker()
+
+    def _snapshot(self, refs: list[TableRef], snapshot_name: str, consistent_lsn: int | None) -> None:
+        """Publish every row of ``refs`` as an ``r`` event and wait for Kafka's acknowledgement.
+
+        ``consistent_lsn``: the position the snapshot makes flushable (the new slot's consistent point),
+        or None when the snapshot is not the slot's own (a temporary slot's: nothing becomes flushable).
+        """
         snap = Snapshotter(self.config.dsn, snapshot_name, self.config.snapshot_chunk_rows)
         try:
-            refs = self.config.table_refs()
             txn = self.tracker.begin()
             ack = self._acker(txn, None)
             ts_ms = int(time.time() * 1000)
@@ -380,7 +433,7 @@ class CaptureSource:
                     rows_counter.inc()
                 self.publisher.poll(0)
                 info.flush_counts()
-            self.tracker.seal(txn, consistent_lsn)
+            self.tracker.seal(txn, consistent_lsn or 0)
             remaining = self.publisher.flush(300)
             if remaining:
                 raise StreamsError(f"snapshot: {remaining} events not acknowledged by Kafka after 300 s")
@@ -481,6 +534,7 @@ class CaptureSource:
         elif cls is Begin:
             self._txn = self.tracker.begin()
             self._txn_meta = (m.xid, m.commit_ts)
+            self._skip = self._skipping(m.final_lsn) if self._skip_before else None
             self._ack = self._acker(self._txn, m.commit_ts)
         elif cls is Commit:
             self._commit(m.end_lsn, m.commit_ts)
@@ -518,8 +572,23 @@ class CaptureSource:
         if txn.pending == 0:
             self._transaction_acked(commit_ts)
         self._txn = None
+        self._skip = None
         self._last_commit_ts_ms = commit_ts // 1000 + PG_EPOCH_MS
         self._flush_counts()
+
+    def _skipping(self, commit_lsn: int) -> frozenset[str] | None:
+        """The tables whose changes a transaction committing at ``commit_lsn`` must not publish.
+
+        A table snapshotted while the slot existed has every transaction committed before its snapshot's
+        consistent point in the snapshot: those are skipped, the ones committing at or after it published.
+        Transactions arrive in commit order, so a consistent point once reached is forgotten.
+        """
+        for table, lsn in list(self._skip_before.items()):
+            if commit_lsn >= lsn:
+                del self._skip_before[table]
+                logger.info("%s: the stream reached its snapshot's consistent point %s; its changes are published",
+                            table, Lsn(lsn))
+        return frozenset(self._skip_before) or None
 
     def _flush_counts(self) -> None:
         """Bring the event counters up to date (once per transaction, not once per row)."""
@@ -533,6 +602,8 @@ class CaptureSource:
         self._txn = self.tracker.begin()
         self._txn_meta = (m.xid, m.commit_ts)
         self._ack = self._acker(self._txn, m.commit_ts)
+        # A streamed transaction's changes are published here, at its commit: compare its commit LSN.
+        self._skip = self._skipping(m.commit_lsn) if self._skip_before else None
         decoder = PgOutputDecoder(protocol_version=2)
         decoder.decode(b"S" + m.xid.to_bytes(4, "big") + b"\x01")
         keepalive_at = time.monotonic() + 1.0
@@ -620,6 +691,8 @@ class CaptureSource:
         txn = self._txn
         if txn is None:
             raise ReplicationError("change outside a transaction on the replication stream")
+        if self._skip is not None and info.qualified in self._skip:
+            return
         xid, commit_ts = self._txn_meta
         source = self._source_block(info.ref, commit_ts // 1000 + PG_EPOCH_MS, xid, lsn, "false")
         cls = m.__class__
@@ -653,6 +726,8 @@ class CaptureSource:
         txn = self._txn
         if info is None or txn is None or info.codec is None:
             return False
+        if self._skip is not None and info.qualified in self._skip:
+            return True  # committed before the table's snapshot: the snapshot holds it
         codec = info.codec
         read = codec.read
         kind = buf[0]
@@ -758,7 +833,7 @@ class CaptureSource:
         xid, commit_ts = self._txn_meta
         for relation_id in m.relation_ids:
             info = self.tables.get(relation_id)
-            if info is None:
+            if info is None or (self._skip is not None and info.qualified in self._skip):
                 continue
             info.captured["t"].inc()
             if info.compacted:
@@ -794,6 +869,8 @@ class CaptureSource:
         if flushed != self._confirmed or force:
             stream.send_status(max(self._written, flushed), flushed)
             self._confirmed = flushed
+            if self.state.snapshot_lsn and self.state.forget_snapshot_lsns(flushed):
+                self.state.save()
         metrics.CONFIRMED_LSN.labels(self._labels).set(flushed)
         metrics.LAG_BYTES.labels(self._labels).set(max(0, self._server_lsn - flushed))
         self._write_status()

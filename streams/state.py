@@ -4,10 +4,15 @@
       │            │              │
       └────────────┴──────────────┴──► ERRORED (with the reason)
 
-A table found SNAPSHOTTING at start was interrupted mid-snapshot: the slot
-is dropped and the snapshot redone (its rows are published again:
-duplicates, never loss). ERRORED is left only by an operator's restart after
-fixing the cause; the state file says why it stopped.
+A table is snapshotted once, before its changes stream. When the slot is
+created, every table is snapshotted inside the snapshot the slot exports.
+A table found INIT (added to the source's ``tables:``) or SNAPSHOTTING (its
+snapshot was interrupted) while the slot exists is snapshotted inside the
+snapshot of a temporary slot, whose consistent point is kept per table in
+``snapshot_lsn``: changes of that table in transactions committed before it
+are in the snapshot, and the stream skips them. The slot is never dropped
+for it, so the other tables lose nothing. ERRORED is left only by an
+operator's restart after fixing the cause; the state file says why it stopped.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from streams.lsn import Lsn
 
 
 class TableState(str, enum.Enum):
@@ -45,6 +52,9 @@ class CaptureState:
     path: Path
     tables: dict[str, TableState] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    #: per table snapshotted while the slot existed: the consistent point of its snapshot. The stream skips
+    #: the table's changes in transactions whose commit LSN is below it (the snapshot holds them).
+    snapshot_lsn: dict[str, Lsn] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path, tables: list[str]) -> "CaptureState":
@@ -53,6 +63,7 @@ class CaptureState:
             raw = json.loads(path.read_text())
             state.tables = {t: TableState(s) for t, s in raw.get("tables", {}).items()}
             state.errors = dict(raw.get("errors", {}))
+            state.snapshot_lsn = {t: Lsn.parse(s) for t, s in raw.get("snapshot_lsn", {}).items()}
         for table in tables:
             state.tables.setdefault(table, TableState.INIT)
         return state
@@ -74,8 +85,25 @@ class CaptureState:
     def any_in(self, state: TableState) -> bool:
         return any(s == state for s in self.tables.values())
 
+    def needs_snapshot(self, table: str) -> bool:
+        """True while the table's snapshot has not completed: it was never started, or was interrupted."""
+        return self.tables.get(table, TableState.INIT) in (TableState.INIT, TableState.SNAPSHOTTING)
+
+    def forget_snapshot_lsns(self, confirmed: int) -> bool:
+        """Drop the consistent points the slot has confirmed: a restart resumes past them, so nothing below
+        them comes again (PostgreSQL skips transactions committed before the slot's confirmed position).
+        True when something was dropped (the caller saves)."""
+        done = [t for t, lsn in self.snapshot_lsn.items() if lsn <= confirmed]
+        for table in done:
+            del self.snapshot_lsn[table]
+        return bool(done)
+
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"tables": {t: s.value for t, s in self.tables.items()}, "errors": self.errors}, indent=2))
+        tmp.write_text(json.dumps({
+            "tables": {t: s.value for t, s in self.tables.items()},
+            "errors": self.errors,
+            "snapshot_lsn": {t: str(Lsn(lsn)) for t, lsn in self.snapshot_lsn.items()},
+        }, indent=2))
         os.replace(tmp, self.path)
