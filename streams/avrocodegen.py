@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import struct
 from datetime import date, datetime, timezone
-from decimal import Decimal
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from typing import Any, Callable
 
 __all__ = ["UnsupportedSchema", "compile_encoder"]
@@ -117,6 +117,9 @@ def _time_micros(t) -> int:
 
 #: values remembered per decimal type (streams of many distinct amounts start over when it is full)
 _KNOWN_DECIMALS = 4096
+#: Exact decimal arithmetic: the default context keeps 28 digits and would round a numeric(38,2) silently.
+#: ``scaleb`` only moves the exponent, so with this precision it never rounds.
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
 
 
 def _decimal_encoder(precision: int, scale: int) -> Callable[[Decimal], bytes]:
@@ -131,11 +134,12 @@ def _decimal_encoder(precision: int, scale: int) -> Callable[[Decimal], bytes]:
             found = known.get(value)
             if found is not None:
                 return found
-        scaled = value.scaleb(scale)
-        try:
-            unscaled = int(scaled)
-        except (ValueError, OverflowError):
-            raise ValueError(f"decimal({precision},{scale}) cannot hold {value}") from None
+        if not value.is_finite():
+            raise ValueError(f"decimal({precision},{scale}) cannot hold {value}")
+        scaled = value.scaleb(scale, _EXACT)
+        if scaled and scaled.adjusted() >= precision:  # checked before int(), which could be huge
+            raise ValueError(f"decimal({precision},{scale}) cannot hold a value of more than {precision} digits")
+        unscaled = int(scaled)
         if scaled != unscaled:
             raise ValueError(f"decimal({precision},{scale}) cannot hold a value with more than {scale} decimal places")
         if not -limit < unscaled < limit:

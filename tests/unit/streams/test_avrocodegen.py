@@ -98,6 +98,30 @@ def test_a_decimal_with_more_places_than_its_scale_is_refused_not_rounded():
         encode({"d": Decimal("NaN")})
 
 
+@pytest.mark.parametrize("precision, scale", [(38, 2), (38, 0), (38, 10), (30, 29), (60, 4)])
+def test_a_decimal_wider_than_28_digits_is_encoded_exactly_as_fastavro_encodes_it(precision, scale):
+    # Python's default decimal context keeps 28 digits: arithmetic in it rounds a numeric(38,2) value silently.
+    schema = {"type": "record", "name": "R", "fields": [
+        {"name": "d", "type": ["null", {"type": "bytes", "logicalType": "decimal", "precision": precision, "scale": scale}]}]}
+    encode = compile_encoder(schema)
+    rng = random.Random(precision * 100 + scale)
+    widest = 10**precision - 1
+    values = [widest, -widest, 10**(precision - 1), -(10**(precision - 1)) - 1, 123456789012345678901234567890123,
+              *(rng.randint(-widest, widest) for _ in range(200))]
+    for unscaled in (v for v in values if abs(v) <= widest):
+        value = Decimal(f"{unscaled}E-{scale}")  # exact, as psycopg and the converters build them
+        assert encode({"d": value}) == _fastavro(schema, {"d": value}), value
+    if (precision, scale) == (38, 2):
+        value = Decimal("1234567890123456789012345678901.23")
+        encoded = encode({"d": value})
+        assert encoded == _fastavro(schema, {"d": value})
+        assert fastavro.schemaless_reader(io.BytesIO(encoded), fastavro.parse_schema(schema), None)["d"] == value
+    with pytest.raises(ValueError, match=f"more than {scale} decimal places"):
+        encode({"d": Decimal(f"{widest // 10}E-{scale + 1}")})
+    with pytest.raises(ValueError, match=f"more than {precision} digits"):
+        encode({"d": Decimal(f"{widest + 1}E-{scale}")})
+
+
 def test_a_decimal_seen_before_encodes_as_fastavro_does_whatever_its_exponent_and_a_float_is_still_refused(
         monkeypatch):
     import streams.avrocodegen as avrocodegen
