@@ -11,7 +11,7 @@ from pathlib import Path
 
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from psmesh.exceptions import SettingsError
@@ -87,34 +87,6 @@ class Settings(BaseSettings):
     #: HTTP port of the executive page (``psmesh page serve``).
     page_port: int = 8090
 
-    @field_validator("kafka_security_protocol")
-    @classmethod
-    def _security_protocol(cls, value: str) -> str:
-        if value.upper() not in SECURITY_PROTOCOLS:
-            raise ValueError(f"must be one of {', '.join(SECURITY_PROTOCOLS)}")
-        return value.upper()
-
-    @field_validator("kafka_sasl_mechanism")
-    @classmethod
-    def _sasl_mechanism(cls, value: str | None) -> str | None:
-        if value is not None and value not in SASL_MECHANISMS:
-            raise ValueError(f"must be one of {', '.join(SASL_MECHANISMS)}")
-        return value
-
-    @field_validator("pg_sslmode")
-    @classmethod
-    def _sslmode(cls, value: str) -> str:
-        if value not in PG_SSLMODES:
-            raise ValueError(f"must be one of {', '.join(PG_SSLMODES)}")
-        return value
-
-    @field_validator("registry_url")
-    @classmethod
-    def _registry_url(cls, value: str | None) -> str | None:
-        if value is not None:
-            check_registry_url(value)
-        return value
-
     @property
     def bootstrap_servers(self) -> str:
         return self.kafka_bootstrap or f"{self.bind_host}:{self.kafka_port}"
@@ -169,9 +141,37 @@ def settings_env(settings: Settings) -> dict[str, str]:
 def load_settings(**overrides) -> Settings:
     """The settings from the environment; ``SettingsError`` names every variable that is wrong and why."""
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         raise SettingsError([_describe(error) for error in exc.errors(include_url=False)]) from exc
+    problems = unusable(settings)
+    if problems:
+        raise SettingsError(problems)
+    return settings
+
+
+def unusable(settings: Settings) -> list[str]:
+    """The values the clients would refuse later (librdkafka, libpq, the registry client), named by variable.
+
+    Checked when the settings are loaded, so a wrong value stops a command
+    before it starts anything rather than as a client's traceback.
+    """
+    problems = []
+    choices = (
+        ("kafka_security_protocol", settings.kafka_security_protocol.upper(), SECURITY_PROTOCOLS),
+        ("kafka_sasl_mechanism", settings.kafka_sasl_mechanism, SASL_MECHANISMS),
+        ("pg_sslmode", settings.pg_sslmode, PG_SSLMODES),
+    )
+    for field, value, allowed in choices:
+        if value is not None and value not in allowed:
+            problems.append(f"{ENV_PREFIX}{field.upper()}: must be one of {', '.join(allowed)} "
+                            f"(got {getattr(settings, field)!r})")
+    if settings.registry_url is not None:
+        try:
+            check_registry_url(settings.registry_url)
+        except ValueError as exc:
+            problems.append(f"{ENV_PREFIX}REGISTRY_URL: {exc}")
+    return problems
 
 
 def check_registry_url(url: str) -> str:

@@ -15,9 +15,9 @@ def test_a_wrong_port_names_the_variable_and_what_it_must_be(monkeypatch):
     assert caught.value.problems == ["PSMESH_KAFKA_PORT: must be an integer (got 'abc')"]
 
 
-def test_the_security_protocol_is_checked_and_taken_in_any_case(monkeypatch):
+def test_the_security_protocol_is_checked_in_any_case_as_librdkafka_does(monkeypatch):
     monkeypatch.setenv("PSMESH_KAFKA_SECURITY_PROTOCOL", "sasl_ssl")
-    assert load_settings().kafka_client_config()["security.protocol"] == "SASL_SSL"
+    assert load_settings().kafka_client_config()["security.protocol"] == "sasl_ssl"
     monkeypatch.setenv("PSMESH_KAFKA_SECURITY_PROTOCOL", "bogus")
     with pytest.raises(SettingsError, match="PSMESH_KAFKA_SECURITY_PROTOCOL: must be one of PLAINTEXT"):
         load_settings()
