@@ -11,8 +11,13 @@ snapshot was interrupted) while the slot exists is snapshotted inside the
 snapshot of a temporary slot, whose consistent point is kept per table in
 ``snapshot_lsn``: changes of that table in transactions committed before it
 are in the snapshot, and the stream skips them. The slot is never dropped
-for it, so the other tables lose nothing. ERRORED is left only by an
-operator's restart after fixing the cause; the state file says why it stopped.
+for it, so the other tables lose nothing.
+
+ERRORED is left only by an operator's restart after fixing the cause; the
+state file says why it stopped. A table that errored before its snapshot
+completed (the registry unreachable or refusing its schema) stays in
+``snapshot_pending`` and is snapshotted on that restart: its rows are not
+in the stream.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ _ALLOWED = {
     TableState.INIT: {TableState.SNAPSHOTTING, TableState.STREAMING, TableState.ERRORED},
     TableState.SNAPSHOTTING: {TableState.STREAMING, TableState.ERRORED, TableState.INIT},
     TableState.STREAMING: {TableState.ERRORED, TableState.INIT},
-    TableState.ERRORED: {TableState.INIT, TableState.STREAMING},
+    TableState.ERRORED: {TableState.INIT, TableState.SNAPSHOTTING, TableState.STREAMING},
 }
 
 
@@ -55,6 +60,8 @@ class CaptureState:
     #: per table snapshotted while the slot existed: the consistent point of its snapshot. The stream skips
     #: the table's changes in transactions whose commit LSN is below it (the snapshot holds them).
     snapshot_lsn: dict[str, Lsn] = field(default_factory=dict)
+    #: tables whose snapshot started and has not completed: kept through ERRORED, cleared by STREAMING or INIT
+    snapshot_pending: set[str] = field(default_factory=set)
 
     @classmethod
     def load(cls, path: Path, tables: list[str]) -> "CaptureState":
@@ -64,6 +71,7 @@ class CaptureState:
             state.tables = {t: TableState(s) for t, s in raw.get("tables", {}).items()}
             state.errors = dict(raw.get("errors", {}))
             state.snapshot_lsn = {t: Lsn.parse(s) for t, s in raw.get("snapshot_lsn", {}).items()}
+            state.snapshot_pending = set(raw.get("snapshot_pending", ()))
         for table in tables:
             state.tables.setdefault(table, TableState.INIT)
         return state
@@ -73,6 +81,10 @@ class CaptureState:
         if to != current and to not in _ALLOWED[current]:
             raise IllegalTransition(f"table {table}: {current.value} → {to.value} is not allowed")
         self.tables[table] = to
+        if to == TableState.SNAPSHOTTING:
+            self.snapshot_pending.add(table)
+        elif to != TableState.ERRORED:
+            self.snapshot_pending.discard(table)
         if to == TableState.ERRORED:
             self.errors[table] = reason or "unknown"
         else:
@@ -86,8 +98,9 @@ class CaptureState:
         return any(s == state for s in self.tables.values())
 
     def needs_snapshot(self, table: str) -> bool:
-        """True while the table's snapshot has not completed: it was never started, or was interrupted."""
-        return self.tables.get(table, TableState.INIT) in (TableState.INIT, TableState.SNAPSHOTTING)
+        """True while the table's snapshot has not completed: never started, interrupted, or failed (ERRORED)."""
+        return (self.tables.get(table, TableState.INIT) in (TableState.INIT, TableState.SNAPSHOTTING)
+                or table in self.snapshot_pending)
 
     def forget_snapshot_lsns(self, confirmed: int) -> bool:
         """Drop the consistent points the slot has confirmed: a restart resumes past them, so nothing below
@@ -105,5 +118,6 @@ class CaptureState:
             "tables": {t: s.value for t, s in self.tables.items()},
             "errors": self.errors,
             "snapshot_lsn": {t: str(Lsn(lsn)) for t, lsn in self.snapshot_lsn.items()},
+            "snapshot_pending": sorted(self.snapshot_pending),
         }, indent=2))
         os.replace(tmp, self.path)

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 import streams.source
+from streams.exceptions import StreamsError
 from streams.snapshot import Snapshotter
 from tests.integration.capture_support import RunningCapture, ScratchSource, TopicReader, read_final_states, wait_for
 
@@ -145,3 +146,26 @@ def test_a_table_added_to_a_streaming_source_is_snapshotted_and_no_change_of_any
         source, "select entry_id, hours, status from time_entries")
     state = json.loads((source.state_dir / f"{source.name}.state.json").read_text())
     assert state["tables"] == {"public.accounts": "streaming", "public.time_entries": "streaming"}
+
+
+def test_a_first_snapshot_that_failed_is_done_on_the_next_start(source, stack_settings):
+    # The only table of the source: its snapshot fails (the registry is unreachable) after the slot was made.
+    _account(source, 1)
+    _account(source, 2)
+    with pytest.raises(StreamsError, match="unreachable"):
+        with RunningCapture(source.config(tables=ACCOUNTS, registry_url="http://127.0.0.1:9")):
+            pass
+    state = json.loads((source.state_dir / f"{source.name}.state.json").read_text())
+    assert state["tables"] == {"public.accounts": "errored"}
+    assert "unreachable" in state["errors"]["public.accounts"]  # the state file says why it stopped
+
+    _account(source, 3)  # committed after the slot, before the snapshot that is done now: once, as a snapshot row
+    with RunningCapture(source.config(tables=ACCOUNTS)) as run:
+        _account(source, 4)
+        assert wait_for(lambda: read_final_states(stack_settings, source.topic("accounts"))[1] >= 4, timeout=60)
+    assert run.error is None
+    records = TopicReader(stack_settings).read(source.topic("accounts"), 4)
+    assert sorted((k["account_id"], v["op"]) for k, v in records) == [(1, "r"), (2, "r"), (3, "r"), (4, "c")]
+    assert read_final_states(stack_settings, source.topic("accounts"))[1] == 4
+    state = json.loads((source.state_dir / f"{source.name}.state.json").read_text())
+    assert state["tables"] == {"public.accounts": "streaming"} and state["errors"] == {}

@@ -167,3 +167,28 @@ def test_the_consistent_points_are_saved_with_the_states_and_forgotten_once_conf
     assert again.snapshot_lsn == {"public.orders": C} and not again.needs_snapshot("public.orders")
     assert not again.forget_snapshot_lsns(C - 1) and again.snapshot_lsn
     assert again.forget_snapshot_lsns(C) and again.snapshot_lsn == {}
+
+
+def test_a_table_that_errored_before_its_snapshot_completed_is_snapshotted_on_restart_and_the_reason_is_kept(tmp_path):
+    path = tmp_path / "crm.state.json"
+    state = CaptureState.load(path, ["public.accounts"])
+    state.move("public.accounts", TableState.SNAPSHOTTING)
+    state.move("public.accounts", TableState.ERRORED, "schema registry unreachable")
+    state.save()
+
+    again = CaptureState.load(path, ["public.accounts"])
+    assert again.tables["public.accounts"] == TableState.ERRORED
+    assert again.errors == {"public.accounts": "schema registry unreachable"}
+    assert again.needs_snapshot("public.accounts")
+    again.move("public.accounts", TableState.SNAPSHOTTING)  # the restart snapshots it
+    again.move("public.accounts", TableState.STREAMING)
+    assert not again.needs_snapshot("public.accounts") and again.errors == {}
+
+
+def test_a_table_that_errored_while_streaming_is_not_snapshotted_again(tmp_path):
+    state = CaptureState.load(tmp_path / "crm.state.json", ["public.accounts"])
+    state.move("public.accounts", TableState.SNAPSHOTTING)
+    state.move("public.accounts", TableState.STREAMING)
+    state.move("public.accounts", TableState.ERRORED, "schema change refused")
+    state.save()
+    assert not CaptureState.load(state.path, ["public.accounts"]).needs_snapshot("public.accounts")
