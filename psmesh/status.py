@@ -96,9 +96,10 @@ def _kafka(settings: Settings, checks: list[Check]):
     from confluent_kafka import Consumer, KafkaException
     from confluent_kafka.admin import AdminClient
 
-    conf = settings.kafka_client_config()
-    admin = AdminClient(conf)
+    # librdkafka would print every failed connection attempt to stderr; the check says it once.
+    conf = {**settings.kafka_client_config(), "log_level": 0}
     try:
+        admin = AdminClient(conf)
         meta = admin.list_topics(timeout=TIMEOUT)
     except KafkaException as exc:
         checks.append(Check("server", "kafka", "fail", f"unreachable at {settings.bootstrap_servers}: {exc}"))

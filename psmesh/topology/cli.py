@@ -15,7 +15,7 @@ import click
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from psmesh.config import load_settings
+from psmesh.config import check_registry_url, load_settings
 from psmesh.topology.apply import apply_topology
 from psmesh.topology.exceptions import ClusterError, RendererMissingError
 from psmesh.topology.graph import lineage, render, to_mermaid
@@ -24,6 +24,8 @@ from psmesh.topology.model import Topology, check_topology
 from psmesh.topology.plan import observe, plan_changes
 
 TOPOLOGY_FILE = "topology.yaml"
+#: Picture formats by file suffix, for ``graph --output`` without ``--format``.
+_FORMATS = {".svg": "svg", ".png": "png", ".mmd": "mermaid"}
 
 
 def default_topology_path() -> Path:
@@ -43,6 +45,13 @@ _file_option = click.option(
     default=None,
     help="Topology file [default: ./topology.yaml, else the repository's].",
 )
+def _registry_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        return check_registry_url(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
+
+
 _cluster_options = [
     click.option(
         "--bootstrap-servers",
@@ -53,6 +62,7 @@ _cluster_options = [
     click.option(
         "--registry-url",
         default=lambda: load_settings().schema_registry_url,
+        callback=_registry_url,
         show_default="PSMESH_REGISTRY_URL or the local registry",
         help="Schema registry URL.",
     ),
@@ -131,7 +141,11 @@ def apply(path: Path | None, bootstrap_servers: str, registry_url: str, cluster:
 @topology.command()
 @_file_option
 @click.option(
-    "--format", "fmt", type=click.Choice(["svg", "png", "mermaid"]), default="svg", show_default=True, help="Output format."
+    "--format",
+    "fmt",
+    type=click.Choice(["svg", "png", "mermaid"]),
+    default=None,
+    help="Output format [default: from the --output suffix (.svg, .png, .mmd), else svg].",
 )
 @click.option(
     "--output",
@@ -140,8 +154,9 @@ def apply(path: Path | None, bootstrap_servers: str, registry_url: str, cluster:
     default=None,
     help="Output file [default: topology.svg / topology.png; Mermaid to stdout].",
 )
-def graph(path: Path | None, fmt: str, output: Path | None) -> None:
+def graph(path: Path | None, fmt: str | None, output: Path | None) -> None:
     """Draw the lineage: sources, topics, processors, sinks and targets."""
+    fmt = _graph_format(fmt, output)
     loaded = _load(path, quiet_ok=True)
     drawing = lineage(loaded)
     mermaid = to_mermaid(drawing)
@@ -149,7 +164,7 @@ def graph(path: Path | None, fmt: str, output: Path | None) -> None:
         if output is None:
             click.echo(mermaid, nl=False)
         else:
-            output.write_text(mermaid, encoding="utf-8")
+            _write(output, mermaid.encode("utf-8"))
             click.echo(f"wrote {output}")
         return
     output = output or Path(f"topology.{fmt}")
@@ -157,19 +172,46 @@ def graph(path: Path | None, fmt: str, output: Path | None) -> None:
         picture = render(drawing, fmt)
     except RendererMissingError as exc:
         fallback = output.with_suffix(".mmd")
-        fallback.write_text(mermaid, encoding="utf-8")
+        _write(fallback, mermaid.encode("utf-8"))
         click.echo(f"error: cannot draw {output}: {exc}", err=True)
         click.echo(f"wrote the Mermaid text to {fallback} instead", err=True)
         sys.exit(1)
-    output.write_bytes(picture)
+    _write(output, picture)
     click.echo(f"wrote {output}")
 
 
+def _graph_format(fmt: str | None, output: Path | None) -> str:
+    """``--format``, else the one ``--output``'s suffix names; a picture is never written under another format's suffix."""
+    implied = _FORMATS.get(output.suffix.lower()) if output is not None else None
+    if fmt is None:
+        return implied or "svg"
+    if implied is not None and implied != fmt:
+        raise click.BadParameter(
+            f"{output} has the suffix {output.suffix}, which is not {fmt}; change the suffix or --format",
+            param_hint="--output",
+        )
+    return fmt
+
+
+def _write(output: Path, data: bytes) -> None:
+    try:
+        output.write_bytes(data)
+    except OSError as exc:
+        raise click.FileError(str(output), hint=exc.strerror or str(exc)) from exc
+
+
 def _load(path: Path | None, quiet_ok: bool = False) -> Topology:
+    """The valid topology, every problem printed; exit 1 when it is invalid.
+
+    ``quiet_ok``: for commands whose stdout is their product (a plan, a
+    Mermaid graph), warnings go to stderr; ``validate`` prints them as its result.
+    """
     path = path or default_topology_path()
     loaded, issues = check_topology(path)
     for issue in issues:
-        if loaded is None or not quiet_ok:
+        if quiet_ok and not issue.is_error:
+            click.echo(str(issue), err=True)
+        else:
             _echo_issue(issue)
     if loaded is None:
         errors = sum(1 for i in issues if i.is_error)
@@ -191,6 +233,9 @@ def _check_cluster_name(loaded: Topology, cluster: str | None) -> None:
 def _clients(bootstrap_servers: str, registry_url: str) -> tuple[AdminClient, SchemaRegistryClient]:
     conf = load_settings().kafka_client_config()
     conf["bootstrap.servers"] = bootstrap_servers
+    # librdkafka would print every failed connection attempt to stderr; the one error that
+    # matters is the ClusterError raised when the request times out.
+    conf["log_level"] = 0
     return AdminClient(conf), SchemaRegistryClient({"url": registry_url})
 
 
