@@ -67,3 +67,15 @@ class SchemaRefused(StreamsError):
             f"table {table}: schema change refused by the registry under {rule} compatibility "
             f"(subject {subject}); column(s): {named}; {detail}"
         )
+
+
+class UnencodableValue(StreamsError, ValueError):
+    """A column's value has no representation in the column's Avro type (``NaN`` in a ``numeric(p,s)``, whose
+    Avro type is a decimal). The capture stops before publishing the change, so nothing is lost: the message
+    names the table, the column and where the change is (its LSN and transaction, or the snapshot)."""
+
+    def __init__(self, table: str, column: str, reason: str, where: str) -> None:
+        self.table = table
+        self.column = column
+        self.reason = reason
+        super().__init__(f"table {table}, column {column}: {reason}; {where}")

@@ -51,8 +51,9 @@ from psycopg import sql
 
 from psmesh import __version__
 from streams import metrics
-from streams.envelope import CONNECTOR, ColumnSpec
-from streams.exceptions import ReplicationError, StreamsError, ValueConversionError
+from streams.avrocodegen import compile_encoder
+from streams.envelope import CONNECTOR, ColumnSpec, avro_type
+from streams.exceptions import ReplicationError, StreamsError, UnencodableValue, ValueConversionError
 from streams.offsets import FlushTracker, PendingTransaction
 from streams.pgoutput import (
     UNCHANGED_TOAST,
@@ -201,6 +202,7 @@ class CaptureSource:
         self._txn: PendingTransaction | None = None
         self._stream: ReplicationStream | None = None
         self._txn_meta: tuple[int, int] = (0, 0)  # xid, commit ts (µs since 2000)
+        self._commit_lsn = 0  # of the transaction being published, for error messages
         #: per table snapshotted while the slot existed: its snapshot's consistent point (see _skipping)
         self._skip_before: dict[str, int] = {}
         #: the tables whose changes the current transaction must not publish (None: none, the common case)
@@ -534,6 +536,7 @@ class CaptureSource:
         elif cls is Begin:
             self._txn = self.tracker.begin()
             self._txn_meta = (m.xid, m.commit_ts)
+            self._commit_lsn = m.final_lsn
             self._skip = self._skipping(m.final_lsn) if self._skip_before else None
             self._ack = self._acker(self._txn, m.commit_ts)
         elif cls is Commit:
@@ -601,6 +604,7 @@ class CaptureSource:
             return
         self._txn = self.tracker.begin()
         self._txn_meta = (m.xid, m.commit_ts)
+        self._commit_lsn = m.commit_lsn
         self._ack = self._acker(self._txn, m.commit_ts)
         # A streamed transaction's changes are published here, at its commit: compare its commit LSN.
         self._skip = self._skipping(m.commit_lsn) if self._skip_before else None
@@ -641,7 +645,7 @@ class CaptureSource:
             # Called once per event: only the last acknowledgement of a sealed transaction can
             # move the flushable position, so the tracker is asked only then.
             if err is not None:
-                tracker.delivered(txn, err)
+                tracker.delivered(txn, f"{err} (topic {msg.topic()}, partition {msg.partition()})")
                 return
             txn.pending -= 1
             if txn.pending == 0 and txn.sealed:
@@ -848,15 +852,37 @@ class CaptureSource:
     def _publish(self, info: _TableInfo, txn: PendingTransaction, ack: Callable, op: str,
                  before: dict | None, after: dict | None, source: dict, unchanged: tuple[str, ...]) -> None:
         row = after if after is not None else before
-        key = info.schemas.key.encode({n: row[n] for n in info.schemas.key_names})
-        value = info.schemas.value.encode({
-            "before": before, "after": after, "source": source, "op": op,
-            "ts_ms": int(time.time() * 1000), "unchanged_toasted": list(unchanged),
-        })
+        try:
+            key = info.schemas.key.encode({n: row[n] for n in info.schemas.key_names})
+            value = info.schemas.value.encode({
+                "before": before, "after": after, "source": source, "op": op,
+                "ts_ms": int(time.time() * 1000), "unchanged_toasted": list(unchanged),
+            })
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise self._unencodable(exc, info, (before, after), source) from exc
         self.tracker.sent(txn)
         self.publisher.send(info.topic, key, value, ack)
         info.unflushed[op] += 1
         self._last_event_at = time.time()
+
+    def _unencodable(self, exc: Exception, info: _TableInfo, rows: tuple[dict | None, ...], source: dict) -> UnencodableValue:
+        """The encoding error, naming the table, the column (found again, on this error path only) and where."""
+        column = "?"
+        for c in info.columns:
+            probe = compile_encoder({"type": "record", "name": "Probe",
+                                     "fields": [{"name": "v", "type": ["null", avro_type(c.type_oid, c.typmod)]}]})
+            try:
+                for row in rows:
+                    if row is not None:
+                        probe({"v": row.get(c.name)})
+            except (ValueError, TypeError, OverflowError):
+                column = c.name
+                break
+        if source["lsn"] is None:
+            where = "in the snapshot"
+        else:
+            where = f"change at LSN {Lsn(source['lsn'])} of transaction {source['txId']} (commit LSN {Lsn(self._commit_lsn)})"
+        return UnencodableValue(info.qualified, column, str(exc), where)
 
     def _tombstone(self, info: _TableInfo, txn: PendingTransaction, before: dict) -> None:
         key = info.schemas.key.encode({n: before[n] for n in info.schemas.key_names})
