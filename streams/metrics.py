@@ -8,13 +8,19 @@ EVENTS_CAPTURED = Counter(
     "psmesh_cdc_events_captured_total", "Row changes decoded from the replication stream", ["source", "table", "op"]
 )
 EVENTS_PRODUCED = Counter(
-    "psmesh_cdc_events_produced_total", "Change events acknowledged by Kafka", ["source", "table"]
+    "psmesh_cdc_events_produced_total",
+    "Change events handed to the Kafka producer, counted at their transaction's commit (per snapshotted table for "
+    "snapshot rows), before Kafka acknowledges them; see psmesh_cdc_confirmed_lsn for what Kafka acknowledged",
+    ["source", "table"]
 )
 LAG_BYTES = Gauge(
     "psmesh_cdc_replication_lag_bytes", "Server WAL position minus the position confirmed to it", ["source"]
 )
 LAG_SECONDS = Gauge(
-    "psmesh_cdc_replication_lag_seconds", "Now minus the commit time of the last transaction Kafka acknowledged in full", ["source"]
+    "psmesh_cdc_replication_lag_seconds",
+    "Now minus the commit time of the last transaction Kafka acknowledged in full, set at that acknowledgement only: "
+    "it does not grow while nothing is acknowledged (Kafka down)",
+    ["source"]
 )
 CONFIRMED_LSN = Gauge("psmesh_cdc_confirmed_lsn", "LSN confirmed (flushed) to PostgreSQL", ["source"])
 COMMIT_TO_ACK = Histogram(
