@@ -99,7 +99,7 @@ def _run(settings, stack: LocalStack, topology_file: Path | None, size: str, wee
     create_source_tables(settings)
     services = []
     for source in topology.sources:
-        service = CaptureService(settings, source.name, topology)
+        service = CaptureService(settings, source.name, topology, topology_file=path)
         try:
             what = service.start()
         except StackError as exc:

@@ -15,12 +15,12 @@ logger = logging.getLogger(__name__)
 
 
 def _topology(path: Path | None):
+    """The topology at ``--file``: a file given but missing is an error naming it, never another file."""
+    from psmesh.topology.cli import default_topology_path
     from psmesh.topology.exceptions import TopologyError
     from psmesh.topology.model import load_topology
 
-    target = path or Path("topology.yaml")
-    if not target.exists():
-        target = Path(__file__).resolve().parent.parent / "topology.yaml"
+    target = path or default_topology_path()
     try:
         return load_topology(target)
     except TopologyError as exc:
@@ -64,7 +64,8 @@ def cdc() -> None:
 
 @cdc.command()
 @click.argument("source")
-@click.option("--file", "topology_file", type=click.Path(path_type=Path), default=None)
+@click.option("--file", "topology_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Topology file [default: ./topology.yaml, else the repository's].")
 @click.option("--metrics-port", type=int, default=None,
               help="Serve Prometheus metrics on this port (default: PSMESH_CDC_METRICS_PORT_BASE + the source's "
                    "index, else the source's metrics_port in the topology; 0: none).")
@@ -116,7 +117,8 @@ def run(source: str, topology_file: Path | None, metrics_port: int | None) -> No
 
 
 @cdc.command()
-@click.option("--file", "topology_file", type=click.Path(path_type=Path), default=None)
+@click.option("--file", "topology_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Topology file [default: ./topology.yaml, else the repository's].")
 @click.option("--json", "as_json", is_flag=True)
 def status(topology_file: Path | None, as_json: bool) -> None:
     """Slot position, lag and last event time per source; exit 1 if a slot is missing or inactive."""
@@ -159,7 +161,8 @@ def status(topology_file: Path | None, as_json: bool) -> None:
 
 
 @cdc.command()
-@click.option("--file", "topology_file", type=click.Path(path_type=Path), default=None)
+@click.option("--file", "topology_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Topology file [default: ./topology.yaml, else the repository's].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("schemas"), show_default=True)
 @click.option("--check", is_flag=True, help="Do not write; exit 1 if a file differs from what the capture would register.")
 def schemas(topology_file: Path | None, out: Path, check: bool) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import time
 import urllib.request
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from psmesh.config import Settings, settings_env
@@ -22,11 +23,17 @@ if TYPE_CHECKING:
 
 
 class CaptureService:
-    """``psmesh cdc run <source>`` in the background, with a pid file and a log."""
+    """``psmesh cdc run <source>`` in the background, with a pid file and a log.
 
-    def __init__(self, settings: Settings, source: str, topology: Topology | None = None) -> None:
+    ``topology_file``, when given, is passed on as ``--file``: the capture reads
+    the same file that was applied, not the one its working directory would give.
+    """
+
+    def __init__(self, settings: Settings, source: str, topology: Topology | None = None,
+                 topology_file: Path | None = None) -> None:
         self.settings = settings
         self.source = source
+        self.topology_file = topology_file
         self.name = f"cdc-{source}"
         self.metrics_port = capture_metrics_port(settings, topology or default_topology(), source)
         self.address = (f"http://{settings.bind_host}:{self.metrics_port}/metrics" if self.metrics_port
@@ -39,6 +46,8 @@ class CaptureService:
             return "already running"
         self.status_file.unlink(missing_ok=True)
         argv = [sys.executable, "-m", "psmesh", "cdc", "run", self.source, "--metrics-port", str(self.metrics_port or 0)]
+        if self.topology_file is not None:
+            argv += ["--file", str(self.topology_file.resolve())]
         self.process.start(argv, env=settings_env(self.settings))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

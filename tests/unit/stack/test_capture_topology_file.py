@@ -1,0 +1,63 @@
+"""The capture reads the topology file it is given: a missing one is an error, and the demo passes its own on."""
+
+from __future__ import annotations
+
+import re
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from psmesh.cli import main
+from psmesh.config import Settings
+from psmesh.stack.services import CaptureService
+from streams.cli import capture_config
+
+MISSING = "no-such-topology.yaml"
+
+
+@pytest.mark.parametrize("command", [["cdc", "status"], ["cdc", "schemas", "--check"]])
+def test_a_missing_topology_file_is_an_error_naming_it_not_the_repositorys_file(command, tmp_path):
+    missing = tmp_path / MISSING
+    result = CliRunner().invoke(main, [*command, "--file", str(missing)], env={"PSMESH_PG_PORT": "1"})
+    assert result.exit_code == 1
+    assert f"{missing}: cannot read the file: No such file or directory" in result.output
+
+
+def test_the_capture_refuses_a_missing_topology_file(tmp_path):
+    with pytest.raises(click.ClickException, match=f"{MISSING}: cannot read the file"):
+        capture_config("crm", tmp_path / MISSING)
+
+
+def test_every_cdc_command_documents_its_file_option():
+    for command in ("run", "status", "schemas"):
+        result = CliRunner().invoke(main, ["cdc", command, "--help"])
+        assert re.search(r"--file FILE +Topology file", result.output), result.output
+
+
+def test_a_capture_started_with_a_topology_file_is_given_that_file(tmp_path, monkeypatch):
+    topology_file = tmp_path / "mine.yaml"
+    service = CaptureService(Settings(home=tmp_path, cdc_metrics_port_base=19900), "crm", topology_file=topology_file)
+    started: list[list[str]] = []
+
+    def start(argv, env=None, cwd=None):
+        started.append(argv)
+        service.status_file.parent.mkdir(parents=True, exist_ok=True)
+        service.status_file.write_text("{}")
+
+    monkeypatch.setattr(service.process, "running", lambda: False)
+    monkeypatch.setattr(service.process, "start", start)
+    assert service.start(timeout=5) == "started"
+    (argv,) = started
+    assert argv[argv.index("--file") + 1] == str(topology_file.resolve())
+
+
+def test_a_capture_started_without_a_file_lets_the_capture_choose(tmp_path, monkeypatch):
+    service = CaptureService(Settings(home=tmp_path, cdc_metrics_port_base=19900), "crm")
+    started: list[list[str]] = []
+    monkeypatch.setattr(service.process, "running", lambda: False)
+    monkeypatch.setattr(service.process, "start", lambda argv, env=None, cwd=None: (
+        started.append(argv), service.status_file.parent.mkdir(parents=True, exist_ok=True),
+        service.status_file.write_text("{}")))
+    service.start(timeout=5)
+    assert "--file" not in started[0]
