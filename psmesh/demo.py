@@ -12,14 +12,14 @@
 
 Running it again continues: the servers, slots and topics keep their state
 and the firm is not run twice over the same tables. ``--fresh`` stops
-everything and deletes the runtime directory first. Ctrl-C stops everything
-cleanly.
+everything and deletes the runtime directory first, only when it holds nothing
+but what psmesh creates there (``psmesh.stack.home``). Ctrl-C stops
+everything cleanly.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -28,6 +28,7 @@ import click
 
 from psmesh.config import load_settings
 from psmesh.stack import LocalStack, StackError
+from psmesh.stack.home import remove_runtime_dir, runtime_dir_problem
 
 
 @click.command()
@@ -42,9 +43,16 @@ def demo(topology_file: Path | None, size: str, weeks: int | None, seed: int, pa
     settings = load_settings()
     stack = LocalStack(settings)
     if fresh:
+        problem = runtime_dir_problem(settings.home)
+        if problem is not None:  # before stopping anything: a mistaken PSMESH_HOME changes nothing
+            raise click.ClickException(f"--fresh: not deleting {settings.home} (PSMESH_HOME): {problem}; "
+                                       "check PSMESH_HOME, or delete it yourself")
         click.secho("starting fresh: stopping everything and removing " + str(settings.home), bold=True)
         stack.down()
-        shutil.rmtree(settings.home, ignore_errors=True)
+        try:
+            remove_runtime_dir(settings.home)
+        except StackError as exc:
+            raise click.ClickException(str(exc)) from exc
         stack = LocalStack(settings)
     try:
         healthy = _run(settings, stack, topology_file, size, weeks, seed, pace)
