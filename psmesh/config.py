@@ -117,10 +117,16 @@ class Settings(BaseSettings):
         parts = [f"host={host}", f"port={self.pg_port}", f"dbname={dbname}", f"user={self.pg_user}"]
         if self.pg_password:
             parts.append(f"password={self.pg_password.get_secret_value()}")
-        # PSMESH_PG_SSLMODE applies whenever it is set; an external server gets 'prefer' otherwise.
-        if self.pg_host or "pg_sslmode" in self.model_fields_set:
-            parts.append(f"sslmode={self.pg_sslmode}")
+        sslmode = self.pg_sslmode_option()
+        if sslmode:
+            parts.append(f"sslmode={sslmode}")
         return " ".join(parts)
+
+    def pg_sslmode_option(self) -> str | None:
+        """libpq's sslmode: PSMESH_PG_SSLMODE whenever it is set; an external server gets 'prefer' otherwise."""
+        if self.pg_host or "pg_sslmode" in self.model_fields_set:
+            return self.pg_sslmode
+        return None
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -440,8 +440,9 @@ _PREPARE_LOCK = 0x7073_6D65_7368  # "psmesh"
 def _server_options(settings: Settings, dbname: str) -> dict[str, str]:
     options = {"host": settings.pg_host or settings.bind_host, "port": str(settings.pg_port), "dbname": dbname,
                "fetch_size": "10000"}
-    if settings.pg_host:
-        options["sslmode"] = settings.pg_sslmode
+    sslmode = settings.pg_sslmode_option()
+    if sslmode:
+        options["sslmode"] = sslmode
     return options
 
 

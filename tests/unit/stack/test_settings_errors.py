@@ -41,3 +41,13 @@ def test_an_external_host_keeps_prefer_when_no_sslmode_is_set(monkeypatch):
     monkeypatch.delenv("PSMESH_PG_SSLMODE", raising=False)
     monkeypatch.setenv("PSMESH_PG_HOST", "db.example")
     assert Settings().pg_dsn("crm").endswith(" sslmode=prefer")
+
+
+def test_the_reconciliation_servers_take_the_same_sslmode(monkeypatch):
+    from psmesh.reconcile import _server_options
+
+    monkeypatch.delenv("PSMESH_PG_HOST", raising=False)
+    monkeypatch.delenv("PSMESH_PG_SSLMODE", raising=False)
+    assert "sslmode" not in _server_options(Settings(), "crm")
+    monkeypatch.setenv("PSMESH_PG_SSLMODE", "require")
+    assert _server_options(Settings(), "crm")["sslmode"] == "require"
