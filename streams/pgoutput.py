@@ -222,7 +222,8 @@ class Update:
     sent when the key changed (identity DEFAULT or INDEX). ``old`` ('O'): the
     whole old row (identity FULL). Neither: the key did not change, or the
     identity is NOTHING. In ``new``, :data:`UNCHANGED_TOAST` marks TOASTed
-    columns the update left as they were.
+    columns the update left as they were; ``old`` holds their values (the
+    server logs the old row of a FULL identity with TOASTed values inlined).
     """
 
     TYPE: ClassVar[bytes] = b"U"

@@ -240,10 +240,12 @@ class RowCodec:
     Confluent prefix), or ``None`` when a key column is NULL or unchanged.
     """
 
-    __slots__ = ("read", "exact_keys", "columns", "source")
+    __slots__ = ("read", "exact_keys", "columns", "positions", "source")
 
     def __init__(self, columns: Sequence[ColumnSpec]) -> None:
         self.columns = tuple(columns)
+        #: column name → its position in the tuple (the index of its part after the branch tag, minus one)
+        self.positions = {c.name: i for i, c in enumerate(self.columns)}
         self.exact_keys = all(
             c.type_oid in _EXACT_KEY_TYPES or _string_avro(c) or self._fixed_numeric(c) for c in columns if c.key
         )

@@ -101,6 +101,41 @@ def _toasted(names: list[str]) -> bytes:
     return encode_long(len(names)) + b"".join(encode_string(n) for n in names) + b"\x00"
 
 
+def _carry_toasted(before: dict[str, Any], after: dict[str, Any], unchanged: tuple[str, ...]) -> tuple[str, ...]:
+    """Copy each unchanged TOASTed column's value from the old row ``before`` into ``after``, where the
+    old row has one; returns the names still without a value (NULL or unchanged in the old row too).
+
+    Under REPLICA IDENTITY FULL the old row ('O') is logged with its TOASTed values inlined
+    (ExtractReplicaIdentity in src/backend/access/heap/heapam.c flattens it), while the new row marks a
+    value stored out of line that the update left alone as 'u' (logicalrep_write_tuple in
+    src/backend/replication/logical/proto.c). The old value is the new one: carrying it spares consumers
+    a previous value they do not have when the primary key changed.
+    """
+    left = []
+    for name in unchanged:
+        value = before[name]
+        if value is None:
+            left.append(name)
+        else:
+            after[name] = value
+    return tuple(left)
+
+
+def _carry_toasted_parts(positions: dict[str, int], before: list[bytes], after: list[bytes],
+                         unchanged: list[str]) -> list[str]:
+    """:func:`_carry_toasted` on the fast path's parts of a Value (its branch tag, then each column's
+    tagged Avro encoding, old and new by the same codec, hence the reference path's bytes)."""
+    left = []
+    for name in unchanged:
+        i = positions[name] + 1
+        value = before[i]
+        if value == b"\x00":  # NULL, or unchanged in the old row too
+            left.append(name)
+        else:
+            after[i] = value
+    return left
+
+
 @dataclass(frozen=True)
 class CaptureConfig:
     """What one capture process reads and where it writes."""
@@ -707,6 +742,8 @@ class CaptureSource:
             after, unchanged = self._row(info, m.new)
             old_values = m.old if m.old is not None else m.key
             before, _ = self._row(info, old_values)
+            if unchanged and m.old is not None:
+                unchanged = _carry_toasted(before, after, unchanged)
             if before is not None and any(before[info.names[i]] != after[info.names[i]] for i in info.key_idx):
                 # Primary key changed: the old key is deleted (and forgotten), the new one created.
                 self._publish(info, txn, self._ack, "d", before, None, source, ())
@@ -759,6 +796,8 @@ class CaptureSource:
                 pos, key = read(buf, pos + 1, after.append, unchanged)
                 if pos != len(buf) or key is None:
                     return False
+                if unchanged and buf[base + 4] == _OLD:
+                    unchanged = _carry_toasted_parts(codec.positions, before, after, unchanged)
                 if before is None:
                     events = ((key, "u", None, after),)
                 elif old_key is None or not codec.exact_keys:

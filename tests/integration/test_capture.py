@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import string
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -131,6 +133,35 @@ def test_unchanged_toasted_value_is_marked_not_faked(source, reader):
     assert last["op"] == "u" and last["after"]["stage"] == "negotiation"
     assert last["unchanged_toasted"] == ["owner"] and last["after"]["owner"] is None
     assert records[1][1]["after"]["owner"] == big + "y"
+
+
+def test_full_identity_carries_an_unchanged_toasted_value_into_the_update_and_the_new_keys_create(source, reader):
+    # Random text does not compress: 5,000 characters are stored out of line, and an update that leaves
+    # them alone sends 'u' for the column (repeated characters would compress to an inline value).
+    long_text = "".join(random.Random(20261127).choices(string.ascii_letters + string.digits, k=5000))
+    source.execute("alter table opportunities replica identity full")
+    with RunningCapture(source.config(snapshot=False)) as run:
+        _account(source, 1)
+        source.execute(
+            """insert into opportunities values (10, 1, 'o', 'proposal', 10, 1, 'EUR', 'security', 'fixed_fee', 1,
+               null, null, null, null, %s, now())""", (long_text,)
+        )
+        source.execute("update opportunities set stage = 'negotiation' where opportunity_id = 10")
+        source.execute("update opportunities set opportunity_id = 11 where opportunity_id = 10")
+        records = reader.read(source.topic("opportunities"), 5)
+        with psycopg.connect(source.dsn) as conn:
+            toast = conn.execute("select reltoastrelid::regclass::text from pg_class where oid = 'opportunities'::regclass").fetchone()[0]
+            toasted_chunks = conn.execute(f"select count(*) from {toast}").fetchone()[0]
+    assert run.error is None
+    assert toasted_chunks > 0  # the value really is out of line
+    summary = [(k["opportunity_id"] if k else None, v["op"] if v else None) for k, v in records]
+    assert summary == [(10, "c"), (10, "u"), (10, "d"), (10, None), (11, "c")]
+    update, create = records[1][1], records[4][1]
+    assert update["after"]["stage"] == "negotiation" and update["after"]["owner"] == long_text
+    assert update["unchanged_toasted"] == []
+    # the new key has no previous value downstream: its create carries the text
+    assert create["after"]["opportunity_id"] == 11 and create["after"]["owner"] == long_text
+    assert create["unchanged_toasted"] == []
 
 
 def test_added_column_flows_on_with_a_new_schema_version(source, reader):

@@ -8,16 +8,18 @@ and every error raised, must be identical, byte for byte.
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import struct
 import time
 from pathlib import Path
 
+import fastavro
 import pytest
 
 from streams.avrocodegen import _zigzag
-from streams.envelope import key_schema, value_schema
+from streams.envelope import ColumnSpec, key_schema, value_schema
 from streams.publisher import AvroEncoder
 from streams.registration import TableSchemas
 from streams.rowcodec import encode_long
@@ -338,3 +340,92 @@ def test_encode_long_writes_avro_zigzag_varints(n):
         encode_long(2**63)
     with pytest.raises(ValueError):
         _zigzag(2**63)
+
+
+# --- REPLICA IDENTITY FULL: an unchanged TOASTed column's value comes from the old row ----------------------
+
+# (name, type oid, typmod, key): the text, jsonb and bytea columns are the ones PostgreSQL TOASTs.
+TOASTY = [("id", 20, -1, True), ("note", 25, -1, False), ("body", 25, -1, False), ("attrs", 3802, -1, False),
+          ("blob", 17, -1, False)]
+BODY = "".join(random.Random(5000).choices("abcdefghijklmnopqrstuvwxyz0123456789", k=5000))
+ATTRS = '{"tags": ["a", "b"]}'
+BLOB = "\\x" + "ab" * 3000
+
+
+def _envelopes(events: list) -> list[tuple[dict | None, str | None, list | None]]:
+    """(after, op, unchanged_toasted) per event, decoded with fastavro; (None, None, None) for a tombstone."""
+    specs = [ColumnSpec(n, oid, typmod, key) for n, oid, typmod, key in TOASTY]
+    schema = fastavro.parse_schema(value_schema("crm.public.docs", specs))
+    out = []
+    for _topic, _key, value in events:
+        if value is None:
+            out.append((None, None, None))
+            continue
+        record = fastavro.schemaless_reader(io.BytesIO(value[5:]), schema)
+        out.append((record["after"], record["op"], record["unchanged_toasted"]))
+    return out
+
+
+def _toast_updates(identity: bytes) -> _Wire:
+    """An update of another column, a key change, and an old row without the value, under ``identity``."""
+    full = identity == b"f"
+    wire = _Wire()
+    # Under FULL pgoutput flags every column as identity; the capture keys events by the primary key.
+    wire.relation(16410, "docs", [(n, o, t, key or full) for n, o, t, key in TOASTY], identity=identity)
+    wire.begin(1000)
+    wire.insert(16410, ["1", "draft", BODY, ATTRS, BLOB])
+    old = ["1", "draft", BODY, ATTRS, BLOB] if full else None
+    wire.update(16410, ["1", "final", U, U, U], old=old)
+    if full:
+        wire.update(16410, ["2", "final", U, U, U], old=["1", "final", BODY, ATTRS, BLOB])
+        # An old row that does not hold the value itself ('u', or null) carries nothing.
+        wire.update(16410, ["2", "again", U, U, "\\x00"], old=["2", "final", U, None, BLOB])
+    else:
+        wire.update(16410, ["2", "final", U, U, U], key=["1", None, None, None, None])
+    wire.commit()
+    return wire
+
+
+def test_full_identity_carries_an_unchanged_toasted_value_from_the_old_row_on_both_paths(tmp_path):
+    slow: list = []
+    events = _assert_same(tmp_path, _toast_updates(b"f").messages, slow)
+    assert slow == []  # the fast path took every change (and matched the reference path's bytes)
+    decoded = _envelopes(events)
+    assert [op for _, op, _ in decoded] == ["c", "u", "d", None, "c", "u"]
+    carried = {"body": BODY, "attrs": ATTRS, "blob": bytes.fromhex("ab" * 3000)}
+    # an update of another column: the `u` holds the values and names none of them
+    after, _, unchanged = decoded[1]
+    assert after == {"id": 1, "note": "final", **carried} and unchanged == []
+    # a primary-key change: the new key's `c` holds them (consumers have no previous value under key 2)
+    after, _, unchanged = decoded[4]
+    assert after == {"id": 2, "note": "final", **carried} and unchanged == []
+    after, _, unchanged = decoded[5]
+    assert after == {"id": 2, "note": "again", "body": None, "attrs": None, "blob": b"\x00"}
+    assert unchanged == ["body", "attrs"]
+
+
+def test_full_identity_carries_the_old_value_in_a_streamed_transaction_too(tmp_path):
+    wire = _Wire()
+    wire.relation(16410, "docs", [(n, o, t, True) for n, o, t, _ in TOASTY], identity=b"f")
+    xid = struct.pack("!I", 1001)
+    old = wire.tuple(["1", "draft", BODY, ATTRS, BLOB])
+    wire.add(b"S" + struct.pack("!IB", 1001, 1))
+    wire.add(b"U" + xid + struct.pack("!I", 16410) + b"O" + old + b"N" + wire.tuple(["1", "final", U, U, U]))
+    wire.add(b"U" + xid + struct.pack("!I", 16410) + b"O" + old + b"N" + wire.tuple(["3", "final", U, U, U]))
+    wire.add(b"E")
+    wire.add(b"c" + struct.pack("!IBQQq", 1001, 0, wire.lsn + 0x10, wire.lsn + 0x18, 849_000_000_000_000))
+    slow: list = []
+    decoded = _envelopes(_assert_same(tmp_path, wire.messages, slow))
+    assert slow == []
+    assert [(op, after and after["body"] == BODY, unchanged) for after, op, unchanged in decoded] == [
+        ("u", True, []), ("d", None, []), (None, None, None), ("c", True, [])]
+
+
+def test_default_identity_still_marks_an_unchanged_toasted_column_without_a_value(tmp_path):
+    events = _assert_same(tmp_path, _toast_updates(b"d").messages)
+    decoded = _envelopes(events)
+    assert [op for _, op, _ in decoded] == ["c", "u", "d", None, "c"]
+    for i, key in ((1, 1), (4, 2)):
+        after, _, unchanged = decoded[i]
+        assert after == {"id": key, "note": "final", "body": None, "attrs": None, "blob": None}
+        assert unchanged == ["body", "attrs", "blob"]
