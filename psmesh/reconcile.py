@@ -437,9 +437,16 @@ VIEW_SQL: dict[str, str] = {
 _PREPARE_LOCK = 0x7073_6D65_7368  # "psmesh"
 
 
-def _server_options(settings: Settings, dbname: str) -> dict[str, str]:
-    options = {"host": settings.pg_host or settings.bind_host, "port": str(settings.pg_port), "dbname": dbname,
-               "fetch_size": "10000"}
+def _server_options(settings: Settings, dbname: str, own_port: str) -> dict[str, str]:
+    """Where the reconciliation database's server reaches a source database: itself. ``own_port`` is the port it
+    listens on, which is not the one psmesh reaches it on when a port is mapped (docker-compose.yml: 5433 on the
+    host, 5432 in its container, where 127.0.0.1:5433 is nothing); an external server (PSMESH_PG_HOST) is reached
+    by its name and port, as psmesh reaches it."""
+    if settings.pg_host:
+        host, port = settings.pg_host, str(settings.pg_port)
+    else:
+        host, port = settings.bind_host, own_port
+    options = {"host": host, "port": port, "dbname": dbname, "fetch_size": "10000"}
     sslmode = settings.pg_sslmode_option()
     if sslmode:
         options["sslmode"] = sslmode
@@ -471,9 +478,10 @@ def prepare_reconcile_database(
             # One preparer at a time: CREATE ... IF NOT EXISTS still races on the catalogs.
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PREPARE_LOCK,))
             conn.execute("CREATE EXTENSION IF NOT EXISTS postgres_fdw")
+            own_port = conn.execute("SHOW port").fetchone()[0]
             for source, dbname in databases.items():
                 server = sql.Identifier(f"{source}_source")
-                options = _server_options(settings, dbname)
+                options = _server_options(settings, dbname, own_port)
                 conn.execute(sql.SQL("CREATE SERVER IF NOT EXISTS {} FOREIGN DATA WRAPPER postgres_fdw").format(server))
                 current = _current_options(conn, f"{source}_source")
                 changes = sql.SQL(", ").join(

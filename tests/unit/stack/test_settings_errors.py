@@ -48,6 +48,19 @@ def test_the_reconciliation_servers_take_the_same_sslmode(monkeypatch):
 
     monkeypatch.delenv("PSMESH_PG_HOST", raising=False)
     monkeypatch.delenv("PSMESH_PG_SSLMODE", raising=False)
-    assert "sslmode" not in _server_options(Settings(), "crm")
+    assert "sslmode" not in _server_options(Settings(), "crm", "5432")
     monkeypatch.setenv("PSMESH_PG_SSLMODE", "require")
-    assert _server_options(Settings(), "crm")["sslmode"] == "require"
+    assert _server_options(Settings(), "crm", "5432")["sslmode"] == "require"
+
+
+def test_the_reconciliation_server_reaches_the_sources_on_its_own_port(monkeypatch):
+    # docker-compose.yml maps the host's 5433 to the container's 5432: the server must dial 5432, its own.
+    from psmesh.reconcile import _server_options
+
+    monkeypatch.delenv("PSMESH_PG_HOST", raising=False)
+    options = _server_options(Settings(pg_port=5433), "crm", "5432")
+    assert (options["host"], options["port"], options["dbname"]) == ("127.0.0.1", "5432", "crm")
+    # an external server is reached by the name and port psmesh reaches it on
+    monkeypatch.setenv("PSMESH_PG_HOST", "db.example")
+    options = _server_options(Settings(pg_port=6432), "crm", "5432")
+    assert (options["host"], options["port"]) == ("db.example", "6432")
