@@ -197,6 +197,26 @@ def test_compose_runs_one_capture_per_topology_source_on_its_metrics_port():
         assert port == declared[source], f"{name} serves metrics on {port}, topology.yaml says {declared[source]}"
 
 
+def test_state_outlives_the_containers_on_named_volumes():
+    # Kafka's topics and the captures' slots in PostgreSQL must go together: re-creating a container loses neither.
+    named = set(compose()["volumes"])
+
+    def mounts(service: str) -> dict[str, str]:
+        pairs = [m.split(":")[:2] for m in services()[service].get("volumes", [])]
+        return {target: source for source, target in pairs if source in named}
+
+    kafka = services()["kafka"]
+    assert mounts("kafka").get(kafka["environment"]["KAFKA_LOG_DIRS"]) == "kafka-data"
+    assert mounts("postgres").get("/var/lib/postgresql/data") == "pg-data"
+    for name, svc in psmesh_services().items():
+        (argv,) = commands(svc)
+        if argv[:3] == ["psmesh", "cdc", "run"]:
+            assert mounts(name).get("/app/.psmesh/cdc") == "psmesh-cdc", name
+    assert mounts("processors").get("/app/.psmesh/processors") == "processors-data"
+    # ready over TCP, not the init scripts' socket-only server
+    assert "-h 127.0.0.1" in services()["postgres"]["healthcheck"]["test"][1]
+
+
 def test_compose_runs_the_processors_both_sinks_and_the_page():
     ran = {tuple(commands(svc)[0][:4]) for svc in psmesh_services().values()}
     assert ("psmesh", "processors", "run", "--web-port") in ran
