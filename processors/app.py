@@ -568,11 +568,14 @@ class Processors:
         return 0
 
     async def _settle_batch(self, ticket: Ticket, unrecorded: list) -> None:
-        """Once a batch's outputs are on the broker, write its mirror rows (``unrecorded``), and wait for those."""
+        """Once a batch's outputs are on the broker, send its mirror rows (``unrecorded``) to the changelogs, and
+        once those are there too, write them to the store (``_record``)."""
         await self.sender.wait(ticket)
-        for stage, out in unrecorded:
-            self._record(out, ticket)
-        self._persisted(await self.sender.wait(ticket))
+        stores = [(out, self._record(out, ticket)) for stage, out in unrecorded]
+        offsets = await self.sender.wait(ticket)
+        for out, batches in stores:
+            self._store(out, batches)
+        self._persisted(offsets)
 
     async def _rebuild_after_failure(self, stage: str) -> None:
         """Before a failed batch is retried: the stage's state from its mirror again, as after a restart.
@@ -646,13 +649,24 @@ class Processors:
         if unrecorded is not None:  # the agent writes them when it settles the batch (_settle_batch)
             unrecorded.append((stage, out))
             return
-        await self.sender.wait(_TICKET.get())
-        self._record(out, _TICKET.get())
+        ticket = _TICKET.get()
+        await self.sender.wait(ticket)
+        stores = self._record(out, ticket)
+        offsets = await self.sender.wait(ticket)
+        self._store(out, stores)
+        self._persisted(offsets)
 
-    def _record(self, out: Outbox, ticket: Ticket) -> None:
-        """A batch's table rows, once its outputs are on the broker: the store and the changelog, as Faust's
-        table assignment writes them, but the record goes out through the batch's producer (processors/sender.py)
-        rather than one aiokafka send each, and RocksDB takes the batch's rows of each partition in one write."""
+    def _record(self, out: Outbox, ticket: Ticket) -> list[_StoreBatch]:
+        """A batch's table rows, once its outputs are on the broker: their changelog records, as Faust's table
+        assignment writes them, but through the batch's producer (processors/sender.py) rather than one aiokafka
+        send each; and the store's write batches, one per partition, which :meth:`_store` writes once the
+        changelog holds them.
+
+        The store never gets ahead of the changelog. A replay (after a crash, or a retry after a delivery that
+        failed) compares with the store: a deletion is recorded only for a row the store holds, a route only when
+        it changed. Had the store taken a batch whose changelog records were then lost, the replay would find
+        nothing to record, and a worker restoring the partition from its changelog would bring back the deleted
+        row or the old route."""
         batches: dict[tuple[str, int], Any] = {}
         changelogs = {name: table.changelog_topic.get_topic_name() for name, table in self.tables.items()}
         produce, unsettled = self.sender.produce, self._unsettled_routes
@@ -669,8 +683,13 @@ class Processors:
                 value = dumps(row)
             batch.put(key, value)
             produce(ticket, changelogs[name], key, value, partition=partition, table=self.tables[name])
-        for batch in batches.values():
+        return list(batches.values())
+
+    def _store(self, out: Outbox, batches: list[_StoreBatch]) -> None:
+        """Write a batch's rows to the store, once the broker has acknowledged their changelog records."""
+        for batch in batches:
             batch.write()
+        unsettled = self._unsettled_routes
         if unsettled:
             for name, key in out.writes:
                 if name == "routes" and unsettled.get(key, (None,))[0] is out:

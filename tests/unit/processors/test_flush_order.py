@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from processors.batch import MESSAGE_BYTES, Cause, Outbox
+from processors.sender import DeliveryFailed
 from tests.unit.processors.worker_fakes import FakeEvent, run_batch, worker
 
 ROLLUP_TOPIC = "psmesh-processors-rollup-repartition"
@@ -26,12 +29,55 @@ def test_views_and_derived_events_are_on_the_broker_before_the_mirror_is_written
     out.events.append(("derived.project_risk_alerts", {"k": 1}, {"v": 1}, cause))
     processors.tables["rollup_rows"].data[b"opp|7"] = b"{}"
 
+    store = processors.tables["rollup_rows"].data
+    held_at_each_wait = []
+    wait = recorder.wait
+
+    async def waiting(ticket):
+        held_at_each_wait.append(b"opp|7" in store)
+        return await wait(ticket)
+
+    recorder.wait = waiting
     run_batch(processors, processors._flush, "rollup", out)
     topics = [topic for call, topic in recorder.calls]
     assert recorder.calls[:3] == [("produce", "views.pipeline"), ("produce", "derived.project_risk_alerts"),
                                   ("wait", "")]
-    assert topics[3:] == [processors.rollup_rows.changelog_topic.get_topic_name()]
-    assert b"opp|7" not in processors.tables["rollup_rows"].data  # and the store after the outputs too
+    assert topics[3:] == [processors.rollup_rows.changelog_topic.get_topic_name(), ""]
+    # the store last: only once the changelog holds the deletion too
+    assert held_at_each_wait == [True, True] and b"opp|7" not in store
+
+
+def test_a_deletion_whose_changelog_record_was_lost_is_recorded_again_by_the_replay(tmp_path: Path):
+    # The broker does not acknowledge the changelog record (or the worker dies before it does): the batch is
+    # replayed. Had the store already taken the deletion, the replay would find the row gone and send no
+    # tombstone, and a worker restoring the partition from its changelog would bring the row back.
+    processors = worker(tmp_path)
+    sender = processors.sender
+    changelog = processors.rollup_rows.changelog_topic.get_topic_name()
+    wait, lost = sender.wait, [True]
+
+    async def waiting(ticket):
+        if lost and sender.produced()[-1:] == [changelog]:  # the changelog record's delivery fails once
+            lost.pop()
+            raise DeliveryFailed("a record of the batch was not delivered")
+        return await wait(ticket)
+
+    sender.wait = waiting
+    store = processors.tables["rollup_rows"].data
+    store[b"opp|7"] = b"{}"
+
+    def deletion() -> Outbox:
+        out = Outbox()
+        out.write("rollup_rows", b"opp|7", FakeEvent(ROLLUP_TOPIC), None)
+        return out
+
+    with pytest.raises(DeliveryFailed):
+        run_batch(processors, processors._flush, "rollup", deletion())
+    assert b"opp|7" in store  # the store did not get ahead of the changelog
+
+    run_batch(processors, processors._flush, "rollup", deletion())
+    assert [value for topic, _, value in sender.records if topic == changelog] == [None, None]  # sent again
+    assert b"opp|7" not in store
 
 
 def test_a_batchs_rollup_contributions_go_in_messages_under_the_size_limit(tmp_path: Path):
