@@ -23,7 +23,9 @@ import fastavro
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
 from processors.avroread import compile_reader
-from processors.exceptions import UndecodableEvent
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+from processors.exceptions import RegistryUnavailable, UndecodableEvent
 from streams.avrocodegen import UnsupportedSchema, compile_encoder
 
 SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
@@ -68,8 +70,12 @@ class ChangeEventDecoder:
         if schema is None:
             try:
                 registered = self._registry.get_schema(schema_id)
-            except Exception as exc:  # the client raises SchemaRegistryError or transport errors
-                raise UndecodableEvent(f"schema id {schema_id} not found in the registry: {exc}") from exc
+            except SchemaRegistryError as exc:
+                if exc.http_status_code == 404:  # the event names a schema the registry does not have: bad input
+                    raise UndecodableEvent(f"schema id {schema_id} not found in the registry: {exc}") from exc
+                raise RegistryUnavailable(f"reading schema id {schema_id} from the registry: {exc}") from exc
+            except Exception as exc:  # transport errors: the registry is down or unreachable
+                raise RegistryUnavailable(f"reading schema id {schema_id} from the registry: {exc}") from exc
             raw = json.loads(registered.schema_str)
             schema = fastavro.parse_schema(raw)
             self._schemas[schema_id] = schema
@@ -121,8 +127,14 @@ class _Schema:
 
 
 def _register(registry: SchemaRegistryClient, subject: str, path: Path) -> tuple[_Schema, int]:
+    """Register an output topic's schema; :class:`RegistryUnavailable` when that fails, whatever the registry
+    said: the rows being published are not at fault (a refused schema is a deployment's error, and the worker
+    stops on it after its retries rather than dead-letter every row of the topic)."""
     text = path.read_text()
-    schema_id = registry.register_schema(subject, Schema(text, "AVRO"))
+    try:
+        schema_id = registry.register_schema(subject, Schema(text, "AVRO"))
+    except Exception as exc:
+        raise RegistryUnavailable(f"registering {path.name} under subject {subject}: {exc}") from exc
     return _Schema(text), schema_id
 
 
