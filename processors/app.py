@@ -212,7 +212,11 @@ def _destinations(kind: str, row: dict[str, Any] | None) -> list[list[str]]:
         if row.get("opportunity_id") is not None:
             out.append(["p", project_code_of(row["opportunity_id"])])
     elif kind in PROJECT_KINDS and row.get("project_code"):
-        out.append(["p", row["project_code"]])
+        code = row["project_code"]
+        if "|" in code:  # the mirrors' keys are '|'-separated (partition|code|kind|id), and no project's code has one
+            raise BadChangeEvent(f"project_code {code!r} contains '|': no project has such a code "
+                                 "('PRJ-' || opportunity_id, DOMAIN.md section 1)")
+        out.append(["p", code])
     if kind in RESOURCE_KINDS and row.get("resource_id") is not None:
         out.append(["r", str(row["resource_id"])])
     return out

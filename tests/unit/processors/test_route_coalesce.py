@@ -161,3 +161,11 @@ def test_the_versions_left_out_are_counted(tmp_path: Path):
                                     change("entry", entry(1, "approved"), 1),
                                     change("entry", entry(2, "approved"), 2, "c")])
     assert processors.metrics.registry.get_sample_value("psmesh_processor_coalesced_total") == 1
+
+
+def test_a_project_code_with_a_bar_is_dead_lettered_not_mirrored(tmp_path: Path):
+    # The stages' mirror keys are partition|code|kind|id: such a code would break every rebuild of the partition.
+    sender = route(tmp_path, [change("entry", entry(1, "approved", "PRJ|9"), 0, "c"),
+                              change("entry", entry(2, "approved", "PRJ-9"), 1, "c")])
+    assert [(r[0], r[2]) for rows in forwarded(sender, BY_PROJECT).values() for r in rows] == [("PRJ-9", 2)]
+    assert "dlq.processors" in sender.produced()
