@@ -446,13 +446,21 @@ class Processors:
         """Queue a record on the current batch's ticket; acknowledged before the batch's events are."""
         self.sender.produce(_TICKET.get(), topic, key, value, partition=partition, headers=headers, table=table)
 
-    def _send_rows(self, topic: Any, key: bytes, partition: int, rows: list[list[Any]]) -> None:
+    def _send_rows(self, topic: Any, key: bytes, partition: int, rows: list[list[Any]], too_large=None) -> None:
         """Rows for a stage partition (each ending with its commit time), in messages of at most MESSAGE_BYTES,
-        each with the commit-time header of the latest row of all."""
+        each with the commit-time header of the latest row of all. A row the client refuses for its size (a
+        message of its own, over librdkafka's 1 MB) goes to ``too_large(row, exc)`` when given."""
         latest = max((row[-1] for row in rows if row[-1]), default=None, key=int)
         headers = Cause(None, None, None, latest).headers
-        for body in messages(rows):
-            self._send(topic.get_topic_name(), key, body, partition=partition, headers=headers)
+        bodies = messages(rows)
+        for body in bodies:
+            try:
+                self._send(topic.get_topic_name(), key, body, partition=partition, headers=headers)
+            except RecordTooLarge as exc:
+                items = loads(body) if too_large is not None else []
+                if len(items) != 1:  # a message of several rows is cut under the limit: not the rows' fault
+                    raise
+                too_large(items[0], exc)
 
     def _dead_letter(self, stage: str, cause: Cause, exc: Exception) -> None:
         msg = cause.event.message
@@ -732,8 +740,21 @@ class Processors:
         self.metrics.coalesced.inc(left_out + len(changes) - len(routed))
         for cause, kind, pk, row, commit_ms in routed:
             self._fold(out, cause, self._route, cause.event, kind, pk, row, commit_ms, out)
+        refused: set[int] = set()
+
+        def too_large(item: list[Any], exc: Exception) -> None:
+            # a row no message can carry (a JSON over 1 MB): bad input, dead-lettered once with its change event
+            for cause, kind, pk, _, _ in routed:
+                if (kind, pk) == (item[1], item[2]):
+                    if id(cause) not in refused:
+                        refused.add(id(cause))
+                        self._dead_letter("route", cause, exc)
+                    return
+            raise exc
+
         for (stage, partition), rows in out.forwards.items():
-            self._send_rows(self.by_project if stage == "p" else self.by_resource, stage.encode(), partition, rows)
+            self._send_rows(self.by_project if stage == "p" else self.by_resource, stage.encode(), partition, rows,
+                            too_large)
         # The routes table moves on only once the rows are on the broker (_flush, _settle_batch): if a forward (a
         # removal from a row's old owner) failed, the retry must still find the old destination in the table.
         # Until then the next batches find the new one among the unsettled routes.

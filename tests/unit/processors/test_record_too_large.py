@@ -43,3 +43,34 @@ def test_a_view_record_too_large_to_send_dead_letters_its_cause_and_the_batch_go
     [letter] = [record for topic, record in processors.encoder.records if topic == "dlq.processors"]
     assert letter["key"] == b"PRJ-1" and letter["stage"] == "project"  # the row's stage key, from its item
     assert json.loads(letter["value"]) == ["PRJ-1", "line", 7, {"line_id": 7}, None]
+
+
+def test_a_forwarded_row_too_large_for_any_message_dead_letters_its_change_event_and_the_rest_goes_on(
+        tmp_path: Path):
+    from tests.unit.processors.test_route_coalesce import BY_PROJECT, JsonDecoder, change, forwarded
+
+    # the client refuses a message over 1 MB; a row that large is sent alone (processors/batch.py, messages)
+    sender = RecordingSender()
+    processors = worker(tmp_path, sender)
+    processors._decoder = JsonDecoder()
+    columns = ("opportunity_id", "account_id", "name", "stage", "probability", "amount", "currency", "service_line",
+               "contract_type", "estimated_hours", "target_start_date", "target_end_date", "expected_close_date",
+               "closed_at")
+
+    def opportunity(oid: int, name: str) -> dict:
+        return {**dict.fromkeys(columns), "opportunity_id": oid, "name": name, "stage": "qualification"}
+
+    events = [change("opportunity", opportunity(1, "x" * 1_100_000), 0, "c"),
+              change("opportunity", opportunity(2, "Cloud move"), 1, "c")]
+    original = sender.produce
+
+    def produce(ticket, topic, key, value, **kwargs):
+        if topic == BY_PROJECT and len(value) > 1_000_000:
+            raise RecordTooLarge(f"{topic}: a record of {len(value)} bytes")
+        return original(ticket, topic, key, value, **kwargs)
+
+    sender.produce = produce
+    run_batch(processors, processors._route_batch, events)
+    assert [(r[1], r[2]) for rows in forwarded(sender, BY_PROJECT).values() for r in rows] == [("opportunity", 2)]
+    [letter] = [record for topic, record in processors.encoder.records if topic == "dlq.processors"]
+    assert (letter["stage"], letter["offset"]) == ("route", 0) and "RecordTooLarge" in letter["reason"]
