@@ -1055,6 +1055,8 @@ class Processors:
         """
         if view not in VIEW_KEYS:
             return web.json({"error": f"unknown view {view!r}; views: {sorted(VIEW_KEYS)}"}, status=404)
+        if self.app.rebalancing:
+            return _recovering(web)
         routing = key.split("|", 1)[0] if VIEW_STAGE[view] != "rollup" else key
         try:
             return await self.app.router.route_topic_req(self._route_topic(view), routing.encode(), web.web, request)
@@ -1072,6 +1074,8 @@ class Processors:
         """The rows of a view held by this worker (its partitions)."""
         if view not in VIEW_KEYS:
             return web.json({"error": f"unknown view {view!r}; views: {sorted(VIEW_KEYS)}"}, status=404)
+        if self.app.rebalancing:
+            return _recovering(web)
         rows = loads(dumps(list(self.published[view].values())))
         return web.json({"view": view, "worker": str(self.app.conf.canonical_url), "rows": rows})
 
@@ -1139,6 +1143,12 @@ def ensure_internal_topics(settings: Settings, app_id: str = APP_ID, replication
             raise ProcessorError(f"internal topics {sorted(wanted)} not visible after {timeout:.0f}s")
         time.sleep(0.2)
     return created
+
+
+def _recovering(web: Any) -> Any:
+    """A query during a rebalance: the partitions may be new to this worker, and its views are rebuilt from their
+    mirrors only once their tables are recovered; an answer now could say a row that exists does not."""
+    return web.json({"error": "the worker is rebalancing and recovering its tables; ask again shortly"}, status=503)
 
 
 def _rocksdb(store: Any) -> bool:
