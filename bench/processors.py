@@ -62,6 +62,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from datetime import datetime
 from pathlib import Path
@@ -167,10 +168,22 @@ def view_rows(*ports: int, drop: tuple[str, ...] = ()) -> dict[str, list]:
     out: dict[str, list] = {view: [] for view in VIEWS}
     for port in ports:
         for view in VIEWS:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/views/{view}/", timeout=30) as response:
-                rows = json.loads(response.read())["rows"]
+            rows = _view(f"http://127.0.0.1:{port}/views/{view}/")
             out[view] += [json.dumps({k: v for k, v in r.items() if k not in drop}, sort_keys=True) for r in rows]
     return {view: sorted(rows) for view, rows in out.items()}
+
+
+def _view(url: str, timeout: float = 120) -> list:
+    """A view's rows; a worker still rebalancing answers 503 until its views are rebuilt, so ask again."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=30) as response:
+                return json.loads(response.read())["rows"]
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503 or time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
 
 
 def start_worker(settings: Settings, datadir: Path, log: Path, port: int | None = None,
