@@ -8,21 +8,14 @@ from decimal import Decimal
 
 import pytest
 
-from streams.envelope import ColumnSpec, key_schema, value_schema
+from streams.envelope import ColumnSpec
 from streams.exceptions import StreamsError, UnencodableValue
 from streams.offsets import DeliveryFailed
-from streams.publisher import AvroEncoder
-from streams.registration import TableSchemas
 from streams.snapshot import TableRef
 from streams.source import CaptureConfig, CaptureSource
+from tests.unit.streams.stand_ins import MemoryRegistrar
 
 NUMERIC_12_2 = ((12 << 16) | 2) + 4
-
-
-class _Registrar:
-    def schemas_for(self, topic, table, columns):
-        return TableSchemas(topic, columns, AvroEncoder(key_schema(topic, columns), 11),
-                            AvroEncoder(value_schema(topic, columns), 12))
 
 
 class _Publisher:
@@ -43,7 +36,7 @@ def _capture(tmp_path, fast: bool = True) -> tuple[CaptureSource, _Publisher]:
     config = CaptureConfig(name="erp", dsn="", database="erp", tables=("public.invoices",), slot="s", publication="p",
                            registry_url="http://unused", kafka={}, state_dir=tmp_path)
     publisher = _Publisher()
-    return CaptureSource(config, registrar=_Registrar(), publisher=publisher, fast_path=fast), publisher
+    return CaptureSource(config, registrar=MemoryRegistrar(), publisher=publisher, fast_path=fast), publisher
 
 
 def _cstr(s: str) -> bytes:

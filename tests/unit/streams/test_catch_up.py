@@ -15,21 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from streams.envelope import key_schema, value_schema
 from streams.lsn import Lsn
-from streams.publisher import AvroEncoder
-from streams.registration import TableSchemas
 from streams.source import CaptureConfig, CaptureSource
 from streams.state import CaptureState, TableState
+from tests.unit.streams.stand_ins import MemoryRegistrar
 
 ORDERS, ACCOUNTS = 16400, 16401
 C = 0x7000000  # the consistent point of public.orders' snapshot
-
-
-class _Registrar:
-    def schemas_for(self, topic, table, columns):
-        return TableSchemas(topic, columns, AvroEncoder(key_schema(topic, columns), 11),
-                            AvroEncoder(value_schema(topic, columns), 12))
 
 
 class _Publisher:
@@ -99,7 +91,7 @@ def _capture(tmp_path: Path, fast: bool) -> tuple[CaptureSource, _Publisher]:
                            state_dir=tmp_path / ("fast" if fast else "ref"))
     config.state_dir.mkdir(parents=True, exist_ok=True)
     publisher = _Publisher()
-    capture = CaptureSource(config, registrar=_Registrar(), publisher=publisher, fast_path=fast)
+    capture = CaptureSource(config, registrar=MemoryRegistrar(), publisher=publisher, fast_path=fast)
     capture._skip_before = {"public.orders": C}  # as _open_stream sets it from the state file after a catch-up
     return capture, publisher
 

@@ -19,20 +19,13 @@ import fastavro
 import pytest
 
 from streams.avrocodegen import _zigzag
-from streams.envelope import ColumnSpec, key_schema, value_schema
-from streams.publisher import AvroEncoder
-from streams.registration import TableSchemas
+from streams.envelope import ColumnSpec, value_schema
 from streams.rowcodec import encode_long
 from streams.source import CaptureConfig, CaptureSource
+from tests.unit.streams.stand_ins import MemoryRegistrar
 
 VECTORS = Path(__file__).parent / "vectors" / "v2"
 U = object()  # an unchanged TOAST column in a synthetic tuple
-
-
-class _Registrar:
-    def schemas_for(self, topic, table, columns):
-        return TableSchemas(topic, columns, AvroEncoder(key_schema(topic, columns), 11),
-                            AvroEncoder(value_schema(topic, columns), 12))
 
 
 class _Publisher:
@@ -61,7 +54,7 @@ def _run(tmp_path: Path, messages: list[tuple[int, bytes]], fast: bool, slow: li
                            registry_url="http://unused", kafka={}, state_dir=tmp_path / ("fast" if fast else "ref"))
     config.state_dir.mkdir(parents=True, exist_ok=True)
     publisher = _Publisher()
-    capture = CaptureSource(config, registrar=_Registrar(), publisher=publisher, fast_path=fast)
+    capture = CaptureSource(config, registrar=MemoryRegistrar(), publisher=publisher, fast_path=fast)
     capture._primary_key = lambda ref: frozenset({"order_id", "id"})  # REPLICA IDENTITY FULL tables' primary keys
     if slow is not None:
         change = capture._change
