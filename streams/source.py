@@ -397,8 +397,10 @@ class CaptureSource:
         try:
             consistent_lsn, snapshot_name = stream.create_slot(self.config.slot)
             logger.info("created slot %s at %s", self.config.slot, Lsn(consistent_lsn))
-            # The new slot starts where every table's snapshot stands: nothing to skip.
-            self.state.snapshot_lsn.clear()
+            # The new slot starts where every table's snapshot stands: nothing to skip from it. The point is kept
+            # all the same: should this snapshot be interrupted, the one that redoes it (_catch_up) skips only
+            # what came before this one, and the deletions since are published.
+            self.state.snapshot_lsn = {ref.qualified: Lsn(consistent_lsn) for ref in self.config.table_refs()}
             if self.config.snapshot:
                 self.state.move_all(TableState.SNAPSHOTTING)
                 self.state.save()
@@ -432,11 +434,18 @@ class CaptureSource:
             consistent_lsn, snapshot_name = temporary.create_slot(name, temporary=True)
             logger.info("snapshotting %s (added to the source, or not snapshotted yet) at %s, temporary slot %s",
                         names, Lsn(consistent_lsn), name)
+            # Saved before any row goes out. An attempt interrupted earlier keeps its point: its rows may be on
+            # the topic, and the stream must publish what changed since then (a deletion of one of them among
+            # it), even if this snapshot holds it too; a row may then show an older version briefly, never last.
+            for ref in refs:
+                earlier = self.state.snapshot_lsn.get(ref.qualified)
+                self.state.snapshot_lsn[ref.qualified] = Lsn(
+                    consistent_lsn if earlier is None else min(earlier, consistent_lsn))
+            self.state.save()
             self._snapshot(refs, snapshot_name, None)
         finally:
             temporary.close()
         for ref in refs:
-            self.state.snapshot_lsn[ref.qualified] = Lsn(consistent_lsn)
             self.state.move(ref.qualified, TableState.STREAMING)
         self.state.save()
         # The snapshot's events confirm nothing: the slot resumes from its own confirmed position.

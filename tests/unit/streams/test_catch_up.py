@@ -184,3 +184,43 @@ def test_a_table_that_errored_while_streaming_is_not_snapshotted_again(tmp_path)
     state.move("public.accounts", TableState.ERRORED, "schema change refused")
     state.save()
     assert not CaptureState.load(state.path, ["public.accounts"]).needs_snapshot("public.accounts")
+
+
+def test_a_snapshot_redone_after_a_crash_keeps_the_interrupted_attempts_point(tmp_path, monkeypatch):
+    # Attempt 1 at C1 publishes some rows and dies; attempt 2 runs at C2. A row attempt 1 published and that was
+    # deleted between C1 and C2 is in neither attempt 2's snapshot nor, with C2 as the point, the stream: the
+    # point must stay C1, so that the deletion is published.
+    import streams.source as source
+
+    points = iter([C, C + 0x5000])
+
+    class TemporarySlot:
+        def __init__(self, dsn) -> None:
+            pass
+
+        def create_slot(self, name, temporary=False):
+            return next(points), "snap"
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(source, "ReplicationStream", TemporarySlot)
+    capture, _ = _capture(tmp_path, fast=True)
+    orders = [r for r in capture.config.table_refs() if r.qualified == "public.orders"]
+    calls = []
+
+    def snapshot(refs, name, lsn):
+        calls.append(dict(capture.state.snapshot_lsn))
+        if len(calls) == 1:
+            raise RuntimeError("killed mid-snapshot")
+
+    monkeypatch.setattr(capture, "_snapshot", snapshot)
+    with pytest.raises(RuntimeError):
+        capture._catch_up(orders)
+    assert calls[0] == {"public.orders": C}  # saved before any row went out
+    again = CaptureState.load(capture.state.path, ["public.orders", "public.accounts"])
+    assert again.snapshot_lsn == {"public.orders": C} and again.needs_snapshot("public.orders")
+
+    capture._catch_up(orders)
+    assert capture.state.snapshot_lsn == {"public.orders": C}  # not C + 0x5000
+    assert capture.state.tables["public.orders"] == TableState.STREAMING
