@@ -22,6 +22,8 @@ Avro's own compact ``Schema.toString()``, which keeps the same attributes.
 from __future__ import annotations
 
 import json
+import math
+import re
 import warnings
 from dataclasses import dataclass, field
 
@@ -68,7 +70,7 @@ def parse_avro(text: object) -> AvroSchema:
     if not isinstance(text, str) or not text.strip():
         raise InvalidSchemaError("Empty schema: the request body needs a non-empty \"schema\" string")
     try:
-        document = json.loads(text)
+        document = json.loads(text, parse_constant=_not_json, parse_float=_finite)
     except json.JSONDecodeError as exc:
         raise InvalidSchemaError(f"Invalid schema: not valid JSON ({exc})") from exc
     try:
@@ -80,11 +82,50 @@ def parse_avro(text: object) -> AvroSchema:
             parsed = avro.schema.make_avsc_object(document)
     except Exception as exc:  # avro raises SchemaParseException, but also TypeError/AttributeError on odd JSON
         raise InvalidSchemaError(f"Invalid schema: {exc}") from exc
+    _check_field_names(parsed, set())
     return AvroSchema(
         text=json.dumps(document, separators=(",", ":"), ensure_ascii=False),
         normalized=normalize(parsed),
         parsed=parsed,
     )
+
+
+#: Avro's names: ``[A-Za-z_][A-Za-z0-9_]*`` (the specification, "Names"). Python's avro checks those of types
+#: and enum symbols, not fields; Java's parser, which Confluent's registry and Java clients use, checks all.
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _not_json(constant: str) -> float:
+    """NaN and Infinity are not JSON: a Java client (Jackson) could not read the schema back."""
+    raise InvalidSchemaError(f"Invalid schema: {constant} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise InvalidSchemaError(f"Invalid schema: {text} is out of a double's range")
+    return value
+
+
+def _check_field_names(schema: avro.schema.Schema, seen: set[str]) -> None:
+    """Every record field name of ``schema`` and the schemas in it is an Avro name (42201 otherwise)."""
+    if isinstance(schema, avro.schema.RecordSchema):
+        if schema.fullname in seen:
+            return
+        seen.add(schema.fullname)
+        for f in schema.fields:
+            if not _NAME.match(f.name):
+                raise InvalidSchemaError(
+                    f"Invalid schema: field name {f.name!r} of record {schema.fullname} is not an Avro name "
+                    "(a letter or _, then letters, digits or _)")
+            _check_field_names(f.type, seen)
+    elif isinstance(schema, avro.schema.ArraySchema):
+        _check_field_names(schema.items, seen)
+    elif isinstance(schema, avro.schema.MapSchema):
+        _check_field_names(schema.values, seen)
+    elif isinstance(schema, avro.schema.UnionSchema):
+        for branch in schema.schemas:
+            _check_field_names(branch, seen)
 
 
 def normalize(parsed: avro.schema.Schema) -> str:

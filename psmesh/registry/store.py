@@ -463,6 +463,8 @@ class SchemaStore:
         """
         if spec is None:
             return self._incompatibilities(subject, schema, self._index.versions(subject))
+        if spec == LATEST and not self._index.versions(subject):
+            return []  # nothing registered yet: compatible, as Confluent answers (checks before a first register)
         target = self._index.get(subject, spec)
         return self._incompatibilities(subject, schema, [target])
 

@@ -198,3 +198,33 @@ def test_mode_types_and_metrics():
         assert "psmesh_registry_schemas 1.0" in text
 
     scenario(body)
+
+
+def test_checking_against_latest_of_a_subject_not_registered_yet_is_compatible():
+    # Confluent answers true (a pipeline checks a schema before its first registration); a given version number
+    # of an unknown subject is still 40401.
+    async def body(client):
+        status, fresh = await _json(
+            await client.post("/compatibility/subjects/new/versions/latest", json={"schema": BREAKING}))
+        assert (status, fresh) == (200, {"is_compatible": True})
+        status, missing = await _json(
+            await client.post("/compatibility/subjects/new/versions/1", json={"schema": BREAKING}))
+        assert (status, missing["error_code"]) == (404, 40401)
+
+    scenario(body)
+
+
+def test_a_field_name_that_is_not_an_avro_name_or_a_non_finite_default_is_an_invalid_schema():
+    # Java's parser (Confluent's registry, Java clients) refuses them; a schema it cannot read must not get an id.
+    def record(field: str, default: str = "") -> str:
+        return '{"type":"record","name":"R","fields":[{"name":"%s","type":"double"%s}]}' % (field, default)
+
+    async def body(client):
+        for schema in (record("a-b"), record("1a"), record("a.b"), record("x", ',"default":NaN'),
+                       record("x", ',"default":1e400')):
+            status, error = await _json(await client.post("/subjects/s/versions", json={"schema": schema}))
+            assert (status, error["error_code"]) == (422, 42201), schema
+        status, _ = await _json(await client.post("/subjects/s/versions", json={"schema": record("_ok_1")}))
+        assert status == 200
+
+    scenario(body)
