@@ -65,7 +65,7 @@ from processors.project import ProjectStage, project_code_of
 from processors.sender import RecordTooLarge, Sender, Ticket
 from processors.records import KIND_OF_TOPIC, KINDS, SOURCE_TOPICS, dumps, loads, parse, pick
 from processors.rollup import RollupStage
-from psmesh.config import Settings
+from psmesh.config import SECURITY_PROTOCOLS, Settings
 from psmesh.latency import commit_ms_of
 
 logger = logging.getLogger(__name__)
@@ -681,7 +681,7 @@ class Processors:
         row or the old route."""
         batches: dict[tuple[str, int], Any] = {}
         changelogs = {name: table.changelog_topic.get_topic_name() for name, table in self.tables.items()}
-        produce, unsettled = self.sender.produce, self._unsettled_routes
+        produce = self.sender.produce
         for (name, key), (event, row) in out.writes.items():
             partition = event.message.partition
             batch = batches.get((name, partition))
@@ -1093,9 +1093,9 @@ def broker_credentials(settings: Settings) -> Any:
     protocol = settings.kafka_security_protocol.upper()
     if protocol == "PLAINTEXT":
         return None
-    if protocol not in ("SSL", "SASL_PLAINTEXT", "SASL_SSL"):
-        raise ProcessorError(f"PSMESH_KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol!r}: expected "
-                             "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
+    if protocol not in SECURITY_PROTOCOLS:  # load_settings refuses it already; a Settings built directly may hold it
+        raise ProcessorError(f"PSMESH_KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol!r}: expected one of "
+                             f"{', '.join(SECURITY_PROTOCOLS)}")
     context = None
     if protocol in ("SSL", "SASL_SSL"):  # the system's CAs unless a CA file is given, as librdkafka
         context = ssl.create_default_context(cafile=settings.kafka_ssl_ca_location)
