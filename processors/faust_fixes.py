@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from contextlib import contextmanager
 from functools import partial
 from typing import Any, Iterator
@@ -259,14 +258,19 @@ class Feed:
 
     def __init__(self, app: Any, topics: Any, limit: int) -> None:
         self.app, self.topics, self.limit = app, frozenset(topics), limit
-        self._lists: deque[tuple[Any, int, list]] = deque()  # (tp, generation, records)
+        #: (tp, generation) → its records fetched and not taken yet, in the order the partitions first came
+        self._lists: dict[tuple[Any, int], list] = {}
         self._count = 0
         self._ready = asyncio.Event()
         #: partitions taken out of the fetch while the feed is full → the assignment (generation) they were in then
         self._held: dict[Any, int] = {}
 
     def offer(self, consumer: Any, tp: Any, generation_id: int, records: list) -> None:
-        self._lists.append((tp, generation_id, records))
+        held = self._lists.get((tp, generation_id))
+        if held is None:
+            self._lists[tp, generation_id] = list(records)
+        else:
+            held.extend(records)
         self._count += len(records)
         self._ready.set()
         if self._count >= self.limit and not self.app.in_recovery:
@@ -274,17 +278,41 @@ class Feed:
             self._held[tp] = generation_id
 
     def _take(self, max_: int) -> list[tuple[Any, int, list]]:
-        taken, n = [], 0
+        """Up to ``max_`` records, each partition's in order, taken evenly from the partitions that have some: a
+        partition's unused share goes to the others. A snapshot's or a catch-up's rows are spread over the
+        partitions by key, so a list takes the same stretch of each, and the rows of one view row (a
+        resource's week, a project) come together: taken a partition after another, as a fetch hands them
+        over, they came in 4-5 lists and the view row was published after each (docs/processors-performance.md,
+        "Eighteenth round")."""
         lists = self._lists
-        while lists and n < max_:
-            tp, generation, records = lists.popleft()
-            if n + len(records) > max_:
-                cut = max_ - n
-                lists.appendleft((tp, generation, records[cut:]))
-                records = records[:cut]
-            taken.append((tp, generation, records))
-            n += len(records)
-        self._count -= n
+        if self._count <= max_:
+            taken = [(tp, generation, records) for (tp, generation), records in lists.items()]
+            lists.clear()
+            self._count = 0
+        else:
+            shares: dict[tuple[Any, int], int] = dict.fromkeys(lists, 0)
+            left, open_ = max_, [key for key in lists]
+            while left and open_:
+                share = max(1, left // len(open_))
+                still = []
+                for key in open_:
+                    k = min(share, len(lists[key]) - shares[key], left)
+                    shares[key] += k
+                    left -= k
+                    if shares[key] < len(lists[key]):
+                        still.append(key)
+                open_ = still
+            taken = []
+            for key, k in shares.items():
+                if not k:
+                    continue
+                records = lists[key]
+                taken.append((key[0], key[1], records[:k]))
+                if k == len(records):
+                    del lists[key]
+                else:
+                    lists[key] = records[k:]
+            self._count -= max_ - left
         if not lists:
             self._ready.clear()
         if self._held and self._count < self.limit // 2:

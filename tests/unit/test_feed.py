@@ -78,20 +78,46 @@ def test_lists_are_handed_over_in_order_up_to_max_and_acknowledged_as_faust_ackn
         return first, second, after_first
 
     first, second, after_first = _run(go())
+    # each list takes evenly from the partitions, each partition's records in order
     assert [(e.message.tp, e.message.offset, e.key, e.value) for e in first] == [
-        (TP0, 0, b"k0", b"v0"), (TP0, 1, b"k1", b"v1"), (TP0, 2, b"k2", b"v2"), (TP0, 3, b"k3", b"v3"),
-        (TP0, 4, b"k4", b"v4"), (TP1, 100, b"k100", b"v100")]
-    assert [(e.message.partition, e.message.offset) for e in second] == [(1, 101), (1, 102), (0, 5), (0, 6)]
+        (TP0, 0, b"k0", b"v0"), (TP0, 1, b"k1", b"v1"), (TP0, 2, b"k2", b"v2"), (TP1, 100, b"k100", b"v100"),
+        (TP1, 101, b"k101", b"v101"), (TP1, 102, b"k102", b"v102")]
+    assert [(e.message.partition, e.message.offset) for e in second] == [(0, 3), (0, 4), (0, 5), (0, 6)]
     assert first[0].message.topic == TOPIC and first[0].headers == {"h": b"1"}
 
     # the same records acknowledged one by one by Faust's own consumer
     reference = _app(tmp_path, "reference").consumer
-    for offset in range(5):
+    for offset in range(3):
         reference.ack(ConsumerMessage(TOPIC, 0, offset, 0.0, 0, [], b"", b"", None, 0, 0, TP0))
-    reference.ack(ConsumerMessage(TOPIC, 1, 100, 0.0, 0, [], b"", b"", None, 0, 0, TP1))
-    assert after_first == _state(reference, TP0) == ([0, 1, 2, 3, 4], {0, 1, 2, 3, 4}, 6, 5)
+    for offset in range(100, 103):
+        reference.ack(ConsumerMessage(TOPIC, 1, offset, 0.0, 0, [], b"", b"", None, 0, 0, TP1))
+    assert after_first == _state(reference, TP0) == ([0, 1, 2], {0, 1, 2}, 6, 3)
     assert _state(consumer, TP1) == _state(reference, TP1)
-    assert 5 not in consumer._acked_index[TP0]  # the second list was never acknowledged
+    assert 3 not in consumer._acked_index[TP0]  # the second list was never acknowledged
+
+
+def test_a_list_takes_the_same_stretch_of_every_partition_and_gives_a_short_partition_s_share_to_the_others(
+        tmp_path):
+    app = _app(tmp_path)
+    consumer, generation = app.consumer, app.consumer_generation_id
+    tp2 = TP(TOPIC, 2)
+    fed = faust_fixes.Feed(app, {TOPIC}, limit=1000)
+
+    async def go():
+        fed.offer(consumer, TP0, generation, _records(0, *range(0, 40)))  # as a fetch hands them over: one
+        fed.offer(consumer, TP1, generation, _records(1, *range(100, 140)))  # partition's whole backlog after
+        fed.offer(consumer, tp2, generation, _records(2, 200, 201))  # another's
+        fed.offer(consumer, TP0, generation, _records(0, 40, 41))
+        batches = fed.batches(_stream(), 30, 0.01)
+        lists = [await batches.__anext__() for _ in range(3)]
+        await batches.aclose()
+        return [[(e.message.partition, e.message.offset) for e in taken] for taken in lists]
+
+    first, second, third = _run(go())
+    assert first == [(0, o) for o in range(14)] + [(1, o) for o in range(100, 114)] + [(2, 200), (2, 201)]
+    assert second == [(0, o) for o in range(14, 29)] + [(1, o) for o in range(114, 129)]
+    assert third == [(0, o) for o in range(29, 42)] + [(1, o) for o in range(129, 140)]
+    assert fed._count == 0
 
 
 def test_an_offset_missing_inside_a_list_is_acknowledged_so_the_commit_moves_past_it(tmp_path):
@@ -225,9 +251,10 @@ def test_the_drain_hands_a_partition_list_over_with_faust_read_offsets_and_gaps(
         await faust_fixes._hand_over(consumer, fed, TP0, _records(0, 3, 4, 5), app.consumer_generation_id)
         await faust_fixes._hand_over(consumer, fed, TP0, _records(0, 8, 9), app.consumer_generation_id)
         await faust_fixes._hand_over(consumer, fed, TP0, _records(0, 2), app.consumer_generation_id)
-        return [[r.offset for r in records] for _, _, records in fed._lists]
+        return {key: [r.offset for r in records] for key, records in fed._lists.items()}
 
-    assert _run(go()) == [[4, 5], [8, 9]]  # as Faust's loop: offsets from the read offset on
+    # as Faust's loop: offsets from the read offset on
+    assert _run(go()) == {(TP0, app.consumer_generation_id): [4, 5, 8, 9]}
     assert gaps == [(TP0, 6, 8)] and consumer._read_offset[TP0] == 9
 
 
