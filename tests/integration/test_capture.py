@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import string
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
 
 import psycopg
