@@ -15,8 +15,21 @@ would make a deserializer apply the wrong scale. The fingerprint is still
 computed and reported (logs, tests) as the conventional short name of a
 schema's shape.
 
+Two schemas the specification reads as one are one schema here, and two it
+reads as different are two, even where Python's avro writes them otherwise:
+
+- full names are resolved from the submitted JSON by the specification's
+  rules ("Names"): a nested named type without ``namespace`` takes the
+  enclosing one, but ``"namespace": ""`` puts it in the null namespace.
+  Python's avro reads ``""`` as absent, so ``firm.erp.Line`` and ``Line``
+  would share an id;
+- a field's ``"order": "ascending"`` is the default ("Complex Types") and is
+  left out, as Java's ``Schema.toString()`` leaves it out.
+
 This is also what Confluent's server does in effect: it keys schemas by
-Avro's own compact ``Schema.toString()``, which keeps the same attributes.
+Avro's own compact ``Schema.toString()``, which keeps the same attributes,
+writes ``"namespace": ""`` for a null-namespace type inside a namespaced one
+and leaves out an ascending order.
 """
 
 from __future__ import annotations
@@ -52,7 +65,12 @@ class AvroSchema:
 
     @property
     def canonical_form(self) -> str:
-        """Avro's Parsing Canonical Form (shape only, see module docstring)."""
+        """Avro's Parsing Canonical Form (shape only, see module docstring).
+
+        As Python's avro computes it: a nested type declared with
+        ``"namespace": ""`` keeps the enclosing namespace here. The identity
+        (``normalized``) does not rely on it.
+        """
         return self.parsed.canonical_form
 
     @property
@@ -85,7 +103,7 @@ def parse_avro(text: object) -> AvroSchema:
     _check_field_names(parsed, set())
     return AvroSchema(
         text=json.dumps(document, separators=(",", ":"), ensure_ascii=False),
-        normalized=normalize(parsed),
+        normalized=normalize(parsed, document),
         parsed=parsed,
     )
 
@@ -128,6 +146,63 @@ def _check_field_names(schema: avro.schema.Schema, seen: set[str]) -> None:
             _check_field_names(branch, seen)
 
 
-def normalize(parsed: avro.schema.Schema) -> str:
-    """The identity key of a parsed schema (see module docstring)."""
-    return json.dumps(parsed.to_json(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+def normalize(parsed: avro.schema.Schema, document: object) -> str:
+    """The identity key of ``parsed``, the schema Avro made of the JSON ``document`` (see module docstring)."""
+    identity = _identity_json(parsed, document, None, {})
+    return json.dumps(identity, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _identity_json(
+    schema: avro.schema.Schema, document: object, namespace: str | None, fullnames: dict[int, str]
+) -> object:
+    """``schema`` as JSON, each named type under its full name and without the defaults Avro implies.
+
+    ``document`` is the part of the submitted JSON ``schema`` was parsed
+    from, ``namespace`` the enclosing namespace (``None``: the null one),
+    and ``fullnames`` the full names of the named types defined so far (by
+    ``id``), which later references to them are written as.
+    """
+    if isinstance(schema, avro.schema.NamedSchema):
+        if isinstance(document, str):  # a reference: Avro has already resolved it to a type defined earlier
+            return fullnames[id(schema)]
+        fullname = _fullname(document["name"], document.get("namespace"), namespace)
+        fullnames[id(schema)] = fullname
+        body = {key: value for key, value in schema.props.items() if key != "namespace"}
+        body["name"] = fullname
+        if isinstance(schema, avro.schema.RecordSchema):
+            inner = fullname.rpartition(".")[0] or None
+            body["fields"] = [
+                _field_json(f, d, inner, fullnames) for f, d in zip(schema.fields, document["fields"], strict=True)
+            ]
+        return body
+    if isinstance(schema, avro.schema.ArraySchema):
+        return {**schema.props, "items": _identity_json(schema.items, document["items"], namespace, fullnames)}
+    if isinstance(schema, avro.schema.MapSchema):
+        return {**schema.props, "values": _identity_json(schema.values, document["values"], namespace, fullnames)}
+    if isinstance(schema, avro.schema.UnionSchema) and isinstance(document, list):
+        return [_identity_json(s, d, namespace, fullnames) for s, d in zip(schema.schemas, document, strict=True)]
+    # Primitives (logical types included) name no type; nor does the protocol-only "error_union"
+    # Python's avro also accepts, kept as avro writes it.
+    return schema.to_json()
+
+
+def _field_json(field: avro.schema.Field, document: dict, namespace: str | None, fullnames: dict[int, str]) -> dict:
+    body = dict(field.props)
+    body["type"] = _identity_json(field.type, document["type"], namespace, fullnames)
+    if body.get("order") == "ascending":
+        del body["order"]  # the default order (specification, "Complex Types")
+    return body
+
+
+def _fullname(name: str, namespace_attribute: object, enclosing: str | None) -> str:
+    """The full name of a named type declared with ``name`` and ``namespace_attribute`` (specification, "Names").
+
+    A dotted name is already full. An absent (or JSON null) ``namespace``
+    takes the enclosing namespace; ``""`` is the null namespace, which
+    Python's avro reads as absent (``namespace = namespace or None`` in
+    ``avro.schema.NamedSchema``, avro 1.12).
+    """
+    if "." in name:
+        return name
+    namespace = enclosing if namespace_attribute is None else namespace_attribute
+    return f"{namespace}.{name}" if namespace else name

@@ -55,6 +55,42 @@ def test_field_order_changes_identity():
     assert a.normalized != b.normalized
 
 
+def _nested(line: dict) -> str:
+    """A record of namespace firm.erp whose one field is the named type ``line``."""
+    return _record({"name": "line", "type": {"type": "record", "fields": [{"name": "a", "type": "int"}], **line}})
+
+
+def test_empty_namespace_puts_a_nested_type_in_the_null_namespace():
+    # Avro spec, "Names": an absent namespace is taken from the enclosing type (firm.erp.Line),
+    # while "" is the null namespace (Line). Python's avro reads "" as absent.
+    inherited = parse_avro(_nested({"name": "Line"}))
+    null_namespace = parse_avro(_nested({"name": "Line", "namespace": ""}))
+    assert inherited.normalized != null_namespace.normalized
+    assert inherited.normalized == parse_avro(_nested({"name": "Line", "namespace": "firm.erp"})).normalized
+    assert inherited.normalized == parse_avro(_nested({"name": "firm.erp.Line"})).normalized
+
+
+def test_a_type_nested_in_the_null_namespace_inherits_the_null_namespace():
+    def line_holding(kind: dict) -> str:
+        return _nested({"name": "Line", "namespace": "", "fields": [{"name": "kind", "type": kind}]})
+
+    kind = {"type": "enum", "name": "Kind", "symbols": ["A"]}
+    inherited = parse_avro(line_holding(kind))
+    assert inherited.normalized == parse_avro(line_holding({**kind, "namespace": ""})).normalized
+    assert inherited.normalized != parse_avro(line_holding({**kind, "namespace": "firm.erp"})).normalized
+
+
+def test_ascending_field_order_is_the_default_and_does_not_change_identity():
+    # Avro spec, "Complex Types": order is optional and defaults to "ascending"; Java's
+    # Schema.toString, the key of Confluent's registry, writes it only when it is not ascending.
+    implicit = parse_avro(_record({"name": "a", "type": "int"}))
+    ascending = parse_avro(_record({"name": "a", "type": "int", "order": "ascending"}))
+    descending = parse_avro(_record({"name": "a", "type": "int", "order": "descending"}))
+    assert implicit.normalized == ascending.normalized
+    assert implicit.normalized != descending.normalized
+    assert ascending.text != implicit.text  # only the identity changes: the stored text is as submitted
+
+
 def test_stored_text_is_compacted_submitted_json_in_its_key_order():
     parsed = parse_avro('{ "type": "record",  "name": "R", "fields": [ {"name": "a", "type": "int"} ] }')
     assert parsed.text == '{"type":"record","name":"R","fields":[{"name":"a","type":"int"}]}'

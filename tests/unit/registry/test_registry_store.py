@@ -95,6 +95,46 @@ def test_re_registering_a_live_version_writes_nothing():
     assert before == after == 1
 
 
+def test_a_field_ordered_ascending_explicitly_is_the_version_already_registered():
+    ascending = _schema({"name": "id", "type": "long", "order": "ascending"})
+
+    async def scenario():
+        log = MemoryRecordLog()
+        store = await _started(log)
+        first = await store.register("a", V1)
+        again = await store.register("a", ascending)
+        other_subject = await store.register("b", ascending)
+        return first, again, other_subject, store, len(log.records)
+
+    first, again, other_subject, store, written = run(scenario())
+    assert (again.schema_id, again.version, again.created) == (first.schema_id, first.version, False)
+    assert other_subject.schema_id == first.schema_id
+    assert store.lookup("a", ascending).version == 1
+    assert store.index.schema_by_id(first.schema_id).text == V1.text
+    assert written == 2
+
+
+def test_a_nested_type_in_the_null_namespace_gets_its_own_id():
+    def with_line(line: dict):
+        line_type = {"type": "record", "fields": [{"name": "qty", "type": "int"}], **line}
+        document = {"type": "record", "name": "Project", "namespace": "firm.erp",
+                    "fields": [{"name": "line", "type": line_type}]}
+        return parse_avro(json.dumps(document))
+
+    inherited = with_line({"name": "Line"})
+    null_namespace = with_line({"name": "Line", "namespace": ""})
+
+    async def scenario():
+        store = await _started()
+        first = await store.register("a", inherited)
+        second = await store.register("b", null_namespace)
+        return first, second, store
+
+    first, second, store = run(scenario())
+    assert second.schema_id != first.schema_id
+    assert store.index.schema_by_id(second.schema_id).text == null_namespace.text
+
+
 def test_incompatible_schema_is_refused_and_not_written():
     async def scenario():
         log = MemoryRecordLog()
