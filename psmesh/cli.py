@@ -83,6 +83,7 @@ def _register() -> None:
     from psmesh.sources import sources
     from sinks.cli import sink
     from psmesh.status import status_command
+    from psmesh.dlq import dlq
 
     main.add_command(dev)
     main.add_command(topology)
@@ -96,6 +97,7 @@ def _register() -> None:
     main.add_command(reconcile_command, name="reconcile")
     main.add_command(sources)
     main.add_command(status_command, name="status")
+    main.add_command(dlq)
 
 
 _register()

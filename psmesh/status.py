@@ -84,7 +84,7 @@ def collect(settings: Settings, topology: Topology, thresholds: Thresholds | Non
         admin, consumer = kafka
         try:
             _groups(settings, topology, admin, consumer, thresholds, checks)
-            _dead_letters(topology, admin, consumer, checks)
+            _dead_letters(settings, topology, admin, checks)
         finally:
             consumer.close()
     _services(settings, topology, checks)
@@ -228,22 +228,28 @@ def _groups(settings: Settings, topology: Topology, admin, consumer, thresholds:
             checks.append(Check("consumer group", group, "ok", summary, figures))
 
 
-def _dead_letters(topology: Topology, admin, consumer, checks: list[Check]) -> None:
-    from confluent_kafka import TopicPartition
+def _dead_letters(settings: Settings, topology: Topology, admin, checks: list[Check]) -> None:
+    """Each dead-letter topic's letters not acknowledged yet (psmesh/dlq.py)."""
+    from psmesh.dlq import ack_consumer, spans
 
-    names = sorted({p.dead_letter for p in [*topology.processors, *topology.sinks] if p.dead_letter})
     existing = admin.list_topics(timeout=TIMEOUT).topics
-    for name in names:
-        if name not in existing:
-            checks.append(Check("dead letters", name, "fail", "topic missing: run psmesh topology apply"))
-            continue
-        count = 0
-        for partition in existing[name].partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=TIMEOUT, cached=False)
-            count += max(0, high - low)
-        state = "warn" if count else "ok"
-        detail = f"{count:,} dead letter(s)" + (" waiting: read them with their reasons before replaying" if count else "")
-        checks.append(Check("dead letters", name, state, detail, {"count": count}))
+    consumer = ack_consumer(settings)
+    try:
+        for name in topology.dead_letter_topics:
+            if name not in existing:
+                checks.append(Check("dead letters", name, "fail", "topic missing: run psmesh topology apply"))
+                continue
+            found = spans(consumer, name, existing[name].partitions)
+            waiting, total = sum(s.waiting for s in found), sum(s.high - s.low for s in found)
+            figures = {"count": waiting, "acknowledged": total - waiting}
+            if waiting:
+                checks.append(Check("dead letters", name, "warn", f"{waiting:,} dead letter(s) waiting: read them "
+                                    f"with psmesh dlq list, then psmesh dlq ack", figures))
+            else:
+                checks.append(Check("dead letters", name, "ok", f"0 dead letter(s) waiting ({total - waiting:,} "
+                                    "acknowledged)" if total else "0 dead letter(s)", figures))
+    finally:
+        consumer.close()
 
 
 # ---- services ---------------------------------------------------------------------

@@ -253,6 +253,11 @@ class Topology(_Model):
         """Warnings found when the file was loaded (it is valid despite them)."""
         return list(self._warnings)
 
+    @property
+    def dead_letter_topics(self) -> list[str]:
+        """The dead-letter topics the processors and sinks name, sorted."""
+        return sorted({p.dead_letter for p in [*self.processors, *self.sinks] if p.dead_letter})
+
     def topic(self, name: str) -> Topic:
         for topic in self.topics:
             if topic.name == name:

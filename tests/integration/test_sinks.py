@@ -29,7 +29,9 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from psmesh.config import Settings
+from psmesh.dlq import ack_consumer, spans
 from psmesh.stack.postgres import PostgresServer
+from sinks.dlq import DeadLetter, DeadLetterPublisher
 from sinks.erp import ErpSink
 from sinks.records import load_contract
 from sinks.reporting import ReportingSink
@@ -275,6 +277,71 @@ def test_malformed_and_refused_records_are_dead_lettered_while_the_following_one
         assert by_offset[2]["value"] == raw[2][1] and by_offset[2]["key"] == raw[2][0]
     finally:
         runner.close()
+
+
+def test_psmesh_dlq_list_gives_each_letter_s_origin_stage_and_reason_and_its_original_record(
+    topics, erp_dsn, kafka_bootstrap, registry_url
+):
+    """The operator's way to read dead letters (psmesh/dlq.py), on letters the ERP sink itself set aside."""
+    from click.testing import CliRunner
+
+    from psmesh.cli import main
+
+    runner, _, triggers, dlq = _erp_runner(topics, kafka_bootstrap, registry_url, erp_dsn)
+    try:
+        junk = b"\xff\xfe not avro, not json"
+        topics.produce_raw(triggers, b"not avro", junk)                                   # offset 0: undecodable
+        topics.produce(triggers, "derived/billing_triggers", {"billing_event_id": "PRJ-2-M1"},
+                       billing_trigger("PRJ-2", 1, trigger_type="bonus"))                  # offset 1: check constraint
+        topics.produce(triggers, "derived/billing_triggers", {"billing_event_id": "PRJ-2-M2"}, billing_trigger("PRJ-2", 2))
+        topics.flush()
+        runner.drain()
+    finally:
+        runner.close()
+
+    env = {"PSMESH_KAFKA_BOOTSTRAP": kafka_bootstrap, "PSMESH_REGISTRY_URL": registry_url}
+    cli = CliRunner()
+    text = cli.invoke(main, ["dlq", "list", dlq], env=env)
+    assert text.exit_code == 0, text.output
+    lines = text.stdout.splitlines()
+    assert len(lines) == 2 and "2 dead letter(s)" in text.stderr
+    assert lines[0].split("  ")[2:4] == ["erp_sink", f"{triggers}[0]@0"] and "magic byte" in lines[0]
+    assert lines[1].split("  ")[2:4] == ["erp_sink", f"{triggers}[0]@1"] and "23514" in lines[1]
+
+    as_json = cli.invoke(main, ["dlq", "list", dlq, "--json", "--origin", triggers, "--stage", "erp_sink"], env=env)
+    assert as_json.exit_code == 0, as_json.output
+    letters = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert [(x["dlq"], x["topic"], x["offset"]) for x in letters] == [(dlq, triggers, 0), (dlq, triggers, 1)]
+    assert letters[0]["key"] == {"base64": "bm90IGF2cm8="} and letters[0]["value"] == {"base64": "//4gbm90IGF2cm8sIG5vdCBqc29u"}
+    assert letters[1]["key"] == {"billing_event_id": "PRJ-2-M1"}  # decoded through the registry
+    assert letters[1]["value"]["trigger_type"] == "bonus" and letters[1]["value"]["project_code"] == "PRJ-2"
+    assert letters[1]["failed_at"] and "23514" in letters[1]["reason"]
+
+    assert cli.invoke(main, ["dlq", "list", dlq, "--stage", "reporting_sink"], env=env).stdout == ""
+    assert len(cli.invoke(main, ["dlq", "list", dlq, "--limit", "1"], env=env).stdout.splitlines()) == 1
+    missing = cli.invoke(main, ["dlq", "list", f"{dlq}-nope"], env=env)
+    assert missing.exit_code == 1 and f"no such topic: {dlq}-nope" in missing.output
+
+    # acknowledged: no longer waiting (what psmesh status counts), still kept
+    acked = cli.invoke(main, ["dlq", "ack", dlq], env=env)
+    assert acked.exit_code == 0 and f"{dlq}: 2 dead letter(s) acknowledged, up to [0]@2" in acked.stdout, acked.output
+    settings = Settings(kafka_bootstrap=kafka_bootstrap, registry_url=registry_url)
+    consumer = ack_consumer(settings)
+    try:
+        assert [(s.waiting, s.high) for s in spans(consumer, dlq, [0])] == [(0, 2)]
+    finally:
+        consumer.close()
+    assert cli.invoke(main, ["dlq", "list", dlq], env=env).stdout == ""
+    assert len(cli.invoke(main, ["dlq", "list", dlq, "--all"], env=env).stdout.splitlines()) == 2
+
+    # a letter after the acknowledgement waits, alone
+    publisher = DeadLetterPublisher({"bootstrap.servers": kafka_bootstrap}, topics.registry, dlq, "erp_sink")
+    try:
+        publisher.publish([DeadLetter(triggers, 0, 9, b"k", b"{}", "a later refusal")])
+    finally:
+        publisher.close()
+    later = cli.invoke(main, ["dlq", "list", dlq], env=env).stdout.splitlines()
+    assert len(later) == 1 and later[0].endswith(f"erp_sink  {triggers}[0]@9  a later refusal")
 
 
 def test_postgres_down_mid_run_loses_nothing_and_duplicates_nothing(topics, kafka_bootstrap, registry_url, tmp_path):
