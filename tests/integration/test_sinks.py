@@ -342,6 +342,8 @@ def test_psmesh_dlq_list_gives_each_letter_s_origin_stage_and_reason_and_its_ori
         publisher.close()
     later = cli.invoke(main, ["dlq", "list", dlq], env=env).stdout.splitlines()
     assert len(later) == 1 and later[0].endswith(f"erp_sink  {triggers}[0]@9  a later refusal")
+    as_json = cli.invoke(main, ["dlq", "list", dlq, "--json"], env=env).stdout.splitlines()
+    assert [(x["key"], x["value"]) for x in map(json.loads, as_json)] == [({"base64": "aw=="}, {})]  # JSON (a forwarded row)
 
 
 def test_postgres_down_mid_run_loses_nothing_and_duplicates_nothing(topics, kafka_bootstrap, registry_url, tmp_path):
