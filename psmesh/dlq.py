@@ -7,8 +7,8 @@ partition, offset), which stage refused it, why, when, and its key and
 value as they were. The topics keep them for good (``retention_ms: -1``).
 
 An operator reads the letters waiting with ``psmesh dlq list``, deals with
-them (fixes the source row, the target's constraint, re-snapshots a
-table), then marks them handled with ``psmesh dlq ack``: that commits the
+them (fixes the source row or the target's constraint:
+docs/operating.md), then marks them handled with ``psmesh dlq ack``: that commits the
 end of each dead-letter topic as the consumer group ``psmesh-dlq``'s
 offset. ``psmesh status`` warns about the letters after that offset only,
 and ``list`` shows those unless ``--all``. Nothing is deleted.
@@ -139,27 +139,48 @@ def _partition(consumer: Any, decode: "_Decoder", topic: str, partition: int, hi
             raise click.ClickException(f"{topic}[{partition}]: {error.str()}")
         try:
             record = decode.letter(msg.value())
-        except Exception as exc:  # not a dead letter of ours: shown as it is, with why
+        except Unreadable as exc:  # not a dead letter of ours: shown as it is, with why
             record = {"topic": "?", "partition": -1, "offset": -1, "stage": "?",
-                      "reason": f"unreadable dead letter: {type(exc).__name__}: {exc}", "key": msg.key(),
+                      "reason": f"unreadable dead letter: {exc}", "key": msg.key(),
                       "value": msg.value(), "failed_at": None}
         yield Letter(topic, partition, msg.offset(), record)
         if msg.offset() + 1 >= high:
             return
 
 
+class Unreadable(Exception):
+    """A dead-letter topic's record that is not a dead letter this decoder can read."""
+
+
 class _Decoder:
     """Confluent-framed Avro through the registry, each writer schema fetched once."""
 
-    def __init__(self, registry: Any) -> None:
+    def __init__(self, registry: Any, registry_url: str) -> None:
         from confluent_kafka.schema_registry.avro import AvroDeserializer
 
+        self._registry, self._url = registry, registry_url
         self._avro = AvroDeserializer(registry)
 
     def letter(self, data: bytes | None) -> dict[str, Any]:
-        if not data:
-            raise ValueError("empty value")
-        return self._avro(data, None)
+        """A dead letter's record; :class:`Unreadable` for bytes that are not one, and a
+        :class:`click.ClickException` when the registry cannot tell (an outage is not a bad letter)."""
+        from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+        if not data or len(data) < 5 or data[0] != 0:
+            raise Unreadable("not Avro in the Confluent wire format")
+        schema_id = int.from_bytes(data[1:5], "big")
+        try:
+            self._registry.get_schema(schema_id)  # the client keeps it: the deserializer asks for it again
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == 404:
+                raise Unreadable(f"schema id {schema_id} is not in the registry") from exc
+            raise click.ClickException(f"schema registry at {self._url}: {exc}") from exc
+        except Exception as exc:
+            raise click.ClickException(f"schema registry at {self._url} unreachable: {exc}") from exc
+        try:
+            return self._avro(data, None)
+        except Exception as exc:
+            raise Unreadable(f"{type(exc).__name__}: {exc}") from exc
 
     def original(self, data: bytes | None) -> Any:
         """An original key or value: decoded Avro or JSON where it is one, else ``{"base64": ...}``."""
@@ -209,7 +230,8 @@ def list_command(topics: tuple[str, ...], topology_file: Path | None, stage: str
 
     names = list(topics) or _topology_dead_letters(topology_file)
     settings = load_settings()
-    decoder = _Decoder(SchemaRegistryClient({"url": settings.schema_registry_url}))
+    url = settings.schema_registry_url
+    decoder = _Decoder(SchemaRegistryClient({"url": url}), url)
     shown = 0
     for letter in read_letters(settings, names, decoder, everything):
         record = letter.record
