@@ -64,7 +64,7 @@ from processors.exceptions import BadChangeEvent, ProcessorError
 from processors.project import ProjectStage, project_code_of
 from processors.sender import RecordTooLarge, Sender, Ticket
 from processors.records import KIND_OF_TOPIC, KINDS, SOURCE_TOPICS, dumps, loads, parse, pick
-from processors.rollup import RollupStage
+from processors.rollup import RollupStage, legacy_line_key
 from psmesh.config import SECURITY_PROTOCOLS, Settings
 from psmesh.latency import commit_ms_of
 
@@ -978,6 +978,12 @@ class Processors:
 
     def _rollup(self, item: list, cause: Cause, out: Outbox) -> None:
         key, value = item[0], item[1]
+        legacy = legacy_line_key(key)
+        if legacy is not None and legacy in self.rollup_stage.contributions:
+            # The line as a version before 3ab4465 contributed it: its project's contribution replaces it (kept
+            # beside it, the line's demand would count twice in skill_week for good).
+            out.write("rollup_rows", legacy.encode(), cause.event, None)
+            out.add(self.rollup_stage.on_contribution(legacy, None), cause)
         out.write("rollup_rows", key.encode(), cause.event, value)
         out.add(self.rollup_stage.on_contribution(key, value), cause)
 
