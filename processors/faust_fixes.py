@@ -291,7 +291,7 @@ class Feed:
             self._count = 0
         else:
             shares: dict[tuple[Any, int], int] = dict.fromkeys(lists, 0)
-            left, open_ = max_, [key for key in lists]
+            left, open_ = max_, list(lists)
             while left and open_:
                 share = max(1, left // len(open_))
                 still = []

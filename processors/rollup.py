@@ -33,7 +33,6 @@ ZERO_HOURS = Fraction(0)
 SKILLS = ("aws", "azure", "gcp", "sap", "salesforce", "data_engineering", "security")
 
 
-@lru_cache(maxsize=4096)
 def legacy_line_key(key: str) -> str | None:
     """For a line's contribution (``line|<project_code>|<id>``), the key versions before 3ab4465 gave it
     (``line|<id>``); None for any other key. A rollup state written by such a version still holds those."""
@@ -43,6 +42,7 @@ def legacy_line_key(key: str) -> str | None:
     return f"line|{rest.rpartition('|')[2]}"
 
 
+@lru_cache(maxsize=4096)
 def _weeks(first: date, last: date) -> tuple[date, ...]:
     """:func:`weeks_between`, remembered: the same spans and the same range come back contribution after
     contribution (a range of a hundred weeks was listed twice for each of them)."""

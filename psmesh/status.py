@@ -246,8 +246,8 @@ def _dead_letters(settings: Settings, topology: Topology, admin, checks: list[Ch
                 checks.append(Check("dead letters", name, "warn", f"{waiting:,} dead letter(s) waiting: read them "
                                     f"with psmesh dlq list, then psmesh dlq ack", figures))
             else:
-                checks.append(Check("dead letters", name, "ok", f"0 dead letter(s) waiting ({total - waiting:,} "
-                                    "acknowledged)" if total else "0 dead letter(s)", figures))
+                checks.append(Check("dead letters", name, "ok", f"0 dead letter(s) waiting ({total:,} acknowledged)"
+                                    if total else "0 dead letter(s)", figures))
     finally:
         consumer.close()
 
