@@ -22,7 +22,9 @@ key, never add deltas; view events are upserts of the whole row; derived
 events carry deterministic ids. After a restart each stage rebuilds its
 in-memory state from its mirror table and, on the first event of each
 partition, re-publishes that partition's views and current derived events,
-so whatever a crash cut off in flight is published again.
+so whatever a crash cut off in flight is published again; a tick (an empty
+message) to each stage partition it holds makes that first event come at
+once (``Processors._tick``).
 """
 
 from __future__ import annotations
@@ -112,6 +114,8 @@ TABLES = {"routes": PARTITIONS, "project_rows": PARTITIONS, "resource_rows": PAR
 #: events/s on average against 7,513 with 4,000 and 24, in 12 alternating runs each (docs/processors-performance.md,
 #: "Tenth round").
 ROUTE_BATCH = 8000
+#: The message a stage's partitions get after a rebuild (Processors._tick): no rows, read as any message.
+TICK, TICK_KEY = b"[]", b"tick"
 STAGE_BATCH = 12
 BATCH_SECONDS = 0.5
 #: The longest the broker holds a fetch of the worker's that finds nothing new (faust_fixes.short_fetch_wait).
@@ -853,13 +857,33 @@ class Processors:
         logger.info("project stage rebuilt from %d mirrored rows", count)
 
     def _republish_later(self, stage: str, partitions, stages) -> None:
-        """After a rebuild: the views as the state gives them (for queries), re-published on the next event."""
+        """After a rebuild: the views as the state gives them (for queries), re-published on the partition's next
+        event, which a tick to each of the stage's partitions this worker holds makes come at once."""
         for view in [v for v, s in VIEW_STAGE.items() if s == stage]:
             self.published[view] = {}
         for st in stages:
             for view, key, row in st.view_rows():
                 self.published[view]["|".join(str(k) for k in key).encode()] = row
         self._fresh |= {(stage, p) for p in partitions}
+        self._tick(stage)
+
+    def _tick(self, stage: str) -> None:
+        """An empty message (no rows) to each partition of ``stage``'s input that this worker was assigned: its
+        first event after the rebuild, so the partition's views and derived events are published again now, as
+        the state and this code give them, rather than when a change next reaches it (after an upgrade that
+        changes a formula, a quiet partition would keep the old code's rows). It runs through the stage's batch
+        like any message: acknowledged once what it re-publishes is on the broker. A tick lost in a crash is sent
+        again by the next rebuild; one a rebalance hands to another worker is an empty message there."""
+        topic = {"project": self.by_project, "resource": self.by_resource, "rollup": self.to_rollup}[stage]
+        name = topic.get_topic_name()
+        consumer = getattr(self.app, "_consumer", None)  # None outside a running worker (bench/stages.py)
+        if consumer is None:
+            return
+        partitions = sorted(tp.partition for tp in consumer.assignment() if tp.topic == name)
+        for partition in partitions:
+            self.sender.send_now(name, TICK_KEY, TICK, partition)
+        if partitions:
+            logger.info("%s stage: a tick to partitions %s re-publishes their views", stage, partitions)
 
     async def _project_agent(self, stream) -> None:
         await self._batches(self._stage_batches(stream, "project"), "project", self._project_batch)

@@ -143,6 +143,17 @@ class Sender:
                     raise RecordTooLarge(f"{topic}: a record of {len(value or b'')} bytes: {exc}") from exc
                 raise DeliveryFailed(f"{topic}: {exc}") from exc
 
+    def send_now(self, topic: str, key: bytes | None, value: bytes | None, partition: int) -> None:
+        """One record outside any batch: nothing waits for it, and a failure to deliver it is logged."""
+        def delivered(err: Any, msg: Any) -> None:
+            if err is not None:
+                logger.warning("%s[%d]: a record outside any batch was not delivered: %s", topic, partition, err)
+
+        try:
+            (self._producer or self.producer).produce(topic, value, key, partition, delivered)
+        except (BufferError, KafkaException) as exc:
+            logger.warning("%s[%d]: a record outside any batch was not queued: %s", topic, partition, exc)
+
     def _reporter(self, ticket: Ticket, changelog: bool) -> Any:
         """The delivery report callback of ``ticket``'s records (run on the poller's thread); ``changelog``: of
         its changelog records, whose offsets it keeps per (changelog topic, partition)."""

@@ -472,9 +472,14 @@ def test_a_worker_folds_change_events_into_views_and_bills_each_value_once_acros
         assert {v["trigger_type"] for _, v in triggers.records} == {"period_close", "milestone_completed"}
         assert triggers.latest[(f"PRJ-{a}-P{period_id}",)]["period_id"] == period_id
 
-        # 4. stop, start a new worker with the same app id, produce nothing: no new trigger id
+        # 4. stop, start a new worker with the same app id, produce nothing: it publishes its views and triggers
+        # again (the ticks of Processors._tick), with the same figures and no new trigger id
         worker.stop(graceful=True)  # SIGTERM ends every agent cleanly (faust_fixes.take_batches)
+        for reader in readers:
+            reader.drain(1.0)
         seen = len(triggers.records)
+        published = {reader.topic: len(reader.records) for reader in readers}
+        views_before = (financials.rows(), weeks.rows())
         restarted = Worker(tmp_path, stack_settings, app_id, "second")
         deadline = time.monotonic() + WAIT
         while restarted.get(f"/views/project_financials/PRJ-{a}")[0] != 200:
@@ -482,9 +487,20 @@ def test_a_worker_folds_change_events_into_views_and_bills_each_value_once_acros
             if time.monotonic() > deadline:
                 pytest.fail(f"the restarted worker never answered\n{restarted.log_tail()}")
             time.sleep(0.5)
+
+        def republished(reader: TopicReader) -> set[tuple]:
+            return {tuple(k.values()) for k, _ in reader.records[published[reader.topic]:]}
+
+        wait_until(readers, lambda: republished(financials) == set(views_before[0])
+                   and republished(weeks) == set(views_before[1]) and republished(triggers) == {
+                       (event_id,) for event_id in expected_triggers},
+                   "the restarted worker to publish every view row and trigger again without a change event",
+                   worker=restarted)
+        assert (financials.rows(), weeks.rows()) == views_before
         triggers.drain(2.0)
         assert {k["billing_event_id"] for k, _ in triggers.records} == set(expected_triggers)
         assert all(v["amount"] == expected_triggers[k["billing_event_id"]] for k, v in triggers.records[seen:])
+        seen = len(triggers.records)
 
         # a replayed close re-sends the same ids with the same amounts, and nothing else
         events.resend("billing_periods", period_id)
