@@ -57,7 +57,13 @@ def envelope(table: str, op: str, columns: list[str], row: dict[str, Any]) -> di
 
 def produce(backlog: Sink, entries: int, inserts_only: bool = False) -> None:
     """The backlog, change by change, to ``backlog``: ``entries`` time entries (two changes each unless
-    ``inserts_only``) and the rows they refer to."""
+    ``inserts_only``) and the rows they refer to.
+
+    The firm is the same whatever ``entries`` (150 resources, 300 projects); its time entries are dated over 120
+    days per 30,000 (expenses likewise), so that a larger backlog is a longer history at the same density (about
+    1.7 entries per resource and day), not more entries in each week: a week's view row is then published about as
+    often per change event at any size."""
+    days = max(120, 120 * entries // 30000)
     skills = ("aws", "azure", "gcp", "sap", "salesforce", "data_engineering", "security")
     lines = ("time_and_materials", "fixed_fee")
     start = date(2026, 1, 5)
@@ -84,7 +90,7 @@ def produce(backlog: Sink, entries: int, inserts_only: bool = False) -> None:
                      active=True, hired_on=date(2025, 1, 6), updated_at=datetime.now(UTC))
     for e in range(1, entries + 1):
         row = dict(entry_id=e, resource_id=1 + e % resources, project_code=f"PRJ-{1 + e % opportunities}",
-                   role="consultant", work_date=start + timedelta(days=(e // resources) % 120), hours=Decimal("7.50"),
+                   role="consultant", work_date=start + timedelta(days=(e // resources) % days), hours=Decimal("7.50"),
                    billable=e % 5 != 0, bill_rate=Decimal("150.00"), cost_rate=Decimal("80.00"), narrative="work",
                    updated_at=datetime.now(UTC))
         if not inserts_only:
@@ -93,7 +99,7 @@ def produce(backlog: Sink, entries: int, inserts_only: bool = False) -> None:
                      approved_at=datetime.now(UTC))
     for x in range(1, entries // 6 + 1):
         backlog.send("expenses", "c", expense_id=x, resource_id=1 + x % resources,
-                     project_code=f"PRJ-{1 + x % opportunities}", expense_date=start + timedelta(days=x % 120),
+                     project_code=f"PRJ-{1 + x % opportunities}", expense_date=start + timedelta(days=x % days),
                      category="travel", amount=Decimal("212.40"), currency="EUR", billable=True, status="approved",
                      approved_at=datetime.now(UTC), updated_at=datetime.now(UTC))
     backlog.flush()

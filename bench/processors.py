@@ -12,6 +12,13 @@ until the last stage settled its last batch, both by the worker's clock).
 Every change event is routed, then folded by the project stage,
 and time entries by the resource stage too.
 
+The default backlog, 90,000 time entries (196,390 change events, about 17 s
+of one worker's work on the machine of docs/processors-performance.md), is
+long enough for the figure to be the worker's sustained rate. With 30,000
+(6–7 s), about a second of the window does not grow with the backlog (the
+first batches' one-time work, the stages' pipeline filling and draining),
+and the figure reads 10–15 % lower ("Nineteenth round" there).
+
 Then recovery: the worker is stopped (SIGTERM) and started again, (a) on its
 own RocksDB data (a restart) and (b) on an empty data dir (a new machine,
 every table rebuilt from its changelog); the time from process start until
@@ -44,7 +51,7 @@ removed after a run that finished, and kept after one that failed, so
 that the log a failure names can be read; ``PSMESH_BENCH_KEEP=1`` keeps it
 always.
 
-    .venv/bin/python bench/processors.py [--entries 30000] [--runs 3] [--no-recovery] [--inserts-only] [--ceiling]
+    .venv/bin/python bench/processors.py [--entries 90000] [--runs 3] [--no-recovery] [--inserts-only] [--ceiling]
                                          [--workers 2]
 """
 
@@ -302,8 +309,9 @@ def drain(ports: list[int], workers: list[subprocess.Popen], count: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--entries", type=int, default=30000,
-                        help="time entries (2 change events each; 1 with --inserts-only)")
+    parser.add_argument("--entries", type=int, default=90000,
+                        help="time entries (2 change events each; 1 with --inserts-only), dated over 120 days per "
+                             "30,000 (bench/backlog.py)")
     parser.add_argument("--workers", type=int, default=1,
                         help="then also read the backlog again with this many workers in a new group (scale-out)")
     parser.add_argument("--runs", type=int, default=1,
