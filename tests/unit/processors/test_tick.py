@@ -1,0 +1,81 @@
+"""After a rebuild the worker ticks the stage partitions it holds, and a tick re-publishes its partition at once.
+
+The broker is left out (the sender records, the consumer's assignment is given); the restart on the real broker
+is tests/integration/test_processors.py, step 4.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal as D
+
+from faust.types import TP
+
+from processors.app import TICK, TICK_KEY
+from processors.formulas import Resource, TimeOff
+from tests.unit.processors.worker_fakes import FakeEvent, RecordingSender, run_batch, worker
+
+
+class TickingSender(RecordingSender):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ticks: list[tuple[str, bytes | None, bytes | None, int]] = []
+
+    def send_now(self, topic: str, key: bytes | None, value: bytes | None, partition: int) -> None:
+        self.ticks.append((topic, key, value, partition))
+
+
+class Assigned:
+    def __init__(self, *tps: TP) -> None:
+        self.tps = set(tps)
+
+    def assignment(self) -> set[TP]:
+        return self.tps
+
+
+def test_a_rebuild_ticks_only_the_partitions_of_the_rebuilt_stage_that_the_worker_holds(tmp_path):
+    sender = TickingSender()
+    w = worker(tmp_path, sender)
+    projects, resources, rollup = (t.get_topic_name() for t in (w.by_project, w.by_resource, w.to_rollup))
+    w.app._consumer = Assigned(TP(projects, 4), TP(projects, 1), TP(resources, 2), TP("psa.public.resources", 1))
+
+    w._republish_later("project", range(6), [])
+    assert sender.ticks == [(projects, TICK_KEY, TICK, 1), (projects, TICK_KEY, TICK, 4)]
+    w._republish_later("rollup", (0,), [w.rollup_stage])  # partition 0 of the rollup is another worker's
+    assert len(sender.ticks) == 2
+    w._republish_later("resource", range(6), [])
+    assert sender.ticks[2:] == [(resources, TICK_KEY, TICK, 2)]
+    assert rollup not in {t[0] for t in sender.ticks}
+
+
+def test_outside_a_running_worker_there_is_nothing_to_tick(tmp_path):
+    sender = TickingSender()
+    w = worker(tmp_path, sender)
+    assert getattr(w.app, "_consumer", None) is None
+    w._republish_later("project", range(6), [])
+    assert sender.ticks == []
+
+
+def test_the_tick_republishes_its_partition_s_rows_and_is_read_as_a_message_without_rows(tmp_path):
+    sender = TickingSender()
+    w = worker(tmp_path, sender)
+    resources = w.by_resource.get_topic_name()
+    w.app._consumer = Assigned(TP(resources, 3))
+    stage = w._resource_stage(3)
+    stage.load(7, "resource", 7, Resource(7, "aws", D("40.00"), True, date(2026, 3, 2)))
+    stage.load(7, "time_off", 1, TimeOff(1, 7, date(2026, 3, 3), date(2026, 3, 4), D("8.00"), "approved"))
+    w._republish_later("resource", range(6), w.resource_stages.values())
+    assert sender.ticks == [(resources, TICK_KEY, TICK, 3)]
+    assert w.published["resource_week"]  # served to queries from the rebuild on
+
+    rows = run_batch(w, w._resource_batch, [FakeEvent(resources, partition=3, offset=0, key=TICK_KEY, value=TICK)])
+    assert rows == 0
+    assert [(topic, record["resource_id"], record["week_start"]) for topic, record in w.encoder.records] == [
+        ("views.resource_week", 7, date(2026, 3, 2))]
+    assert ("resource", 3) not in w._fresh
+    assert "dlq.processors" not in sender.produced()
+
+    # the partition's next message republishes nothing that has not changed
+    w.encoder.records.clear()
+    run_batch(w, w._resource_batch, [FakeEvent(resources, partition=3, offset=1, key=TICK_KEY, value=TICK)])
+    assert w.encoder.records == []
