@@ -36,6 +36,7 @@ import ssl
 import time
 import weakref
 from collections import defaultdict, deque
+from collections.abc import Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -116,6 +117,9 @@ TABLES = {"routes": PARTITIONS, "project_rows": PARTITIONS, "resource_rows": PAR
 ROUTE_BATCH = 8000
 #: The message a stage's partitions get after a rebuild (Processors._tick): no rows, read as any message.
 TICK, TICK_KEY = b"[]", b"tick"
+#: The key of the same empty message sent by ``psmesh processors republish`` (request_republish): the worker that
+#: holds the partition publishes its views and current derived events again, whether it was rebuilt or not.
+REPUBLISH_KEY = b"republish"
 STAGE_BATCH = 12
 BATCH_SECONDS = 0.5
 #: The longest the broker holds a fetch of the worker's that finds nothing new (faust_fixes.short_fetch_wait).
@@ -885,6 +889,17 @@ class Processors:
         if partitions:
             logger.info("%s stage: a tick to partitions %s re-publishes their views", stage, partitions)
 
+    def _refresh_due(self, stage: str, partition: int, event: Any) -> bool:
+        """Whether ``event`` re-publishes its partition's views and current derived events before its rows: the
+        partition's first event after a rebuild, or a request of ``psmesh processors republish``."""
+        if (stage, partition) in self._fresh:
+            self._fresh.discard((stage, partition))
+            return True
+        if event.key == REPUBLISH_KEY:
+            logger.info("%s stage: partition %d re-publishes its views, as asked", stage, partition)
+            return True
+        return False
+
     async def _project_agent(self, stream) -> None:
         await self._batches(self._stage_batches(stream, "project"), "project", self._project_batch)
 
@@ -893,8 +908,7 @@ class Processors:
         for event in events:
             partition = event.message.partition
             stage = self._project_stage(partition)
-            if ("project", partition) in self._fresh:
-                self._fresh.discard(("project", partition))
+            if self._refresh_due("project", partition, event):
                 out.add(stage.refresh_all(), Cause(event, None, None), "project_rows", partition, resend=True)
             touched: dict[str, Cause] = {}  # project → the cause of its last row in the message
             for cause, item in self._items("project", event):
@@ -961,8 +975,7 @@ class Processors:
         for event in events:
             partition = event.message.partition
             stage = self._resource_stage(partition)
-            if ("resource", partition) in self._fresh:
-                self._fresh.discard(("resource", partition))
+            if self._refresh_due("resource", partition, event):
                 out.add(stage.refresh_all(), Cause(event, None, None), resend=True)
             for cause, item in self._items("resource", event):
                 rows += 1
@@ -991,8 +1004,7 @@ class Processors:
     async def _rollup_batch(self, events: list) -> int:
         out, rows = Outbox(), 0
         for event in events:
-            if ("rollup", 0) in self._fresh:
-                self._fresh.discard(("rollup", 0))
+            if self._refresh_due("rollup", 0, event):
                 out.add(self.rollup_stage.refresh_all(), Cause(event, None, None), resend=True)
             for cause, item in self._items("rollup", event):
                 rows += 1
@@ -1136,6 +1148,53 @@ def broker_credentials(settings: Settings) -> Any:
                                  mechanism=settings.kafka_sasl_mechanism or "PLAIN")
 
 
+#: Each stage's input topic (its name after ``<app id>-``) and its partitions.
+STAGE_INPUTS = {"project": ("by_project-repartition", PARTITIONS), "resource": ("by_resource-repartition", PARTITIONS),
+                "rollup": ("rollup-repartition", 1)}
+
+
+def request_republish(settings: Settings, stages: Iterable[str] = tuple(STAGE_INPUTS), app_id: str = APP_ID,
+                      timeout: float = 10.0) -> dict[str, list[int]]:
+    """Ask the running workers to publish the views and current derived events of ``stages`` again: an empty
+    message keyed REPUBLISH_KEY to every partition of each stage's input topic. The worker holding a partition
+    re-publishes it when it reaches the message, after whatever is queued before it; a partition no worker holds
+    now is re-published by the worker that starts with it (which re-publishes after its rebuild anyway).
+
+    Returns topic → the partitions asked. :class:`ProcessorError` when the broker cannot be reached, a stage's
+    topic does not exist (no worker of ``app_id`` ever started on this cluster), or a message was not delivered.
+    """
+    from confluent_kafka import KafkaException, Producer
+
+    producer = Producer({**settings.kafka_client_config(), "log_level": 0})  # the error below says it once
+    try:
+        topics = producer.list_topics(timeout=timeout).topics  # all topics: naming one could auto-create it
+    except KafkaException as exc:
+        raise ProcessorError(f"cannot reach the Kafka broker at {settings.bootstrap_servers}: {exc}") from exc
+    asked: dict[str, list[int]] = {}
+    for stage in stages:
+        suffix, _ = STAGE_INPUTS[stage]
+        name = f"{app_id}-{suffix}"
+        if name not in topics or topics[name].error is not None:
+            raise ProcessorError(f"the {stage} stage's input topic {name} does not exist on "
+                                 f"{settings.bootstrap_servers}: no processor worker of app id {app_id} has "
+                                 "started there (psmesh processors run, or --app-id)")
+        asked[name] = sorted(topics[name].partitions)
+    failed: list[str] = []
+
+    def delivered(err: Any, msg: Any) -> None:
+        if err is not None:
+            failed.append(f"{msg.topic()}[{msg.partition()}]: {err}")
+
+    for name, partitions in asked.items():
+        for partition in partitions:
+            producer.produce(name, TICK, REPUBLISH_KEY, partition, delivered)
+    left = producer.flush(timeout)
+    if left or failed:
+        raise ProcessorError(f"the re-publish request did not reach every partition: {left} not delivered after "
+                             f"{timeout:.0f}s; " + "; ".join(failed))
+    return asked
+
+
 def ensure_internal_topics(settings: Settings, app_id: str = APP_ID, replication_factor: int = 1,
                            timeout: float = 30.0) -> list[str]:
     """Create the app's repartition and changelog topics before the worker starts; returns those created.
@@ -1149,8 +1208,7 @@ def ensure_internal_topics(settings: Settings, app_id: str = APP_ID, replication
     """
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    wanted = {f"{app_id}-by_project-repartition": PARTITIONS, f"{app_id}-by_resource-repartition": PARTITIONS,
-              f"{app_id}-rollup-repartition": 1}
+    wanted = {f"{app_id}-{suffix}": partitions for suffix, partitions in STAGE_INPUTS.values()}
     changelogs = {f"{app_id}-{table}-changelog": partitions for table, partitions in TABLES.items()}
     admin = AdminClient(settings.kafka_client_config())
     existing = set(admin.list_topics(timeout=timeout).topics)

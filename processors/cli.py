@@ -53,3 +53,28 @@ def run_command(web_port: int, datadir: Path | None, memory_store: bool, app_id:
     tune_gc()
     logger.info("processor worker on http://127.0.0.1:%d (views under /views/, metrics at /metrics)", web_port)
     Worker(built.app, loglevel="INFO", quiet=True, redirect_stdouts=False).execute_from_commandline()
+
+
+@processors.command("republish")
+@click.option("--stage", "stages", multiple=True, type=click.Choice(["project", "resource", "rollup"]),
+              help="Only this stage's views and derived events (repeatable; default: every stage).")
+@click.option("--app-id", default=None, help="The workers' Faust app id (default: the one `run` uses).")
+def republish_command(stages: tuple[str, ...], app_id: str | None) -> None:
+    """Have the running workers publish every view row and current derived event again.
+
+    Once a sink's target is fixed (a constraint that refused a billing trigger, say), the derived events it
+    dead-lettered reach it again under the same ids; the sinks keep what they have. The workers do it as they
+    reach the request, after what is queued before it; their log says `<stage> stage: partition N re-publishes
+    its views, as asked`.
+    """
+    from processors.app import APP_ID, STAGE_INPUTS, request_republish
+    from processors.exceptions import ProcessorError
+
+    settings = load_settings()
+    try:
+        asked = request_republish(settings, stages or tuple(STAGE_INPUTS), app_id or APP_ID)
+    except ProcessorError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for topic, partitions in asked.items():
+        click.echo(f"asked {topic} partitions {partitions}")
+    click.echo("the workers holding them re-publish as they reach the request")

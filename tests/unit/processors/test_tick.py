@@ -1,4 +1,5 @@
-"""After a rebuild the worker ticks the stage partitions it holds, and a tick re-publishes its partition at once.
+"""After a rebuild the worker ticks the stage partitions it holds, and a tick re-publishes its partition at once;
+the request of ``psmesh processors republish`` re-publishes a partition whenever it comes.
 
 The broker is left out (the sender records, the consumer's assignment is given); the restart on the real broker
 is tests/integration/test_processors.py, step 4.
@@ -11,7 +12,7 @@ from decimal import Decimal as D
 
 from faust.types import TP
 
-from processors.app import TICK, TICK_KEY
+from processors.app import REPUBLISH_KEY, TICK, TICK_KEY
 from processors.formulas import Resource, TimeOff
 from tests.unit.processors.worker_fakes import FakeEvent, RecordingSender, run_batch, worker
 
@@ -79,3 +80,27 @@ def test_the_tick_republishes_its_partition_s_rows_and_is_read_as_a_message_with
     w.encoder.records.clear()
     run_batch(w, w._resource_batch, [FakeEvent(resources, partition=3, offset=1, key=TICK_KEY, value=TICK)])
     assert w.encoder.records == []
+
+
+def test_a_republish_request_republishes_its_partition_whenever_it_comes_and_only_its_partition(tmp_path):
+    w = worker(tmp_path, TickingSender())
+    resources = w.by_resource.get_topic_name()
+    for partition, rid in ((3, 7), (4, 8)):
+        stage = w._resource_stage(partition)
+        stage.load(rid, "resource", rid, Resource(rid, "aws", D("40.00"), True, date(2026, 3, 2)))
+        stage.load(rid, "time_off", rid, TimeOff(rid, rid, date(2026, 3, 3), date(2026, 3, 4), D("8.00"), "approved"))
+    w._republish_later("resource", range(6), w.resource_stages.values())
+    run_batch(w, w._resource_batch, [FakeEvent(resources, partition=p, offset=0, key=TICK_KEY, value=TICK)
+                                     for p in (3, 4)])
+    assert sorted(record["resource_id"] for _, record in w.encoder.records) == [7, 8]
+    w.encoder.records.clear()
+
+    run_batch(w, w._resource_batch, [FakeEvent(resources, partition=3, offset=1, key=TICK_KEY, value=TICK)])
+    assert w.encoder.records == []  # a tick on a partition already re-published: nothing unchanged goes out
+    rows = run_batch(w, w._resource_batch, [FakeEvent(resources, partition=3, offset=2, key=REPUBLISH_KEY,
+                                                      value=TICK)])
+    assert rows == 0
+    assert [(topic, record["resource_id"]) for topic, record in w.encoder.records] == [("views.resource_week", 7)]
+    w.encoder.records.clear()
+    run_batch(w, w._resource_batch, [FakeEvent(resources, partition=3, offset=3, key=REPUBLISH_KEY, value=TICK)])
+    assert [(topic, record["resource_id"]) for topic, record in w.encoder.records] == [("views.resource_week", 7)]
