@@ -37,6 +37,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -131,8 +132,10 @@ class _Event:
         self.message, self.key, self.value = _Message(topic, partition, offset), key, value
 
 
-def run(events: list[tuple[str, bytes, bytes]], registry: MemoryRegistry, home: Path) -> tuple[dict[str, float], dict]:
-    """One worker through the backlog: CPU seconds per stage, and the number of rows of each view."""
+def run(events: list[tuple[str, bytes, bytes]], registry: MemoryRegistry,
+        home: Path) -> tuple[dict[str, float], dict, Counter]:
+    """One worker through the backlog: CPU seconds per stage, the number of rows of each view, and the view and
+    derived records it published per topic."""
     worker = Processors(Settings(home=home), web_port=6999, datadir=home / "data")
     sender = worker.sender = KeptRecords()
     worker._decoder = ChangeEventDecoder(registry, ROUTE_PROJECTIONS, decimal_text=True)  # as the worker makes it
@@ -151,6 +154,7 @@ def run(events: list[tuple[str, bytes, bytes]], registry: MemoryRegistry, home: 
     queued: dict[str, list[_Event]] = {stage: [] for stage in STAGES}
     offsets: dict[tuple[str, int], int] = {}
     cpu = dict.fromkeys(STAGES, 0.0)
+    published: Counter[str] = Counter()  # view and derived records, per topic
 
     def event(topic: str, partition: int, key: bytes | None, value: bytes | None) -> _Event:
         offset = offsets[(topic, partition)] = offsets.get((topic, partition), -1) + 1
@@ -172,6 +176,8 @@ def run(events: list[tuple[str, bytes, bytes]], registry: MemoryRegistry, home: 
             for topic, partition, value in sender.records:  # what the stage sent the next ones
                 if topic in stage_of:
                     queued[stage_of[topic]].append(event(topic, partition or 0, None, value))
+                elif topic.startswith(("views.", "derived.")):
+                    published[topic] += 1
             sender.records.clear()
 
     # A worker opens its tables' RocksDB partitions when they are assigned to it, before it reads an event; here
@@ -191,7 +197,7 @@ def run(events: list[tuple[str, bytes, bytes]], registry: MemoryRegistry, home: 
             drain("rollup", STAGE_BATCH)
     finally:
         loop.close()
-    return cpu, {view: len(rows) for view, rows in worker.published.items()}
+    return cpu, {view: len(rows) for view, rows in worker.published.items()}, published
 
 
 def main() -> None:
@@ -216,7 +222,7 @@ def main() -> None:
     try:
         for number in range(1, args.runs + 1):
             with fork.Pool(1) as pool:
-                cpu, views = pool.apply(run, (backlog.events, registry, home / f"run{number}"))
+                cpu, views, published = pool.apply(run, (backlog.events, registry, home / f"run{number}"))
             total = sum(cpu.values())
             totals.append(total / count * 1e6)
             print(f"run {number}: " + ", ".join(f"{stage} {cpu[stage] / count * 1e6:.1f}" for stage in STAGES)
@@ -225,6 +231,9 @@ def main() -> None:
     finally:
         shutil.rmtree(home, ignore_errors=True)  # each run's RocksDB data
     print(f"views: {', '.join(f'{view} {n:,}' for view, n in views.items())} rows")
+    print(f"published (last run): {sum(published.values()):,} view and derived records "
+          f"({sum(published.values()) / count:.2f} per change event): "
+          + ", ".join(f"{topic} {n:,}" for topic, n in published.most_common()))
     if args.runs > 1:
         print(f"in all, median of {args.runs} runs: {statistics.median(totals):.1f} µs per change event "
               f"({', '.join(f'{t:.1f}' for t in totals)})")
