@@ -5,7 +5,8 @@ On a demo firm of its own (``psmesh demo --weeks 2``, every part running), as an
   completes a milestone), the processors derive the billing trigger and the ERP sink dead-letters it;
 - the constraint is dropped: nothing comes on its own, since the trigger's cause does not change again;
 - step 1, period closes: the processors are restarted (SIGTERM, start), and every refused trigger is written;
-- step 2, a milestone: ``psmesh processors republish``, with the worker left running, and it is written;
+- step 2, a milestone: ``psmesh processors republish``, with the worker left running, and it is written (the
+  command refuses an app id no worker has, and ``--stage`` asks only that stage's partitions);
 each under the trigger's id and amount, with the billing events the ERP already had left as they were.
 """
 
@@ -154,12 +155,18 @@ def test_refused_billing_events_reach_the_fixed_erp_after_a_restart_and_on_reque
                        f"WHERE milestone_id = {milestone_id}")
         refused = _refused_after_fix(settings, home, f"{code}-M{milestone_id}")
         assert refused == {f"{code}-M{milestone_id}": amount}
+        wrong = _psmesh(home, "processors", "republish", "--app-id", "psmesh-nowhere")
+        assert wrong.returncode == 1 and "psmesh-nowhere-by_project-repartition does not exist" in wrong.stderr, (
+            wrong.stdout + wrong.stderr)
         run = _psmesh(home, "processors", "republish")
         assert run.returncode == 0, run.stderr
         assert "asked psmesh-processors-by_project-repartition partitions [0, 1, 2, 3, 4, 5]" in run.stdout
         _wait("the re-published milestone trigger in the ERP",
               lambda: f"{code}-M{milestone_id}" in _billing_events(settings))
         final = _billing_events(settings)
+        rollup = _psmesh(home, "processors", "republish", "--stage", "rollup")
+        assert rollup.returncode == 0 and rollup.stdout.splitlines()[0] == (
+            "asked psmesh-processors-rollup-repartition partitions [0]"), rollup.stdout + rollup.stderr
         assert final[f"{code}-M{milestone_id}"] == amount
         assert {i: final[i] for i in after_restart} == after_restart
         assert set(final) == set(_triggers(settings))  # one billing event per trigger, no other
