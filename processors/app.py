@@ -104,6 +104,9 @@ PER_ROW_KINDS = BROADCAST_KINDS | {"billing_milestone"}
 #: Faust tables → partitions (their changelog topics are ``<app id>-<table>-changelog``). The views are not
 #: tables: each stage rebuilds them from its mirror, and the rows last published are kept in memory.
 TABLES = {"routes": PARTITIONS, "project_rows": PARTITIONS, "resource_rows": PARTITIONS, "rollup_rows": 1}
+#: Each stage's input topic (its name after ``<app id>-``) and its partitions.
+STAGE_INPUTS = {"project": ("by_project-repartition", PARTITIONS), "resource": ("by_resource-repartition", PARTITIONS),
+                "rollup": ("rollup-repartition", 1)}
 #: Change events the router takes at a time, and batch messages a stage takes at a time (each holds the rows
 #: one router batch sent to that stage partition); a batch is handled at the latest this long after its first event.
 #: A stage batch holds up to about STAGE_BATCH × ROUTE_BATCH / PARTITIONS rows (in a catch-up 5,000–7,000 were
@@ -364,11 +367,9 @@ class Processors:
         app = self.app
         raw = {"schema": faust_fixes.RawSchema()}
         self.sources = app.topic(*SOURCE_TOPICS, **raw)
-        self.by_project = app.topic(f"{app.conf.id}-by_project-repartition", partitions=PARTITIONS, internal=True,
-                                    **raw)
-        self.by_resource = app.topic(f"{app.conf.id}-by_resource-repartition", partitions=PARTITIONS,
-                                     internal=True, **raw)
-        self.to_rollup = app.topic(f"{app.conf.id}-rollup-repartition", partitions=1, internal=True, **raw)
+        self.by_project, self.by_resource, self.to_rollup = (
+            app.topic(f"{app.conf.id}-{suffix}", partitions=partitions, internal=True, **raw)
+            for suffix, partitions in (STAGE_INPUTS[stage] for stage in ("project", "resource", "rollup")))
         self.outputs = {name: app.topic(name, **raw) for name in (
             "derived.project_requests", "derived.resource_demand", "derived.billing_triggers",
             "derived.project_risk_alerts", "dlq.processors", *(f"views.{v}" for v in VIEW_KEYS))}
@@ -1146,11 +1147,6 @@ def broker_credentials(settings: Settings) -> Any:
     password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
     return faust.SASLCredentials(username=settings.kafka_sasl_username, password=password, ssl_context=context,
                                  mechanism=settings.kafka_sasl_mechanism or "PLAIN")
-
-
-#: Each stage's input topic (its name after ``<app id>-``) and its partitions.
-STAGE_INPUTS = {"project": ("by_project-repartition", PARTITIONS), "resource": ("by_resource-repartition", PARTITIONS),
-                "rollup": ("rollup-repartition", 1)}
 
 
 def request_republish(settings: Settings, stages: Iterable[str] = tuple(STAGE_INPUTS), app_id: str = APP_ID,
