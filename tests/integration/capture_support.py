@@ -1,4 +1,4 @@
-"""Helpers for capture tests: a scratch source database, a capture, a reader."""
+"""Helpers for capture tests: a scratch source database, a capture, readers of a topic."""
 
 from __future__ import annotations
 
@@ -207,3 +207,28 @@ def read_final_states(settings: Settings, topic: str) -> tuple[dict[Any, Any], i
         return state, count
     finally:
         consumer.close()
+
+
+def read_records(settings: Settings, topic: str) -> list[tuple[Any, Any]]:
+    """Every record of ``topic`` up to its current end, each partition's in order: (key, value), both decoded with
+    confluent-kafka's AvroDeserializer (a tombstone's value is None)."""
+    deserialize = AvroDeserializer(SchemaRegistryClient({"url": settings.schema_registry_url}))
+    consumer = Consumer({**settings.kafka_client_config(), "group.id": f"read-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    records: list[tuple[Any, Any]] = []
+    try:
+        for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if high <= low:
+                continue
+            consumer.assign([TopicPartition(topic, p, low)])
+            while True:
+                msg = consumer.poll(10)
+                assert msg is not None and not msg.error(), f"{topic}[{p}] unreadable"
+                records.append((deserialize(msg.key(), SerializationContext(topic, MessageField.KEY)),
+                                deserialize(msg.value(), SerializationContext(topic, MessageField.VALUE))))
+                if msg.offset() + 1 >= high:
+                    break
+    finally:
+        consumer.close()
+    return records

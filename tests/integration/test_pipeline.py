@@ -30,6 +30,7 @@ from psmesh.config import Settings
 from psmesh.reconcile import compare, expected_views, reporting_views, topic_views
 from psmesh.stack.postgres import PostgresServer
 from psmesh.stack.services import processor_service
+from tests.integration.capture_support import read_records
 
 pytestmark = pytest.mark.integration
 
@@ -66,30 +67,7 @@ def _records(settings: Settings, topic: str) -> int:
 
 def _keys(settings: Settings, topic: str) -> set[str]:
     """The billing_event_id keys of every record on a topic."""
-    from confluent_kafka.schema_registry import SchemaRegistryClient
-    from confluent_kafka.schema_registry.avro import AvroDeserializer
-    from confluent_kafka.serialization import MessageField, SerializationContext
-
-    deserialize = AvroDeserializer(SchemaRegistryClient({"url": settings.schema_registry_url}))
-    consumer = Consumer({**settings.kafka_client_config(), "group.id": "psmesh-test-keys",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    keys: set[str] = set()
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            if high <= low:
-                continue
-            consumer.assign([TopicPartition(topic, p, low)])
-            while True:
-                msg = consumer.poll(10)
-                assert msg is not None and not msg.error(), f"{topic}[{p}] unreadable"
-                keys.add(deserialize(msg.key(), SerializationContext(topic, MessageField.KEY))["billing_event_id"])
-                if msg.offset() + 1 >= high:
-                    break
-    finally:
-        consumer.close()
-    return keys
+    return {key["billing_event_id"] for key, _ in read_records(settings, topic)}
 
 
 def _wait_until_quiet(settings: Settings, timeout: float = 240.0) -> tuple[list[str], list[str]]:

@@ -22,13 +22,10 @@ from decimal import Decimal
 
 import psycopg
 import pytest
-from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.schema_registry import SchemaRegistryClient
-from confluent_kafka.schema_registry.avro import AvroDeserializer
-from confluent_kafka.serialization import MessageField, SerializationContext
 
 from psmesh.config import Settings
 from psmesh.stack.services import processor_service
+from tests.integration.capture_support import read_records
 
 pytestmark = pytest.mark.integration
 
@@ -56,27 +53,8 @@ def _psmesh(home, *args: str, timeout: float = 300) -> subprocess.CompletedProce
 
 def _triggers(settings: Settings) -> dict[str, Decimal]:
     """billing_event_id → amount of the last record of each id on derived.billing_triggers."""
-    topic = "derived.billing_triggers"
-    deserialize = AvroDeserializer(SchemaRegistryClient({"url": settings.schema_registry_url}))
-    consumer = Consumer({**settings.kafka_client_config(), "group.id": "psmesh-test-triggers",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    found: dict[str, Decimal] = {}
-    try:
-        for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            if high <= low:
-                continue
-            consumer.assign([TopicPartition(topic, p, low)])
-            while True:
-                msg = consumer.poll(10)
-                assert msg is not None and not msg.error(), f"{topic}[{p}] unreadable"
-                value = deserialize(msg.value(), SerializationContext(topic, MessageField.VALUE))
-                found[value["billing_event_id"]] = value["amount"]
-                if msg.offset() + 1 >= high:
-                    break
-    finally:
-        consumer.close()
-    return found
+    records = read_records(settings, "derived.billing_triggers")
+    return {value["billing_event_id"]: value["amount"] for _, value in records}
 
 
 def _letters(home) -> set[str]:
