@@ -41,7 +41,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import faust
 from aiohttp import web as aioweb
@@ -60,7 +60,7 @@ from prometheus_client.gc_collector import GCCollector
 
 from processors.batch import Cause, Outbox, messages, stage_partition
 from processors.capacity import ResourceStage
-from processors.effects import view_row
+from processors.effects import Effects, view_row
 from processors.codec import ChangeEventDecoder, TopicEncoder
 from processors import faust_fixes
 from processors.exceptions import BadChangeEvent, ProcessorError
@@ -123,6 +123,9 @@ TICK, TICK_KEY = b"[]", b"tick"
 #: The key of the same empty message sent by ``psmesh processors republish`` (request_republish): the worker that
 #: holds the partition publishes its views and current derived events again, whether it was rebuilt or not.
 REPUBLISH_KEY = b"republish"
+#: The key of a request for one project or resource (``--project``, ``--resource``): this prefix and its key in the
+#: stage (a project_code, a resource_id), sent to the partition that holds it.
+REPUBLISH_ONE = REPUBLISH_KEY + b"|"
 STAGE_BATCH = 12
 BATCH_SECONDS = 0.5
 #: The longest the broker holds a fetch of the worker's that finds nothing new (faust_fixes.short_fetch_wait).
@@ -904,6 +907,23 @@ class Processors:
     async def _project_agent(self, stream) -> None:
         await self._batches(self._stage_batches(stream, "project"), "project", self._project_batch)
 
+    def _refresh_one(self, stage: str, partition: int, event: Any, refresh) -> Effects | None:
+        """What a request of ``psmesh processors republish --project/--resource`` (its key REPUBLISH_ONE and the
+        stage key) re-publishes: ``refresh`` of that key, which gives None when the partition does not hold it."""
+        if event.key is None or not event.key.startswith(REPUBLISH_ONE):
+            return None
+        key = event.key[len(REPUBLISH_ONE):].decode(errors="replace")
+        try:
+            fx = refresh(key)
+        except ValueError:  # not a resource id: no worker or command of this version sends one
+            fx = None
+        if fx is None:
+            logger.warning("%s stage: partition %d holds no %s %r; nothing to re-publish", stage, partition, stage,
+                           key)
+        else:
+            logger.info("%s stage: %s %s re-publishes its views, as asked", stage, stage, key)
+        return fx
+
     async def _project_batch(self, events: list) -> int:
         out, rows = Outbox(), 0
         for event in events:
@@ -911,6 +931,8 @@ class Processors:
             stage = self._project_stage(partition)
             if self._refresh_due("project", partition, event):
                 out.add(stage.refresh_all(), Cause(event, None, None), "project_rows", partition, resend=True)
+            elif (one := self._refresh_one("project", partition, event, stage.refresh)) is not None:
+                out.add(one, Cause(event, None, None), "project_rows", partition, resend=True)
             touched: dict[str, Cause] = {}  # project → the cause of its last row in the message
             for cause, item in self._items("project", event):
                 rows += 1
@@ -978,6 +1000,9 @@ class Processors:
             stage = self._resource_stage(partition)
             if self._refresh_due("resource", partition, event):
                 out.add(stage.refresh_all(), Cause(event, None, None), resend=True)
+            elif (one := self._refresh_one("resource", partition, event,
+                                           lambda key: stage.refresh(int(key)))) is not None:
+                out.add(one, Cause(event, None, None), resend=True)
             for cause, item in self._items("resource", event):
                 rows += 1
                 self._fold(out, cause, self._resource, stage, partition, item, cause, out)
@@ -1149,41 +1174,60 @@ def broker_credentials(settings: Settings) -> Any:
                                  mechanism=settings.kafka_sasl_mechanism or "PLAIN")
 
 
-def request_republish(settings: Settings, stages: Iterable[str] = tuple(STAGE_INPUTS), app_id: str = APP_ID,
-                      timeout: float = 10.0) -> dict[str, list[int]]:
-    """Ask the running workers to publish the views and current derived events of ``stages`` again: an empty
-    message keyed REPUBLISH_KEY to every partition of each stage's input topic. The worker holding a partition
-    re-publishes it when it reaches the message, after whatever is queued before it; a partition no worker holds
-    now is re-published by the worker that starts with it (which re-publishes after its rebuild anyway).
+class Asked(NamedTuple):
+    """A re-publish request sent: to ``partitions`` of ``topic``, for all they hold (``key`` None) or for one
+    project_code or resource_id."""
 
-    Returns topic → the partitions asked. :class:`ProcessorError` when the broker cannot be reached, a stage's
-    topic does not exist (no worker of ``app_id`` ever started on this cluster), or a message was not delivered.
+    topic: str
+    partitions: list[int]
+    key: str | None = None
+
+
+def request_republish(settings: Settings, stages: Iterable[str] = tuple(STAGE_INPUTS), app_id: str = APP_ID,
+                      timeout: float = 10.0, *, projects: Iterable[str] = (),
+                      resources: Iterable[int] = ()) -> list[Asked]:
+    """Ask the running workers to publish views and current derived events again.
+
+    For each of ``stages``, an empty message keyed REPUBLISH_KEY goes to every partition of the stage's input
+    topic. For each of ``projects`` (project codes) and ``resources`` (resource ids), one keyed REPUBLISH_ONE and
+    the key goes to the partition of the project or resource stage that holds it, as the router partitions its
+    rows: that worker re-publishes that project's or resource's rows only. The worker holding a partition
+    re-publishes when it reaches the message, after whatever is queued before it; a partition no worker holds now
+    is re-published by the worker that starts with it (which re-publishes after its rebuild anyway).
+
+    :class:`ProcessorError` when the broker cannot be reached, a stage's topic does not exist (no worker of
+    ``app_id`` ever started on this cluster), or a message was not delivered.
     """
     from confluent_kafka import KafkaException, Producer
 
+    projects, resources = list(projects), list(resources)
+    needed = list(dict.fromkeys([*stages, *(["project"] if projects else []), *(["resource"] if resources else [])]))
     producer = Producer({**settings.kafka_client_config(), "log_level": 0})  # the error below says it once
     try:
         topics = producer.list_topics(timeout=timeout).topics  # all topics: naming one could auto-create it
     except KafkaException as exc:
         raise ProcessorError(f"cannot reach the Kafka broker at {settings.bootstrap_servers}: {exc}") from exc
-    asked: dict[str, list[int]] = {}
-    for stage in stages:
-        suffix, _ = STAGE_INPUTS[stage]
-        name = f"{app_id}-{suffix}"
+    names: dict[str, str] = {}
+    for stage in needed:
+        name = f"{app_id}-{STAGE_INPUTS[stage][0]}"
         if name not in topics or topics[name].error is not None:
             raise ProcessorError(f"the {stage} stage's input topic {name} does not exist on "
                                  f"{settings.bootstrap_servers}: no processor worker of app id {app_id} has "
                                  "started there (psmesh processors run, or --app-id)")
-        asked[name] = sorted(topics[name].partitions)
+        names[stage] = name
+    asked = [Asked(names[stage], sorted(topics[names[stage]].partitions)) for stage in stages]
+    for stage, keys in (("project", projects), ("resource", [str(r) for r in resources])):
+        asked += [Asked(names[stage], [stage_partition(key.encode(), STAGE_INPUTS[stage][1])], key) for key in keys]
     failed: list[str] = []
 
     def delivered(err: Any, msg: Any) -> None:
         if err is not None:
             failed.append(f"{msg.topic()}[{msg.partition()}]: {err}")
 
-    for name, partitions in asked.items():
-        for partition in partitions:
-            producer.produce(name, TICK, REPUBLISH_KEY, partition, delivered)
+    for ask in asked:
+        key = REPUBLISH_KEY if ask.key is None else REPUBLISH_ONE + ask.key.encode()
+        for partition in ask.partitions:
+            producer.produce(ask.topic, TICK, key, partition, delivered)
     left = producer.flush(timeout)
     if left or failed:
         raise ProcessorError(f"the re-publish request did not reach every partition: {left} not delivered after "

@@ -250,14 +250,28 @@ class ResourceStage:
         return fx
 
     def refresh_all(self) -> Effects:
+        """Every resource_week row and rollup contribution of the partition, after a rebuild."""
         fx = Effects()
         for st in self.resources.values():
-            span = st.activity_range()
-            for week in weeks_between(*span) if span else ():
-                fx.views.append(("resource_week", (st.resource_id, week), partial(st.week_row, week)))
-            st.sent_profile = None
-            self._profile(st, fx, force=True)
+            self._resend(st, fx)
         return fx
+
+    def refresh(self, resource_id: int) -> Effects | None:
+        """What :meth:`refresh_all` gives for one resource (``psmesh processors republish --resource``); None
+        when the partition holds no such resource."""
+        st = self.resources.get(resource_id)
+        if st is None:
+            return None
+        fx = Effects()
+        self._resend(st, fx)
+        return fx
+
+    def _resend(self, st: ResourceState, fx: Effects) -> None:
+        span = st.activity_range()
+        for week in weeks_between(*span) if span else ():
+            fx.views.append(("resource_week", (st.resource_id, week), partial(st.week_row, week)))
+        st.sent_profile = None
+        self._profile(st, fx, force=True)
 
     def view_rows(self):
         """The resource_week rows of the partition as its state gives them (queries after a rebuild)."""

@@ -55,26 +55,47 @@ def run_command(web_port: int, datadir: Path | None, memory_store: bool, app_id:
     Worker(built.app, loglevel="INFO", quiet=True, redirect_stdouts=False).execute_from_commandline()
 
 
+def _project_codes(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    for code in values:
+        if not code or "|" in code:  # the router refuses such a code: no stage holds it
+            raise click.BadParameter(f"{code!r} is not a project code (project_financials.project_code, such as "
+                                     "PRJ-42)")
+    return values
+
+
 @processors.command("republish")
 @click.option("--stage", "stages", multiple=True, type=click.Choice(["project", "resource", "rollup"]),
               help="Only this stage's views and derived events (repeatable; default: every stage).")
+@click.option("--project", "projects", multiple=True, callback=_project_codes, metavar="CODE",
+              help="Only this project's views and derived events (a project_code; repeatable).")
+@click.option("--resource", "resources", multiple=True, type=int, metavar="ID",
+              help="Only this resource's resource_week rows and skill contribution (a resource_id; repeatable).")
 @click.option("--app-id", default=None, help="The workers' Faust app id (default: the one `run` uses).")
-def republish_command(stages: tuple[str, ...], app_id: str | None) -> None:
-    """Have the running workers publish every view row and current derived event again.
+def republish_command(stages: tuple[str, ...], projects: tuple[str, ...], resources: tuple[int, ...],
+                      app_id: str | None) -> None:
+    """Have the running workers publish their view rows and current derived events again.
 
     Once a sink's target is fixed (a constraint that refused a billing trigger, say), the derived events it
-    dead-lettered reach it again under the same ids; the sinks keep what they have. The workers do it as they
-    reach the request, after what is queued before it; their log says `<stage> stage: partition N re-publishes
-    its views, as asked`.
+    dead-lettered reach it again under the same ids; the sinks keep what they have. With --project or
+    --resource, only those rows: the dead letter's key names the project. The workers do it as they reach the
+    request, after what is queued before it; their log says `<stage> stage: partition N re-publishes its views,
+    as asked` (`project stage: project PRJ-42 re-publishes ...` for one project).
     """
     from processors.app import APP_ID, STAGE_INPUTS, request_republish
     from processors.exceptions import ProcessorError
 
+    if stages and (projects or resources):
+        raise click.UsageError("--stage re-publishes whole stages, --project and --resource single rows of theirs: "
+                               "give one or the other")
     settings = load_settings()
     try:
-        asked = request_republish(settings, stages or tuple(STAGE_INPUTS), app_id or APP_ID)
+        asked = request_republish(settings, () if projects or resources else stages or tuple(STAGE_INPUTS),
+                                  app_id or APP_ID, projects=projects, resources=resources)
     except ProcessorError as exc:
         raise click.ClickException(str(exc)) from exc
-    for topic, partitions in asked.items():
-        click.echo(f"asked {topic} partitions {partitions}")
+    for ask in asked:
+        if ask.key is None:
+            click.echo(f"asked {ask.topic} partitions {ask.partitions}")
+        else:
+            click.echo(f"asked {ask.topic} partition {ask.partitions[0]} for {ask.key}")
     click.echo("the workers holding them re-publish as they reach the request")

@@ -372,15 +372,28 @@ class ProjectStage:
         return fx
 
     def refresh_all(self) -> Effects:
-        """Every view row and rollup contribution of the partition, after a rebuild."""
+        """Every view row, rollup contribution and current derived event of the partition, after a rebuild."""
         fx = Effects()
         for st in self.projects.values():
-            st.sent.clear()
-            before = st.meta
-            self._refresh(st, fx, resend=True)
-            if st.meta is not before:
-                fx.meta.append((st.project_code, st.meta))
+            self._resend(st, fx)
         return fx
+
+    def refresh(self, project_code: str) -> Effects | None:
+        """What :meth:`refresh_all` gives for one project (``psmesh processors republish --project``); None when
+        the partition holds no such project."""
+        st = self.projects.get(project_code)
+        if st is None:
+            return None
+        fx = Effects()
+        self._resend(st, fx)
+        return fx
+
+    def _resend(self, st: ProjectState, fx: Effects) -> None:
+        st.sent.clear()
+        before = st.meta
+        self._refresh(st, fx, resend=True)
+        if st.meta is not before:
+            fx.meta.append((st.project_code, st.meta))
 
     def view_rows(self):
         """The view rows of the partition as its state gives them, deriving nothing (queries after a rebuild)."""
@@ -402,6 +415,7 @@ class ProjectStage:
                  resend: bool = False) -> None:
         """Re-derive what rows of ``kinds`` can change (everything when None); ``resend`` repeats current events."""
         fx.views.append(("project_financials", (st.project_code,), st.view_row))
+        mark = len(fx.events)
         if (kinds is None or "opportunity" in kinds) and st.opportunity_row is not None:
             # milestones completed before the opportunity arrived bill now, in its currency
             for m in list(st.table("billing_milestone").values()):
@@ -412,7 +426,11 @@ class ProjectStage:
             self._rollup(st, fx)
         self._risks(st, fx, resend)
         if resend:
+            # each recorded trigger once: those of completed milestones went out above already
+            sent = {key["billing_event_id"] for topic, key, _ in fx.events[mark:] if topic == TRIGGERS_TOPIC}
             for event_id, amount in sorted(st.meta["triggers"].items()):
+                if event_id in sent:
+                    continue
                 head, _, tail = event_id.rpartition("-")
                 if tail.startswith("M"):
                     self._send_trigger(st, fx, event_id, MILESTONE_COMPLETED, Decimal(amount), milestone_id=int(tail[1:]))

@@ -7,6 +7,8 @@ On a demo firm of its own (``psmesh demo --weeks 2``, every part running), as an
 - step 1, period closes: the processors are restarted (SIGTERM, start), and every refused trigger is written;
 - step 2, a milestone: ``psmesh processors republish``, with the worker left running, and it is written (the
   command refuses an app id no worker has, and ``--stage`` asks only that stage's partitions);
+- step 3, another milestone: ``psmesh processors republish --project``, and it is written, with no other
+  project's view row re-published;
 each under the trigger's id and amount, with the billing events the ERP already had left as they were.
 """
 
@@ -18,11 +20,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from decimal import Decimal
 
 import psycopg
 import pytest
 
+from processors.batch import stage_partition
 from psmesh.config import Settings
 from psmesh.stack.services import processor_service
 from tests.integration.capture_support import read_records
@@ -146,6 +150,29 @@ def test_refused_billing_events_reach_the_fixed_erp_after_a_restart_and_on_reque
         assert rollup.returncode == 0 and rollup.stdout.splitlines()[0] == (
             "asked psmesh-processors-rollup-repartition partitions [0]"), rollup.stdout + rollup.stderr
         assert final[f"{code}-M{milestone_id}"] == amount
+        assert {i: final[i] for i in after_restart} == after_restart
+
+        # Step 3: another milestone refused, then re-published for its project alone.
+        with psycopg.connect(settings.pg_dsn("erp")) as conn:
+            milestone_id, code, amount = conn.execute(
+                "SELECT milestone_id, project_code, amount FROM billing_milestones WHERE status = 'planned' "
+                "ORDER BY milestone_id LIMIT 1").fetchone()
+        _erp(settings, REFUSE.format("milestone_completed"))
+        _erp(settings, f"UPDATE billing_milestones SET status = 'completed', completed_at = now() "
+                       f"WHERE milestone_id = {milestone_id}")
+        assert _refused_after_fix(settings, home, f"{code}-M{milestone_id}") == {f"{code}-M{milestone_id}": amount}
+        published = Counter(key["project_code"] for key, _ in read_records(settings, "views.project_financials"))
+        run = _psmesh(home, "processors", "republish", "--project", code)
+        assert run.returncode == 0, run.stderr
+        partition = stage_partition(code.encode(), 6)
+        assert f"asked psmesh-processors-by_project-repartition partition {partition} for {code}" in run.stdout
+        _wait("the milestone trigger re-published for its project",
+              lambda: f"{code}-M{milestone_id}" in _billing_events(settings))
+        assert _billing_events(settings)[f"{code}-M{milestone_id}"] == amount
+        now = Counter(key["project_code"] for key, _ in read_records(settings, "views.project_financials"))
+        assert now[code] > published[code]
+        assert {c: n for c, n in now.items() if c != code} == {c: n for c, n in published.items() if c != code}
+        final = _billing_events(settings)
         assert {i: final[i] for i in after_restart} == after_restart
         assert set(final) == set(_triggers(settings))  # one billing event per trigger, no other
     finally:

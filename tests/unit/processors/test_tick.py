@@ -7,13 +7,15 @@ is tests/integration/test_processors.py, step 4.
 
 from __future__ import annotations
 
+import logging
 from datetime import date
 from decimal import Decimal as D
 
 from faust.types import TP
 
-from processors.app import REPUBLISH_KEY, TICK, TICK_KEY
+from processors.app import REPUBLISH_KEY, REPUBLISH_ONE, TICK, TICK_KEY
 from processors.formulas import Resource, TimeOff
+from processors.records import dumps
 from tests.unit.processors.worker_fakes import FakeEvent, RecordingSender, run_batch, worker
 
 
@@ -104,3 +106,60 @@ def test_a_republish_request_republishes_its_partition_whenever_it_comes_and_onl
     w.encoder.records.clear()
     run_batch(w, w._resource_batch, [FakeEvent(resources, partition=3, offset=3, key=REPUBLISH_KEY, value=TICK)])
     assert [(topic, record["resource_id"]) for topic, record in w.encoder.records] == [("views.resource_week", 7)]
+
+
+def _opportunity(opportunity_id: int) -> dict:
+    return {"opportunity_id": opportunity_id, "account_id": 500, "name": f"Opportunity {opportunity_id}",
+            "stage": "closed_won", "probability": "100.00", "amount": "10000.00", "currency": "USD",
+            "service_line": "cloud_migration", "contract_type": "time_and_materials", "estimated_hours": "1000.00",
+            "target_start_date": "2026-03-02", "target_end_date": "2026-06-30", "expected_close_date": "2026-03-20",
+            "closed_at": "2026-03-20T10:00:00+00:00"}
+
+
+def test_a_request_for_one_project_republishes_that_project_only(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="processors.app")
+    w = worker(tmp_path, TickingSender())
+    projects = w.by_project.get_topic_name()
+    rows = [[f"PRJ-{i}", kind, ident, row, None] for i in (14, 15) for kind, ident, row in (
+        ("opportunity", i, _opportunity(i)),
+        ("billing_milestone", i, {"milestone_id": i, "project_code": f"PRJ-{i}", "amount": "1000.00",
+                                  "status": "completed"}))]
+    run_batch(w, w._project_batch, [FakeEvent(projects, partition=0, offset=0, key=b"p", value=dumps(rows))])
+    assert {(t, r["project_code"]) for t, r in w.encoder.records if t != "views.project_risks"} >= {
+        ("views.project_financials", "PRJ-14"), ("derived.billing_triggers", "PRJ-14"),
+        ("views.project_financials", "PRJ-15"), ("derived.billing_triggers", "PRJ-15")}
+    w.encoder.records.clear()
+
+    rows = run_batch(w, w._project_batch, [FakeEvent(projects, partition=0, offset=1, key=REPUBLISH_ONE + b"PRJ-15",
+                                                     value=TICK)])
+    assert rows == 0
+    assert sorted((t, r.get("project_code")) for t, r in w.encoder.records) == [
+        ("derived.billing_triggers", "PRJ-15"), ("views.project_financials", "PRJ-15")]
+    assert "project stage: project PRJ-15 re-publishes its views, as asked" in caplog.text
+
+    w.encoder.records.clear()
+    run_batch(w, w._project_batch, [FakeEvent(projects, partition=0, offset=2, key=REPUBLISH_ONE + b"PRJ-99",
+                                              value=TICK)])
+    assert w.encoder.records == []
+    assert "project stage: partition 0 holds no project 'PRJ-99'; nothing to re-publish" in caplog.text
+
+
+def test_a_request_for_one_resource_republishes_its_weeks_only(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="processors.app")
+    w = worker(tmp_path, TickingSender())
+    resources = w.by_resource.get_topic_name()
+    stage = w._resource_stage(3)
+    for rid in (7, 8):
+        stage.load(rid, "resource", rid, Resource(rid, "aws", D("40.00"), True, date(2026, 3, 2)))
+        stage.load(rid, "time_off", rid, TimeOff(rid, rid, date(2026, 3, 3), date(2026, 3, 4), D("8.00"), "approved"))
+    run_batch(w, w._resource_batch, [FakeEvent(resources, partition=3, offset=0, key=REPUBLISH_ONE + b"8",
+                                               value=TICK)])
+    assert [(topic, record["resource_id"]) for topic, record in w.encoder.records] == [("views.resource_week", 8)]
+    assert "resource stage: resource 8 re-publishes its views, as asked" in caplog.text
+
+    w.encoder.records.clear()
+    for key in (b"9", b"nine"):
+        run_batch(w, w._resource_batch, [FakeEvent(resources, partition=3, offset=1, key=REPUBLISH_ONE + key,
+                                                   value=TICK)])
+    assert w.encoder.records == []
+    assert "resource stage: partition 3 holds no resource 'nine'; nothing to re-publish" in caplog.text
