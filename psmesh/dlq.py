@@ -197,6 +197,42 @@ class _Decoder:
             return {"base64": base64.b64encode(data).decode()}
 
 
+class Republish:
+    """The projects and resources whose view rows or derived events a sink refused (the letters of a stage
+    ``*_sink``): what ``psmesh processors republish`` sends again once the sink's target is fixed."""
+
+    #: More than this many, and the hint names the whole command rather than each project and resource.
+    MOST = 10
+
+    def __init__(self) -> None:
+        self.projects: dict[str, None] = {}
+        self.resources: dict[int, None] = {}
+        self.other = False
+
+    def add(self, decoder: "_Decoder", record: dict[str, Any]) -> None:
+        if not record["stage"].endswith("_sink"):
+            return  # a processor stage's letter, of a source's change event: read again only when it changes
+        key, value = decoder.original(record["key"]), decoder.original(record["value"])
+        code = next((o["project_code"] for o in (key, value)
+                     if isinstance(o, dict) and isinstance(o.get("project_code"), str)), None)
+        if code is not None:
+            self.projects[code] = None
+        elif isinstance(key, dict) and isinstance(key.get("resource_id"), int):  # a resource_week row
+            self.resources[key["resource_id"]] = None
+        else:
+            self.other = True  # a skill_week row, say, or a record that could not be read
+
+    def hint(self) -> str | None:
+        if not (self.projects or self.resources or self.other):
+            return None
+        named = [*(f"--project {code}" for code in self.projects), *(f"--resource {rid}" for rid in self.resources)]
+        command = "psmesh processors republish"
+        if named and not self.other and len(named) <= self.MOST:
+            command += " " + " ".join(named)
+        return (f"once the sink's target is fixed, `{command}` sends the refused view rows and derived events "
+                "again (the sinks keep what they have); then `psmesh dlq ack`")
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, (datetime, date)):
         return value.isoformat()
@@ -233,10 +269,13 @@ def list_command(topics: tuple[str, ...], topology_file: Path | None, stage: str
     url = settings.schema_registry_url
     decoder = _Decoder(SchemaRegistryClient({"url": url}), url)
     shown = 0
+    republish = Republish()
     for letter in read_letters(settings, names, decoder, everything):
         record = letter.record
         if (stage and record["stage"] != stage) or (origin and record["topic"] != origin):
             continue
+        if not as_json:
+            republish.add(decoder, record)
         if as_json:
             click.echo(json.dumps({
                 "dlq": letter.dlq, "dlq_partition": letter.dlq_partition, "dlq_offset": letter.dlq_offset,
@@ -251,6 +290,9 @@ def list_command(topics: tuple[str, ...], topology_file: Path | None, stage: str
             break
     if not as_json:
         click.echo(f"{shown:,} dead letter(s)", err=True)
+        hint = republish.hint()
+        if hint:
+            click.echo(hint, err=True)
 
 
 @dlq.command("ack")

@@ -7,8 +7,8 @@ On a demo firm of its own (``psmesh demo --weeks 2``, every part running), as an
 - step 1, period closes: the processors are restarted (SIGTERM, start), and every refused trigger is written;
 - step 2, a milestone: ``psmesh processors republish``, with the worker left running, and it is written (the
   command refuses an app id no worker has, and ``--stage`` asks only that stage's partitions);
-- step 3, another milestone: ``psmesh processors republish --project``, and it is written, with no other
-  project's view row re-published;
+- step 3, the letters acknowledged, another milestone: ``psmesh dlq list`` gives ``psmesh processors
+  republish --project`` with its project, which writes it, with no other project's view row re-published;
 each under the trigger's id and amount, with the billing events the ERP already had left as they were.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -151,8 +152,11 @@ def test_refused_billing_events_reach_the_fixed_erp_after_a_restart_and_on_reque
             "asked psmesh-processors-rollup-repartition partitions [0]"), rollup.stdout + rollup.stderr
         assert final[f"{code}-M{milestone_id}"] == amount
         assert {i: final[i] for i in after_restart} == after_restart
+        acked = _psmesh(home, "dlq", "ack")
+        assert acked.returncode == 0, acked.stderr
 
-        # Step 3: another milestone refused, then re-published for its project alone.
+        # Step 3: another milestone refused, then re-published for its project alone, by the command that
+        # psmesh dlq list gives.
         with psycopg.connect(settings.pg_dsn("erp")) as conn:
             milestone_id, code, amount = conn.execute(
                 "SELECT milestone_id, project_code, amount FROM billing_milestones WHERE status = 'planned' "
@@ -161,8 +165,12 @@ def test_refused_billing_events_reach_the_fixed_erp_after_a_restart_and_on_reque
         _erp(settings, f"UPDATE billing_milestones SET status = 'completed', completed_at = now() "
                        f"WHERE milestone_id = {milestone_id}")
         assert _refused_after_fix(settings, home, f"{code}-M{milestone_id}") == {f"{code}-M{milestone_id}": amount}
+        listed = _psmesh(home, "dlq", "list", "--stage", "erp_sink")
+        assert listed.returncode == 0 and "1 dead letter(s)" in listed.stderr, listed.stdout + listed.stderr
+        command = re.search(r"`(psmesh processors republish[^`]*)`", listed.stderr)
+        assert command and command.group(1) == f"psmesh processors republish --project {code}", listed.stderr
         published = Counter(key["project_code"] for key, _ in read_records(settings, "views.project_financials"))
-        run = _psmesh(home, "processors", "republish", "--project", code)
+        run = _psmesh(home, *command.group(1).split()[1:])
         assert run.returncode == 0, run.stderr
         partition = stage_partition(code.encode(), 6)
         assert f"asked psmesh-processors-by_project-repartition partition {partition} for {code}" in run.stdout

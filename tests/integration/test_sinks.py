@@ -305,6 +305,9 @@ def test_psmesh_dlq_list_gives_each_letter_s_origin_stage_and_reason_and_its_ori
     assert text.exit_code == 0, text.output
     lines = text.stdout.splitlines()
     assert len(lines) == 2 and "2 dead letter(s)" in text.stderr
+    # a sink's letters: the command that sends the view rows and derived events again (the first letter names no
+    # project, so the whole of it)
+    assert "once the sink's target is fixed, `psmesh processors republish` sends the refused" in text.stderr
     assert lines[0].split("  ")[2:4] == ["erp_sink", f"{triggers}[0]@0"] and "magic byte" in lines[0]
     assert lines[1].split("  ")[2:4] == ["erp_sink", f"{triggers}[0]@1"] and "23514" in lines[1]
 

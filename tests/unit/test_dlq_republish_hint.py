@@ -1,0 +1,50 @@
+"""``psmesh dlq list`` ends with the ``psmesh processors republish`` that sends what a sink refused again: naming
+the projects and resources of the sinks' letters where it can, the whole command where it cannot (psmesh/dlq.py,
+``Republish``). The letters of the command's output: tests/integration/test_sinks.py."""
+
+from __future__ import annotations
+
+import json
+
+from psmesh.dlq import Republish
+
+
+class _JsonDecoder:
+    """Originals as JSON (the command's decoder reads Avro through the registry first)."""
+
+    def original(self, data: bytes | None):
+        return None if data is None else json.loads(data)
+
+
+def _hint(*letters: tuple[str, dict | None, dict | None]) -> str | None:
+    """The hint after ``letters``: (stage, original key, original value) each."""
+    republish = Republish()
+    for stage, key, value in letters:
+        record = {"stage": stage, "key": None if key is None else json.dumps(key).encode(),
+                  "value": None if value is None else json.dumps(value).encode()}
+        republish.add(_JsonDecoder(), record)
+    return republish.hint()
+
+
+def test_letters_of_projects_and_resources_name_them_each_once():
+    hint = _hint(("erp_sink", {"billing_event_id": "PRJ-2-M1"}, {"project_code": "PRJ-2"}),
+                 ("erp_sink", {"billing_event_id": "PRJ-2-M2"}, {"project_code": "PRJ-2"}),
+                 ("reporting_sink", {"project_code": "PRJ-7"}, None),
+                 ("reporting_sink", {"resource_id": 12, "week_start": 20514}, {"resource_id": 12}))
+    assert hint == ("once the sink's target is fixed, `psmesh processors republish --project PRJ-2 --project PRJ-7 "
+                    "--resource 12` sends the refused view rows and derived events again (the sinks keep what they "
+                    "have); then `psmesh dlq ack`")
+
+
+def test_a_letter_of_no_project_or_resource_or_too_many_asks_for_everything():
+    assert "`psmesh processors republish` sends" in _hint(
+        ("reporting_sink", {"skill": "aws", "week_start": 20514}, None),
+        ("erp_sink", None, {"project_code": "PRJ-2"}))
+    many = [("erp_sink", None, {"project_code": f"PRJ-{i}"}) for i in range(Republish.MOST + 1)]
+    assert "`psmesh processors republish` sends" in _hint(*many)
+    assert "--project PRJ-9`" in _hint(*many[:Republish.MOST])
+
+
+def test_letters_of_the_processor_stages_need_no_republish():
+    assert _hint(("project", {"entry_id": 1}, {"project_code": "PRJ-2"})) is None
+    assert _hint() is None
