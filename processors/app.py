@@ -849,8 +849,11 @@ class Processors:
     async def _rebuild_projects(self) -> None:
         self.project_stages = {}
         count = 0
+        held = self._assigned("project")
         for key, value in self.project_rows.items():
             partition, code, kind, ident = key.decode().split("|", 3)
+            if held is not None and int(partition) not in held:
+                continue
             row = loads(value)
             stage = self._project_stage(int(partition))
             ident_value = _ident(kind, ident)
@@ -882,16 +885,30 @@ class Processors:
         changes a formula, a quiet partition would keep the old code's rows). It runs through the stage's batch
         like any message: acknowledged once what it re-publishes is on the broker. A tick lost in a crash is sent
         again by the next rebuild; one a rebalance hands to another worker is an empty message there."""
-        topic = {"project": self.by_project, "resource": self.by_resource, "rollup": self.to_rollup}[stage]
-        name = topic.get_topic_name()
-        consumer = getattr(self.app, "_consumer", None)  # None outside a running worker (bench/stages.py)
-        if consumer is None:
+        partitions = self._assigned(stage)
+        if partitions is None:
             return
-        partitions = sorted(tp.partition for tp in consumer.assignment() if tp.topic == name)
+        name = self._stage_topic(stage).get_topic_name()
         for partition in partitions:
             self.sender.send_now(name, TICK_KEY, TICK, partition)
         if partitions:
             logger.info("%s stage: a tick to partitions %s re-publishes their views", stage, partitions)
+
+    def _stage_topic(self, stage: str) -> Any:
+        return {"project": self.by_project, "resource": self.by_resource, "rollup": self.to_rollup}[stage]
+
+    def _assigned(self, stage: str) -> list[int] | None:
+        """The partitions of ``stage``'s input this worker was assigned; None outside a running worker
+        (bench/stages.py, unit tests), where it holds every one.
+
+        A rebuild folds only these partitions' mirror rows. Faust's RocksDB store reads only the partitions
+        assigned to the worker, but its memory store (``--memory-store``) keeps the rows of those a rebalance
+        took away, and a worker rebuilt from them would answer for another's rows and keep them in memory."""
+        consumer = getattr(self.app, "_consumer", None)
+        if consumer is None:
+            return None
+        name = self._stage_topic(stage).get_topic_name()
+        return sorted(tp.partition for tp in consumer.assignment() if tp.topic == name)
 
     def _refresh_due(self, stage: str, partition: int, event: Any) -> bool:
         """Whether ``event`` re-publishes its partition's views and current derived events before its rows: the
@@ -983,8 +1000,11 @@ class Processors:
     async def _rebuild_resources(self) -> None:
         self.resource_stages = {}
         count = 0
+        held = self._assigned("resource")
         for key, value in self.resource_rows.items():
             partition, rid, kind, ident = key.decode().split("|", 3)
+            if held is not None and int(partition) not in held:
+                continue
             self._resource_stage(int(partition)).load(int(rid), kind, int(ident), parse(kind, loads(value)))
             count += 1
         self._republish_later("resource", range(PARTITIONS), self.resource_stages.values())
@@ -1019,7 +1039,8 @@ class Processors:
     # ---- hop 3: rollup
     async def _rebuild_rollup(self) -> None:
         self.rollup_stage = RollupStage()
-        for key, value in self.rollup_rows.items():
+        held = self._assigned("rollup")
+        for key, value in self.rollup_rows.items() if held is None or 0 in held else ():
             self.rollup_stage.load(key.decode(), loads(value))
         self._republish_later("rollup", (0,), (self.rollup_stage,))
         logger.info("rollup stage rebuilt from %d contributions", len(self.rollup_stage.contributions))
@@ -1111,10 +1132,6 @@ class Processors:
         return out
 
     # ---- interactive queries
-    def _route_topic(self, view: str):
-        stage = VIEW_STAGE[view]
-        return {"project": self.by_project, "resource": self.by_resource, "rollup": self.to_rollup}[stage]
-
     async def _get_view(self, web, request, view: str, key: str) -> Any:
         """One view row by key, answered by the worker that owns it (others forward the request).
 
@@ -1127,7 +1144,8 @@ class Processors:
             return _recovering(web)
         routing = key.split("|", 1)[0] if VIEW_STAGE[view] != "rollup" else key
         try:
-            return await self.app.router.route_topic_req(self._route_topic(view), routing.encode(), web.web, request)
+            return await self.app.router.route_topic_req(self._stage_topic(VIEW_STAGE[view]), routing.encode(),
+                                                         web.web, request)
         except faust.web.exceptions.ServiceUnavailable:
             return web.json({"error": "the owner of this key is not known yet (rebalancing)"}, status=503)
         except Exception as exc:

@@ -71,6 +71,8 @@ from processors.formulas import (
     week_start_of,
     wip,
 )
+from processors.app import PARTITIONS
+from processors.batch import stage_partition
 from psmesh.config import Settings
 from psmesh.topology import load_topology
 from psmesh.topology.apply import apply_topology
@@ -524,3 +526,63 @@ def _row_adds_up(money: dict) -> dict:
     delivered = money["earned_revenue"] + money["billable_expenses"]
     return {**money, "delivered_value": delivered, "wip": delivered - money["billed"],
             "backlog": money["contract_value"] - money["earned_revenue"]}
+
+
+def test_any_worker_answers_a_view_query_for_a_key_another_worker_owns(stack_settings, topology_applied, tmp_path):
+    """Two workers share the partitions; each answers ``/views/<view>/<key>`` for every key, forwarding the
+    request to the worker that owns it (processors/app.py, ``_get_view``)."""
+    registry = SchemaRegistryClient({"url": stack_settings.schema_registry_url})
+    bootstrap = stack_settings.bootstrap_servers
+    base = 10**12 + random.randrange(10**9) * 1000
+    by_partition: dict[int, int] = {}  # one project in each partition of the project stage: both workers own some
+    oid = base
+    while len(by_partition) < PARTITIONS:
+        oid += 1
+        by_partition.setdefault(stage_partition(f"PRJ-{oid}".encode(), PARTITIONS), oid)
+    codes = {f"PRJ-{i}" for i in by_partition.values()}
+    events = ChangeEvents(bootstrap, registry)
+    financials = TopicReader(bootstrap, registry, "views.project_financials", lambda k: k["project_code"] in codes)
+    for i, oid in enumerate(sorted(by_partition.values())):
+        events.upsert("opportunities", opportunity_id=oid, account_id=base, name=f"Opportunity {oid}",
+                      stage="closed_won", probability=D("100.00"), amount=D(f"{1000 + i}.25"), currency="EUR",
+                      service_line="data_analytics", contract_type="fixed_fee", estimated_hours=D("40.00"),
+                      target_start_date=date(2026, 3, 2), target_end_date=date(2026, 5, 29),
+                      expected_close_date=date(2026, 2, 27), closed_at=CLOSED_AT, owner="test",
+                      updated_at=CLOSED_AT)
+    events.flush()
+    app_id = f"psmesh-test-{uuid.uuid4().hex[:12]}"
+    workers: list[Worker] = []
+    try:
+        workers = [Worker(tmp_path, stack_settings, app_id, name) for name in ("one", "two")]
+        wait_until([financials], lambda: {k[0] for k in financials.rows()} == codes,
+                   "project_financials of every project", worker=workers[0])
+
+        def held(worker: Worker) -> set[str]:
+            status, body = worker.get("/views/project_financials/")
+            return {row["project_code"] for row in body["rows"]} & codes if status == 200 else set()
+
+        deadline = time.monotonic() + WAIT
+        while True:  # the two in one assignment, each with its share of the projects
+            one, two = held(workers[0]), held(workers[1])
+            if one and two and one | two == codes and not one & two:
+                break
+            for worker in workers:
+                worker.check_alive()
+            if time.monotonic() > deadline:
+                pytest.fail(f"the two workers never split the projects: {sorted(one)} and {sorted(two)}\n"
+                            + "\n".join(worker.log_tail(30) for worker in workers))
+            time.sleep(0.5)
+
+        for code in sorted(codes):
+            expected = financials.rows()[(code,)]
+            for worker in workers:
+                status, body = worker.get(f"/views/project_financials/{code}")
+                assert status == 200, (code, worker.port, worker.log_tail(30))
+                assert body["project_code"] == code
+                assert D(body["contract_value"]) == expected["contract_value"]
+        assert workers[0].get(f"/views/project_financials/PRJ-{base}")[0] == 404  # no such project, on either
+        assert workers[1].get(f"/views/project_financials/PRJ-{base}")[0] == 404
+    finally:
+        for worker in workers:
+            worker.stop()
+        financials.close()

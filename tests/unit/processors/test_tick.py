@@ -163,3 +163,26 @@ def test_a_request_for_one_resource_republishes_its_weeks_only(tmp_path, caplog)
                                                    value=TICK)])
     assert w.encoder.records == []
     assert "resource stage: partition 3 holds no resource 'nine'; nothing to re-publish" in caplog.text
+
+
+def test_a_rebuild_folds_only_the_partitions_the_worker_was_assigned(tmp_path):
+    # Faust's memory store keeps the rows of partitions a rebalance took away: a rebuild must leave them out, or
+    # the worker would list another worker's view rows as its own
+    w = worker(tmp_path, TickingSender())
+    resources = w.by_resource.get_topic_name()
+    for partition, rid in ((3, 7), (4, 8)):
+        resource = {"resource_id": rid, "primary_skill": "aws", "weekly_capacity_hours": "40.00", "active": True,
+                    "hired_on": "2026-03-02"}
+        time_off = {"time_off_id": rid, "resource_id": rid, "start_date": "2026-03-03", "end_date": "2026-03-04",
+                    "hours_per_day": "8.00", "status": "approved"}
+        w.resource_rows.data[f"{partition}|{rid}|resource|{rid}".encode()] = dumps(resource)
+        w.resource_rows.data[f"{partition}|{rid}|time_off|{rid}".encode()] = dumps(time_off)
+    w.app._consumer = Assigned(TP(resources, 3))
+    run_batch(w, lambda events: w._rebuild_resources(), [])
+    assert sorted(w.resource_stages) == [3]
+    assert {row["resource_id"] for row in w.published["resource_week"].values()} == {7}
+
+    w.app._consumer = None  # outside a running worker (bench/stages.py): every partition
+    run_batch(w, lambda events: w._rebuild_resources(), [])
+    assert sorted(w.resource_stages) == [3, 4]
+    assert {row["resource_id"] for row in w.published["resource_week"].values()} == {7, 8}
