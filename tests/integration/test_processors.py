@@ -528,9 +528,12 @@ def _row_adds_up(money: dict) -> dict:
             "backlog": money["contract_value"] - money["earned_revenue"]}
 
 
-def test_any_worker_answers_a_view_query_for_a_key_another_worker_owns(stack_settings, topology_applied, tmp_path):
+def test_two_workers_answer_each_other_s_view_queries_and_one_takes_over_when_the_other_is_killed(
+        stack_settings, topology_applied, tmp_path):
     """Two workers share the partitions; each answers ``/views/<view>/<key>`` for every key, forwarding the
-    request to the worker that owns it (processors/app.py, ``_get_view``)."""
+    request to the worker that owns it (processors/app.py, ``_get_view``). Then one is killed with SIGKILL: the
+    other takes its partitions over, recovers their mirror from the changelogs, and folds the next changes onto
+    it (a project's change order, folded by the killed worker, still counts)."""
     registry = SchemaRegistryClient({"url": stack_settings.schema_registry_url})
     bootstrap = stack_settings.bootstrap_servers
     base = 10**12 + random.randrange(10**9) * 1000
@@ -539,17 +542,25 @@ def test_any_worker_answers_a_view_query_for_a_key_another_worker_owns(stack_set
     while len(by_partition) < PARTITIONS:
         oid += 1
         by_partition.setdefault(stage_partition(f"PRJ-{oid}".encode(), PARTITIONS), oid)
-    codes = {f"PRJ-{i}" for i in by_partition.values()}
+    ids = sorted(by_partition.values())
+    codes = {f"PRJ-{i}" for i in ids}
     events = ChangeEvents(bootstrap, registry)
     financials = TopicReader(bootstrap, registry, "views.project_financials", lambda k: k["project_code"] in codes)
-    for i, oid in enumerate(sorted(by_partition.values())):
-        events.upsert("opportunities", opportunity_id=oid, account_id=base, name=f"Opportunity {oid}",
-                      stage="closed_won", probability=D("100.00"), amount=D(f"{1000 + i}.25"), currency="EUR",
-                      service_line="data_analytics", contract_type="fixed_fee", estimated_hours=D("40.00"),
-                      target_start_date=date(2026, 3, 2), target_end_date=date(2026, 5, 29),
-                      expected_close_date=date(2026, 2, 27), closed_at=CLOSED_AT, owner="test",
-                      updated_at=CLOSED_AT)
-    events.flush()
+
+    def opportunities(amount: Callable[[int], D]) -> None:
+        for i, oid in enumerate(ids):
+            events.upsert("opportunities", opportunity_id=oid, account_id=base, name=f"Opportunity {oid}",
+                          stage="closed_won", probability=D("100.00"), amount=amount(i), currency="EUR",
+                          service_line="data_analytics", contract_type="fixed_fee", estimated_hours=D("40.00"),
+                          target_start_date=date(2026, 3, 2), target_end_date=date(2026, 5, 29),
+                          expected_close_date=date(2026, 2, 27), closed_at=CLOSED_AT, owner="test",
+                          updated_at=CLOSED_AT)
+        events.flush()
+
+    def contract_values() -> dict[str, D]:
+        return {k[0]: row["contract_value"] for k, row in financials.rows().items()}
+
+    opportunities(lambda i: D(f"{1000 + i}.25"))
     app_id = f"psmesh-test-{uuid.uuid4().hex[:12]}"
     workers: list[Worker] = []
     try:
@@ -573,6 +584,16 @@ def test_any_worker_answers_a_view_query_for_a_key_another_worker_owns(stack_set
                             + "\n".join(worker.log_tail(30) for worker in workers))
             time.sleep(0.5)
 
+        # a change order for every project, folded by the worker that owns it now
+        for i, oid in enumerate(ids):
+            events.upsert("change_orders", change_order_id=base + 100 + i, opportunity_id=oid, description="more",
+                          amount_delta=D("10.10"), hours_delta=D("1.00"), status="approved", approved_at=CLOSED_AT,
+                          updated_at=CLOSED_AT)
+        events.flush()
+        wait_until([financials], lambda: contract_values() == {f"PRJ-{oid}": D(f"{1010 + i}.35")
+                                                               for i, oid in enumerate(ids)},
+                   "project_financials of every project with its change order", worker=workers[0])
+        assert held(workers[0]) == one and held(workers[1]) == two  # no rebalance since
         for code in sorted(codes):
             expected = financials.rows()[(code,)]
             for worker in workers:
@@ -582,6 +603,19 @@ def test_any_worker_answers_a_view_query_for_a_key_another_worker_owns(stack_set
                 assert D(body["contract_value"]) == expected["contract_value"]
         assert workers[0].get(f"/views/project_financials/PRJ-{base}")[0] == 404  # no such project, on either
         assert workers[1].get(f"/views/project_financials/PRJ-{base}")[0] == 404
+
+        # the second worker killed: the first takes its projects over, with the change orders only the second
+        # folded (recovered from the changelog of its mirror)
+        workers[1].process.kill()
+        workers[1].process.wait(10)
+        opportunities(lambda i: D(f"{2000 + i}.50"))
+        expected = {f"PRJ-{oid}": D(f"{2010 + i}.60") for i, oid in enumerate(ids)}
+        wait_until([financials], lambda: contract_values() == expected and held(workers[0]) == codes,
+                   "the first worker to fold the new amounts of every project onto its change order",
+                   timeout=WAIT + 30, worker=workers[0])
+        for code in sorted(two):
+            status, body = workers[0].get(f"/views/project_financials/{code}")
+            assert status == 200 and D(body["contract_value"]) == expected[code], (code, status, body)
     finally:
         for worker in workers:
             worker.stop()
