@@ -77,9 +77,10 @@ def republish_command(stages: tuple[str, ...], projects: tuple[str, ...], resour
 
     Once a sink's target is fixed (a constraint that refused a billing trigger, say), the derived events it
     dead-lettered reach it again under the same ids; the sinks keep what they have. With --project or
-    --resource, only those rows: the dead letter's key names the project. The workers do it as they reach the
-    request, after what is queued before it; their log says `<stage> stage: partition N re-publishes its views,
-    as asked` (`project stage: project PRJ-42 re-publishes ...` for one project).
+    --resource, only those rows: `psmesh dlq list` ends with this command and the projects and resources of the
+    sinks' letters. The workers do it as they reach the request, after what is queued before it; their log says
+    `<stage> stage: partition N re-publishes its views, as asked` (`project stage: project PRJ-42 re-publishes
+    ...` for one project).
     """
     from processors.app import APP_ID, STAGE_INPUTS, request_republish
     from processors.exceptions import ProcessorError
