@@ -274,8 +274,6 @@ def list_command(topics: tuple[str, ...], topology_file: Path | None, stage: str
         record = letter.record
         if (stage and record["stage"] != stage) or (origin and record["topic"] != origin):
             continue
-        if not as_json:
-            republish.add(decoder, record)
         if as_json:
             click.echo(json.dumps({
                 "dlq": letter.dlq, "dlq_partition": letter.dlq_partition, "dlq_offset": letter.dlq_offset,
@@ -283,6 +281,7 @@ def list_command(topics: tuple[str, ...], topology_file: Path | None, stage: str
                 "key": decoder.original(record["key"]), "value": decoder.original(record["value"]),
             }, default=_json_default, ensure_ascii=False))
         else:
+            republish.add(decoder, record)
             failed_at = record["failed_at"].isoformat(timespec="seconds") if record["failed_at"] else "?"
             click.echo(f"{letter.dlq}  {failed_at}  {record['stage']}  {letter.origin}  {record['reason']}")
         shown += 1
