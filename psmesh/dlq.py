@@ -203,15 +203,22 @@ class Republish:
 
     #: More than this many, and the hint names the whole command rather than each project and resource.
     MOST = 10
+    #: The views of the rollup stage: their rows belong to no project or resource, and ``--stage rollup`` (a
+    #: single partition, some hundreds of rows) is the finest request that sends them again.
+    ROLLUP_TOPICS = frozenset({"views.skill_week", "views.pipeline", "views.bookings"})
 
     def __init__(self) -> None:
         self.projects: dict[str, None] = {}
         self.resources: dict[int, None] = {}
+        self.rollup = False
         self.other = False
 
     def add(self, decoder: "_Decoder", record: dict[str, Any]) -> None:
         if not record["stage"].endswith("_sink"):
             return  # a processor stage's letter, of a source's change event: read again only when it changes
+        if record.get("topic") in self.ROLLUP_TOPICS:
+            self.rollup = True
+            return
         key, value = decoder.original(record["key"]), decoder.original(record["value"])
         code = next((o["project_code"] for o in (key, value)
                      if isinstance(o, dict) and isinstance(o.get("project_code"), str)), None)
@@ -220,17 +227,22 @@ class Republish:
         elif isinstance(key, dict) and isinstance(key.get("resource_id"), int):  # a resource_week row
             self.resources[key["resource_id"]] = None
         else:
-            self.other = True  # a skill_week row, say, or a record that could not be read
+            self.other = True  # a record that could not be read, say
 
     def hint(self) -> str | None:
-        if not (self.projects or self.resources or self.other):
+        if not (self.projects or self.resources or self.rollup or self.other):
             return None
-        named = [*(f"--project {code}" for code in self.projects), *(f"--resource {rid}" for rid in self.resources)]
         command = "psmesh processors republish"
-        if named and not self.other and len(named) <= self.MOST:
-            command += " " + " ".join(named)
-        return (f"once the sink's target is fixed, `{command}` sends the refused view rows and derived events "
-                "again (the sinks keep what they have); then `psmesh dlq ack`")
+        named = [*(f"--project {code}" for code in self.projects), *(f"--resource {rid}" for rid in self.resources)]
+        if self.other or len(named) > self.MOST:
+            commands = [command]
+        else:  # --stage and --project/--resource are one request or the other: two commands when both are needed
+            commands = [f"{command} {' '.join(named)}"] if named else []
+            if self.rollup:
+                commands.append(f"{command} --stage rollup")
+        said = " and ".join(f"`{c}`" for c in commands)
+        return (f"once the sink's target is fixed, {said} {'send' if len(commands) > 1 else 'sends'} the refused "
+                "view rows and derived events again (the sinks keep what they have); then `psmesh dlq ack`")
 
 
 def _json_default(value: Any) -> Any:

@@ -16,11 +16,12 @@ class _JsonDecoder:
         return None if data is None else json.loads(data)
 
 
-def _hint(*letters: tuple[str, dict | None, dict | None]) -> str | None:
-    """The hint after ``letters``: (stage, original key, original value) each."""
+def _hint(*letters: tuple) -> str | None:
+    """The hint after ``letters``: (stage, original key, original value[, origin topic]) each."""
     republish = Republish()
-    for stage, key, value in letters:
-        record = {"stage": stage, "key": None if key is None else json.dumps(key).encode(),
+    for stage, key, value, *topic in letters:
+        record = {"stage": stage, "topic": topic[0] if topic else "derived.billing_triggers",
+                  "key": None if key is None else json.dumps(key).encode(),
                   "value": None if value is None else json.dumps(value).encode()}
         republish.add(_JsonDecoder(), record)
     return republish.hint()
@@ -36,9 +37,23 @@ def test_letters_of_projects_and_resources_name_them_each_once():
                     "have); then `psmesh dlq ack`")
 
 
-def test_a_letter_of_no_project_or_resource_or_too_many_asks_for_everything():
+def test_rows_of_the_rollup_views_ask_for_the_rollup_stage():
+    skill_week = ("reporting_sink", {"skill": "aws", "week_start": 20514}, None, "views.skill_week")
+    assert _hint(skill_week, ("reporting_sink", {"service_line": "cloud", "won_month": "2026-01"}, None,
+                              "views.bookings")) == (
+        "once the sink's target is fixed, `psmesh processors republish --stage rollup` sends the refused view rows "
+        "and derived events again (the sinks keep what they have); then `psmesh dlq ack`")
+    # --stage and --project are one request or the other (the command refuses both): two commands
+    assert _hint(("erp_sink", None, {"project_code": "PRJ-2"}), skill_week) == (
+        "once the sink's target is fixed, `psmesh processors republish --project PRJ-2` and `psmesh processors "
+        "republish --stage rollup` send the refused view rows and derived events again (the sinks keep what they "
+        "have); then `psmesh dlq ack`")
+
+
+def test_a_letter_that_names_nothing_or_too_many_asks_for_everything():
     assert "`psmesh processors republish` sends" in _hint(
-        ("reporting_sink", {"skill": "aws", "week_start": 20514}, None),
+        ("reporting_sink", {"skill": "aws", "week_start": 20514}, None, "views.skill_week"),
+        ("reporting_sink", None, None),  # an unreadable record: its original bytes could not be decoded
         ("erp_sink", None, {"project_code": "PRJ-2"}))
     many = [("erp_sink", None, {"project_code": f"PRJ-{i}"}) for i in range(Republish.MOST + 1)]
     assert "`psmesh processors republish` sends" in _hint(*many)
