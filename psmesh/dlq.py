@@ -212,11 +212,17 @@ class Republish:
         self.resources: dict[int, None] = {}
         self.rollup = False
         self.other = False
+        #: a sink's letter of a change event (the reporting sink mirrors some source tables): no republish sends it
+        self.changes = False
 
     def add(self, decoder: "_Decoder", record: dict[str, Any]) -> None:
         if not record["stage"].endswith("_sink"):
             return  # a processor stage's letter, of a source's change event: read again only when it changes
-        if record.get("topic") in self.ROLLUP_TOPICS:
+        topic = record.get("topic") or ""
+        if not topic.startswith(("views.", "derived.")):
+            self.changes = True
+            return
+        if topic in self.ROLLUP_TOPICS:
             self.rollup = True
             return
         key, value = decoder.original(record["key"]), decoder.original(record["value"])
@@ -230,8 +236,17 @@ class Republish:
             self.other = True  # a record that could not be read, say
 
     def hint(self) -> str | None:
-        if not (self.projects or self.resources or self.rollup or self.other):
-            return None
+        """What to run once the targets are fixed; None when no letter is a sink's."""
+        said = []
+        if self.projects or self.resources or self.rollup or self.other:
+            said.append(self._republish())
+        if self.changes:
+            said.append("a sink's letter of a change topic comes again only with its row's next version: once the "
+                        "target is fixed, update the row in its source database (the capture publishes it), then "
+                        "`psmesh dlq ack`")
+        return "\n".join(said) or None
+
+    def _republish(self) -> str:
         command = "psmesh processors republish"
         named = [*(f"--project {code}" for code in self.projects), *(f"--resource {rid}" for rid in self.resources)]
         if self.other or len(named) > self.MOST:

@@ -63,3 +63,16 @@ def test_a_letter_that_names_nothing_or_too_many_asks_for_everything():
 def test_letters_of_the_processor_stages_need_no_republish():
     assert _hint(("project", {"entry_id": 1}, {"project_code": "PRJ-2"})) is None
     assert _hint() is None
+
+
+def test_a_sink_s_letter_of_a_change_topic_asks_for_the_row_s_next_version_not_a_republish():
+    """The reporting sink mirrors some source tables: no republish sends their change events again."""
+    project = ("reporting_sink", {"project_code": "PRJ-7"}, {"after": {"project_code": "PRJ-7"}},
+               "erp.public.projects")
+    hint = _hint(project)
+    assert "republish" not in hint
+    assert hint.startswith("a sink's letter of a change topic comes again only with its row's next version: once "
+                           "the target is fixed, update the row in its source database")
+    both = _hint(project, ("erp_sink", None, {"project_code": "PRJ-2"})).splitlines()
+    assert len(both) == 2 and "`psmesh processors republish --project PRJ-2` sends" in both[0]
+    assert both[1].startswith("a sink's letter of a change topic")
