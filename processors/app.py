@@ -301,7 +301,8 @@ class Processors:
     """Builds the Faust app and holds the stages' in-memory state."""
 
     def __init__(self, settings: Settings, *, web_port: int = 6066, datadir: Path | None = None,
-                 app_id: str = APP_ID, store: str = "rocksdb://", replication_factor: int = 1) -> None:
+                 app_id: str = APP_ID, store: str = "rocksdb://", replication_factor: int = 1,
+                 url: str | None = None) -> None:
         self.settings = settings
         faust_fixes.install()
         datadir = datadir or settings.home / "processors" / f"worker-{web_port}"
@@ -314,8 +315,10 @@ class Processors:
             datadir=str(datadir),
             web_port=web_port,
             # /metrics is on this port: reachable from a Prometheus elsewhere (PSMESH_METRICS_HOST, docs/operating.md).
-            web_host=settings.metrics_host,
-            canonical_url=f"http://127.0.0.1:{web_port}",
+            web_bind=settings.metrics_host,
+            # Where the other workers forward a view query for a key this one owns (Faust's router): the worker's
+            # own address, which only the operator knows when workers run on several hosts (PSMESH_PROCESSORS_URL).
+            canonical_url=url or settings.processors_url or f"http://127.0.0.1:{web_port}",
             topic_partitions=PARTITIONS,
             topic_replication_factor=replication_factor,
             table_standby_replicas=0,

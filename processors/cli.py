@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from psmesh.config import load_settings
+from psmesh.config import check_worker_url, load_settings
 
 logger = logging.getLogger(__name__)
 
@@ -17,9 +17,23 @@ def processors() -> None:
     """The Faust processors: materialized views and derived events."""
 
 
+def _worker_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return check_worker_url(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
 @processors.command("run")
-@click.option("--web-port", type=int, default=6066, show_default=True,
+@click.option("--web-port", type=click.IntRange(1, 65535), default=lambda: load_settings().processors_port,
+              show_default="PSMESH_PROCESSORS_PORT, 6066",
               help="HTTP port of this worker: interactive queries under /views/ and Prometheus /metrics.")
+@click.option("--url", callback=_worker_url, default=lambda: load_settings().processors_url,
+              show_default="PSMESH_PROCESSORS_URL, else http://127.0.0.1:<web-port>",
+              help="Where the other workers reach this one's --web-port (http://host:port): they forward the view "
+                   "queries for the keys it owns there. Set it when workers run on more than one host.")
 @click.option("--datadir", type=click.Path(path_type=Path), default=None,
               help="Where the worker keeps its RocksDB tables (default: <home>/processors/worker-<port>).")
 @click.option("--memory-store", is_flag=True, help="Keep tables in memory instead of RocksDB (tests, benchmarks).")
@@ -28,9 +42,10 @@ def processors() -> None:
               help="Replication factor of the internal topics (3 on a production cluster).")
 @click.option("--event-loop", type=click.Choice(["uvloop", "asyncio"]), default="uvloop", show_default=True,
               help="The worker's event loop: uvloop (libuv, faster) or the standard library's.")
-def run_command(web_port: int, datadir: Path | None, memory_store: bool, app_id: str | None,
+def run_command(web_port: int, url: str | None, datadir: Path | None, memory_store: bool, app_id: str | None,
                 replication_factor: int, event_loop: str) -> None:
-    """Run one worker; start several (different --web-port) to share the partitions."""
+    """Run one worker; start several to share the partitions (on one host each with its own --web-port, on several
+    each with the --url the others reach it at)."""
     if event_loop == "uvloop":
         import mode.loop  # faust's own way to choose it: sets asyncio's loop policy before any loop is made
 
@@ -49,9 +64,10 @@ def run_command(web_port: int, datadir: Path | None, memory_store: bool, app_id:
     if created:
         logger.info("created internal topics %s", ", ".join(created))
     built = Processors(settings, web_port=web_port, datadir=datadir, app_id=app_id,
-                       store="memory://" if memory_store else "rocksdb://", replication_factor=replication_factor)
+                       store="memory://" if memory_store else "rocksdb://", replication_factor=replication_factor,
+                       url=url)
     tune_gc()
-    logger.info("processor worker on http://127.0.0.1:%d (views under /views/, metrics at /metrics)", web_port)
+    logger.info("processor worker on %s (views under /views/, metrics at /metrics)", built.app.conf.canonical_url)
     Worker(built.app, loglevel="INFO", quiet=True, redirect_stdouts=False).execute_from_commandline()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -76,6 +77,10 @@ class Settings(BaseSettings):
 
     #: HTTP port of the processor worker (interactive queries under /views/, metrics at /metrics).
     processors_port: int = 6066
+    #: The URL other processor workers reach this one's HTTP port at: a view query for a key another worker owns is
+    #: forwarded to the owner's URL. Unset: http://127.0.0.1:<port>, which serves workers on one host only; set it
+    #: per worker (http://worker-2.internal:6066) when they run on several.
+    processors_url: str | None = None
     #: Interface the services serve /metrics on (all, so a Prometheus elsewhere can scrape them).
     metrics_host: str = "0.0.0.0"
     #: Prometheus ports of the sinks; unset, the sink's ``metrics_port`` in topology.yaml applies (psmesh/ports.py).
@@ -177,7 +182,29 @@ def unusable(settings: Settings) -> list[str]:
             check_registry_url(settings.registry_url)
         except ValueError as exc:
             problems.append(f"{ENV_PREFIX}REGISTRY_URL: {exc}")
+    if settings.processors_url is not None:
+        try:
+            check_worker_url(settings.processors_url)
+        except ValueError as exc:
+            problems.append(f"{ENV_PREFIX}PROCESSORS_URL: {exc}")
     return problems
+
+
+def check_worker_url(url: str) -> str:
+    """A processor worker's URL as Faust routes view queries to it: http(s)://host:port, nothing after."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port is None or parts.path not in ("", "/") \
+            or parts.query or parts.fragment:
+        raise ValueError(f"must be http://host:port or https://host:port, the address other workers reach this "
+                         f"one's --web-port at (got {url!r})")
+    if parts.hostname in ("0.0.0.0", "::"):
+        raise ValueError(f"{parts.hostname} is where a server listens, not an address another worker can reach "
+                         f"(got {url!r})")
+    return url.rstrip("/")
 
 
 def check_registry_url(url: str) -> str:

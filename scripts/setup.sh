@@ -6,7 +6,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 
-# --- Debian packages: PostgreSQL 15+, Java 17+, Maven, Graphviz, Chromium ---
+# --- Debian packages: PostgreSQL 15+, Java 17+, Maven, venv, Graphviz, Chromium ---
 missing=()
 have_pg() { ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 && \
   ls -d /usr/lib/postgresql/*/ | sed 's#.*/\([0-9]*\)/$#\1#' | awk '$1>=15{f=1} END{exit !f}'; }
@@ -15,6 +15,12 @@ if ! command -v java >/dev/null 2>&1 || ! java -version 2>&1 | grep -qE 'version
   missing+=(openjdk-17-jre-headless)
 fi
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
+# Debian's python3 makes no venv without its python3-venv (ensurepip).
+PY="${PYTHON:-python3.11}"
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+if [ ! -x .venv/bin/python ] && ! "$PY" -c 'import ensurepip' >/dev/null 2>&1; then
+  missing+=("python3-venv")
+fi
 command -v dot >/dev/null 2>&1 || missing+=(graphviz)
 # Headless, for the executive page's test (tests/integration/test_exec_page.py).
 command -v chromium >/dev/null 2>&1 || missing+=(chromium fonts-dejavu-core)  # a font, so screenshots show text
@@ -34,8 +40,6 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # --- Python: a venv with the project and its test tools ----------------------
-PY="${PYTHON:-python3.11}"
-command -v "$PY" >/dev/null 2>&1 || PY=python3
 if [ ! -x .venv/bin/python ]; then
   say "creating .venv with $($PY --version)"
   "$PY" -m venv .venv

@@ -20,7 +20,8 @@ def registry() -> None:
     show_default="from PSMESH_KAFKA_BOOTSTRAP, else the local broker",
     help="Kafka bootstrap servers holding the registry topic.",
 )
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--host", default=lambda: load_settings().bind_host, show_default="PSMESH_BIND_HOST, 127.0.0.1",
+              help="Address to listen on.")
 @click.option(
     "--port",
     type=int,

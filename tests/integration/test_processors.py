@@ -224,11 +224,17 @@ def _free_port() -> int:
 class Worker:
     """``python -m psmesh processors run`` as a subprocess, stopped with SIGTERM."""
 
-    def __init__(self, home: Path, settings: Settings, app_id: str, name: str) -> None:
-        self.port = _free_port()
+    def __init__(self, home: Path, settings: Settings, app_id: str, name: str, *, host: str | None = None,
+                 port: int | None = None) -> None:
+        """``host``: the worker serves on that address only, and tells the others to reach it there
+        (PSMESH_PROCESSORS_URL), as a worker on a host of its own would."""
+        self.host = host or "127.0.0.1"
+        self.port = port or _free_port()
         self.log = home / f"{name}.log"
         env = {**os.environ, "PSMESH_HOME": str(home), "PSMESH_KAFKA_BOOTSTRAP": settings.bootstrap_servers,
                "PSMESH_REGISTRY_URL": settings.schema_registry_url}
+        if host is not None:
+            env |= {"PSMESH_METRICS_HOST": host, "PSMESH_PROCESSORS_URL": f"http://{host}:{self.port}"}
         with self.log.open("w") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "psmesh", "processors", "run", "--web-port", str(self.port),
@@ -244,7 +250,7 @@ class Worker:
 
     def get(self, path: str) -> tuple[int, Any]:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as response:
+            with urllib.request.urlopen(f"http://{self.host}:{self.port}{path}", timeout=5) as response:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as exc:
             return exc.code, None
@@ -531,7 +537,11 @@ def _row_adds_up(money: dict) -> dict:
 def test_two_workers_answer_each_other_s_view_queries_and_one_takes_over_when_the_other_is_killed(
         stack_settings, topology_applied, tmp_path):
     """Two workers share the partitions; each answers ``/views/<view>/<key>`` for every key, forwarding the
-    request to the worker that owns it (processors/app.py, ``_get_view``). Then one is killed with SIGKILL: the
+    request to the worker that owns it (processors/app.py, ``_get_view``). They serve on the same port of two
+    addresses, 127.0.0.1 and 127.0.0.2, as two hosts would, each telling the other where to reach it
+    (PSMESH_PROCESSORS_URL): with one URL for both (the worker's default before it could be set), a query for
+    the other's keys got 503, the owner unknown.
+    Then one is killed with SIGKILL: the
     other takes its partitions over, recovers their mirror from the changelogs, and folds the next changes onto
     it (a project's change order, folded by the killed worker, still counts)."""
     registry = SchemaRegistryClient({"url": stack_settings.schema_registry_url})
@@ -564,7 +574,9 @@ def test_two_workers_answer_each_other_s_view_queries_and_one_takes_over_when_th
     app_id = f"psmesh-test-{uuid.uuid4().hex[:12]}"
     workers: list[Worker] = []
     try:
-        workers = [Worker(tmp_path, stack_settings, app_id, name) for name in ("one", "two")]
+        port = _free_port()
+        workers = [Worker(tmp_path, stack_settings, app_id, name, host=host, port=port)
+                   for name, host in (("one", "127.0.0.1"), ("two", "127.0.0.2"))]
         wait_until([financials], lambda: {k[0] for k in financials.rows()} == codes,
                    "project_financials of every project", worker=workers[0])
 

@@ -29,6 +29,32 @@ def test_a_registry_url_without_a_scheme_is_refused(monkeypatch):
         load_settings()
 
 
+@pytest.mark.parametrize("url, says", [
+    ("worker-2:6066", "must be http://host:port or https://host:port"),
+    ("http://worker-2", "must be http://host:port or https://host:port"),
+    ("http://worker-2:6066/views", "must be http://host:port or https://host:port"),
+    ("http://0.0.0.0:6066", "0.0.0.0 is where a server listens, not an address another worker can reach"),
+])
+def test_a_worker_url_the_others_cannot_reach_it_at_is_refused(monkeypatch, url, says):
+    monkeypatch.setenv("PSMESH_PROCESSORS_URL", url)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    [problem] = caught.value.problems
+    assert problem.startswith(f"PSMESH_PROCESSORS_URL: {says}") and problem.endswith(f"(got {url!r})")
+    monkeypatch.setenv("PSMESH_PROCESSORS_URL", "http://worker-2.internal:6066/")
+    assert load_settings().processors_url == "http://worker-2.internal:6066/"
+
+
+def test_processors_run_refuses_a_url_before_it_starts_anything():
+    from click.testing import CliRunner
+
+    from psmesh.cli import main
+
+    result = CliRunner().invoke(main, ["processors", "run", "--url", "http://worker-2"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--url': must be http://host:port" in result.output
+
+
 def test_pg_sslmode_applies_without_an_external_host(monkeypatch):
     monkeypatch.delenv("PSMESH_PG_HOST", raising=False)
     monkeypatch.delenv("PSMESH_PG_SSLMODE", raising=False)

@@ -91,3 +91,12 @@ def test_cli_uses_the_repository_file_when_the_cwd_has_none(tmp_path, monkeypatc
     result = CliRunner().invoke(topology_cli, ["validate"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("ok: 5 domains")
+
+
+def test_the_processors_inputs_are_the_topics_the_worker_reads(docs):
+    """The lineage `psmesh topology graph` draws (and the consumers an ACL would grant) is what the worker does:
+    every change topic it reads is some processor's input, and no processor declares one it does not read."""
+    from processors.records import SOURCE_TOPICS
+
+    topology = load_topology(docs.repo / "topology.yaml")
+    assert {topic for p in topology.processors for topic in p.inputs} == set(SOURCE_TOPICS)

@@ -29,7 +29,7 @@ def test_lineage_runs_from_sources_through_processors_and_sinks_to_targets(graph
         ("src_timeexp", "topic_timeexp_public_time_entries"),
         ("topic_timeexp_public_time_entries", "proc_project_financials"),
         ("proc_project_financials", "topic_views_project_financials"),
-        ("topic_views_project_financials", "proc_risk"),
+        ("topic_timeexp_public_time_entries", "proc_risk"),
         ("topic_views_project_financials", "sink_reporting_sink"),
         ("sink_reporting_sink", "db_reporting"),
     ]
