@@ -281,6 +281,9 @@ class CaptureSource:
         """Capture until :meth:`stop` (or ``until(self)`` is true); flush and confirm on the way out."""
         # Spill files of a previous run belong to transactions PostgreSQL will send again.
         shutil.rmtree(self.config.state_dir / "spill" / self.config.name, ignore_errors=True)
+        # A previous run's status is not this one's (a health check reading its age would pass on it): the file
+        # comes back once this run streams.
+        self.status_path.unlink(missing_ok=True)
         self._ensure_publication()
         self._ensure_topics()
         stream = self._open_stream()

@@ -1,7 +1,8 @@
 """Session fixtures: the real Kafka, PostgreSQL and schema registry.
 
 Where a Docker engine answers, the servers come from docker-compose.yml through
-testcontainers; otherwise (the build machines have no Docker engine) the
+testcontainers (as compose project ``psmesh-test``, on the same ports as the
+local path); otherwise (the build machines have no Docker engine) the
 project starts them as local processes with :class:`psmesh.stack.LocalStack`,
 in ``.psmesh-test/`` on ports of their own so a developer's ``psmesh dev up``
 stack is left alone. A stack that was already running is reused and left
@@ -18,6 +19,7 @@ import fcntl
 import os
 import shutil
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -35,6 +37,31 @@ def _docker_engine() -> bool:
         return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
+
+
+@contextmanager
+def _environment(values: dict[str, str]):
+    """``values`` in the environment while the block runs (testcontainers runs docker compose with ours)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _compose_running(compose) -> bool:
+    """Whether the project's servers run already (a stack kept by PSMESH_TEST_KEEP_STACK=1): reused, left running."""
+    try:
+        result = subprocess.run([*compose.docker_compose_command(), "ps", "--services", "--status", "running"],
+                                cwd=ROOT, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0 and {"kafka", "postgres", "registry"} <= set(result.stdout.split())
 
 
 def _test_settings() -> Settings:
@@ -62,14 +89,27 @@ def stack_settings() -> Settings:
     if _docker_engine():
         from testcontainers.compose import DockerCompose
 
-        # Only the servers: the tests run their own captures, processors and sinks.
+        # Only the servers: the tests run their own captures, processors and sinks. A project and ports of their
+        # own (docker compose reads them from the environment, docker-compose.yml's ${PSMESH_*_PORT}), so that an
+        # operator's `docker compose up` stack and its volumes are neither reused nor taken down.
+        settings = _test_settings()
+        env = {"COMPOSE_PROJECT_NAME": "psmesh-test", "PSMESH_BIND_HOST": "127.0.0.1",
+               "PSMESH_KAFKA_PORT": str(settings.kafka_port), "PSMESH_PG_PORT": str(settings.pg_port),
+               "PSMESH_REGISTRY_PORT": str(settings.registry_port)}
         compose = DockerCompose(str(ROOT), compose_file_name="docker-compose.yml", build=True, wait=True,
                                 services=["kafka", "postgres", "registry"])
-        compose.start()
+        with _environment(env):
+            running = _compose_running(compose)
+            try:
+                compose.start()
+            except Exception as exc:  # noqa: BLE001 - docker compose's error, reported as the stack's
+                _unavailable(f"docker compose up: {exc}")
         try:
-            yield Settings(home=ROOT / ".psmesh-test")
+            yield settings
         finally:
-            compose.stop()
+            if not running and os.environ.get("PSMESH_TEST_KEEP_STACK") != "1":
+                with _environment(env):
+                    compose.stop()  # down --volumes, of project psmesh-test only
         return
 
     settings = _test_settings()

@@ -86,6 +86,11 @@ def option_value(argv: list[str], option: str) -> str | None:
     return None
 
 
+def published(service: dict) -> list[str]:
+    """The service's published ports as Docker reads them with no variable set: ``${VAR:-default}`` → default."""
+    return [re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", entry) for entry in service.get("ports", [])]
+
+
 def metrics_port(service: dict) -> int:
     (argv,) = commands(service)
     ports = {int(v) for v in (option_value(argv, o) for o in PORT_OPTIONS) if v is not None}
@@ -275,7 +280,7 @@ def test_psmesh_services_bind_all_interfaces_restart_and_wait_for_init():
         if name != "registry":
             assert svc["depends_on"]["init"]["condition"] == "service_completed_successfully", name
         port = metrics_port(svc)
-        assert f"{port}:{port}" in svc["ports"], f"{name}: same host port as the local stack"
+        assert f"127.0.0.1:{port}:{port}" in published(svc), f"{name}: same host port as the local stack"
         assert f"localhost:{port}/" in " ".join(svc["healthcheck"]["test"]), f"{name}: healthcheck probes its own port"
 
 
@@ -312,14 +317,14 @@ def test_every_scrape_target_is_a_compose_service_serving_that_port():
     assert re.fullmatch(r"prom/prometheus:v\d+\.\d+\.\d+", prom["image"]), "pinned version"
     config = next(o.split("=", 1)[1] for o in prom["command"] if o.startswith("--config.file="))
     assert in_container(prom, config) == (ROOT / "docker" / "prometheus" / "prometheus.yml").resolve()
-    assert "9090:9090" in prom["ports"]
+    assert "127.0.0.1:9090:9090" in published(prom)
 
 
 # ---- Grafana ----------------------------------------------------------------------------------------------------
 def test_grafana_mounts_the_provisioning_and_the_dashboards_that_exist_in_the_repo():
     grafana = services()["grafana"]
     assert re.fullmatch(r"grafana/grafana:\d+\.\d+\.\d+", grafana["image"]), "pinned version"
-    assert "3000:3000" in grafana["ports"]
+    assert "127.0.0.1:3000:3000" in published(grafana)
     assert grafana["depends_on"]["prometheus"]["condition"] == "service_healthy"
     for source in mounts(grafana).values():
         assert source.is_dir(), f"{source} is mounted but does not exist"
@@ -434,3 +439,37 @@ def test_the_dashboard_is_one_grid_of_distinct_panels():
             for y in range(pos["y"], pos["y"] + pos["h"]):
                 assert (x, y) not in cells, f"{panel['title']!r} overlaps {cells[(x, y)]!r}"
                 cells[(x, y)] = panel["title"]
+
+
+def test_every_port_is_published_on_the_loopback_unless_psmesh_bind_host_says_otherwise():
+    """As the local stack binds: PostgreSQL trusts every connection, Kafka and the registry ask for no credentials."""
+    for name, svc in services().items():
+        for entry in svc.get("ports", []):
+            assert entry.startswith("${PSMESH_BIND_HOST:-127.0.0.1}:"), f"{name}: {entry} is published on every interface"
+    servers = {name: published(services()[name]) for name in ("kafka", "postgres", "registry")}
+    assert servers == {"kafka": ["127.0.0.1:9092:9092"], "postgres": ["127.0.0.1:5433:5432"],
+                       "registry": ["127.0.0.1:8081:8081"]}
+    kafka = services()["kafka"]["environment"]
+    # the host's listener advertises the port it is published on, whichever PSMESH_KAFKA_PORT moved it to
+    assert "PLAINTEXT://localhost:${PSMESH_KAFKA_PORT:-9092}" in kafka["KAFKA_ADVERTISED_LISTENERS"]
+    assert services()["kafka"]["ports"] == ["${PSMESH_BIND_HOST:-127.0.0.1}:${PSMESH_KAFKA_PORT:-9092}:9092"]
+
+
+def test_the_servers_restart_as_the_services_that_need_them_do():
+    for name in ("kafka", "postgres", "registry"):
+        assert services()[name].get("restart") == "unless-stopped", name
+
+
+def test_postgres_caps_the_wal_a_slot_holds_as_the_local_stack_does():
+    from psmesh.stack.postgres import CONF
+
+    command = services()["postgres"]["command"]
+    settings = dict(command[i + 1].split("=", 1) for i, token in enumerate(command) if token == "-c")
+    for name in ("wal_level", "max_slot_wal_keep_size", "logical_decoding_work_mem", "max_connections"):
+        assert re.search(rf"^{name} = {re.escape(settings[name])}$", CONF, re.M), name
+
+
+def test_the_long_running_psmesh_services_get_time_to_flush_on_stop():
+    for name, svc in psmesh_services().items():
+        if name.startswith(("cdc-", "sink-")) or name == "processors":
+            assert svc.get("stop_grace_period") == "60s", name
