@@ -17,10 +17,10 @@ def test_compose_runs_the_pinned_kafka_postgres_with_logical_wal_and_the_psmesh_
     assert "wal_level=logical" in services["postgres"]["command"]
     assert services["registry"]["command"][:3] == ["psmesh", "registry", "serve"]
     assert services["registry"]["depends_on"]["kafka"]["condition"] == "service_healthy"
-    # Same host ports as `psmesh dev up`, so every psmesh command works against either.
-    assert "9092:9092" in services["kafka"]["ports"]
-    assert "5433:5432" in services["postgres"]["ports"]
-    assert "8081:8081" in services["registry"]["ports"]
+    # Same host ports and variables as `psmesh dev up`, so every psmesh command works against either.
+    assert services["kafka"]["ports"] == ["${PSMESH_BIND_HOST:-127.0.0.1}:${PSMESH_KAFKA_PORT:-9092}:9092"]
+    assert services["postgres"]["ports"] == ["${PSMESH_BIND_HOST:-127.0.0.1}:${PSMESH_PG_PORT:-5433}:5432"]
+    assert services["registry"]["ports"] == ["${PSMESH_BIND_HOST:-127.0.0.1}:${PSMESH_REGISTRY_PORT:-8081}:8081"]
     init = (ROOT / "docker" / "postgres-init.sql").read_text()
     for db in ("crm", "psa", "timeexp", "erp", "reporting"):
         assert f"CREATE DATABASE {db};" in init
