@@ -218,14 +218,13 @@ class Republish:
     def add(self, decoder: "_Decoder", record: dict[str, Any]) -> None:
         if not record["stage"].endswith("_sink"):
             return  # a processor stage's letter, of a source's change event: read again only when it changes
-        topic = record.get("topic") or ""
-        if not topic.startswith(("views.", "derived.")):
-            self.changes = True
-            return
-        if topic in self.ROLLUP_TOPICS:
+        if record.get("topic") in self.ROLLUP_TOPICS:
             self.rollup = True
             return
         key, value = decoder.original(record["key"]), decoder.original(record["value"])
+        if isinstance(value, dict) and "op" in value and ("after" in value or "before" in value):
+            self.changes = True  # a change event's envelope, whatever its topic is called
+            return
         code = next((o["project_code"] for o in (key, value)
                      if isinstance(o, dict) and isinstance(o.get("project_code"), str)), None)
         if code is not None:

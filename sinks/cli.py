@@ -25,7 +25,8 @@ def sink() -> None:
 @click.option("--registry-url", default=None, help="Schema registry URL (default: PSMESH_REGISTRY_URL or the local stack).")
 @click.option("--dsn", default=None, help="libpq connection string of the target database (default: from PSMESH_PG_*).")
 @click.option("--group", "group_id", default=None, help="Consumer group (default: psmesh-<sink name>).")
-@click.option("--dead-letter-topic", default="dlq.sinks", show_default=True)
+@click.option("--dead-letter-topic", default=None,
+              help="Where refused records go (default: the sink's dead_letter in the topology, else dlq.sinks).")
 @click.option("--batch-size", type=int, default=1000, show_default=True, help="Most records per database transaction.")
 @click.option("--metrics-port", type=int, default=None,
               help="Serve Prometheus metrics on this port (default: PSMESH_<NAME>_SINK_METRICS_PORT, else the "
@@ -33,7 +34,7 @@ def sink() -> None:
 @click.option("--snapshot-every", type=float, default=10.0, show_default=True,
               help="reporting: least seconds between KPI snapshots (kpi_snapshots) while the store changes; 0: none.")
 def run(name: str, bootstrap_servers: str | None, registry_url: str | None, dsn: str | None, group_id: str | None,
-        dead_letter_topic: str, batch_size: int, metrics_port: int | None, snapshot_every: float) -> None:
+        dead_letter_topic: str | None, batch_size: int, metrics_port: int | None, snapshot_every: float) -> None:
     """Run sink NAME (erp or reporting) until stopped (SIGTERM or Ctrl-C)."""
     from psmesh.metrics_http import serve_metrics
     from psmesh.ports import default_topology, sink_metrics_port
@@ -44,6 +45,10 @@ def run(name: str, bootstrap_servers: str | None, registry_url: str | None, dsn:
 
     settings = load_settings()
     database, sink_name = SINKS[name]
+    topology = default_topology()
+    if dead_letter_topic is None:  # where psmesh status and psmesh dlq look for the sink's letters
+        dead_letter_topic = next((s.dead_letter for s in (topology.sinks if topology else ())
+                                  if s.name == sink_name and s.dead_letter), "dlq.sinks")
     kafka = settings.kafka_client_config()
     if bootstrap_servers:
         kafka["bootstrap.servers"] = bootstrap_servers
@@ -56,7 +61,7 @@ def run(name: str, bootstrap_servers: str | None, registry_url: str | None, dsn:
         batch_size=batch_size,
     )
     if metrics_port is None:
-        metrics_port = sink_metrics_port(settings, default_topology(), name)
+        metrics_port = sink_metrics_port(settings, topology, name)
     serve_metrics(metrics_port, f"sink-{name}")
     target = ErpSink() if name == "erp" else ReportingSink(snapshot_every=snapshot_every or None)
     logger.info("running %s into database %s", sink_name, database)

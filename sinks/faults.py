@@ -10,8 +10,10 @@ Classified by exception type and SQLSTATE class, never by message text
   error, 55P03 lock not available; and SQLAlchemy's pool timeout.
 * the record's fault, dead-lettered: 21 cardinality violation, 22 data
   exception (value too long, numeric out of range, invalid date), 23 integrity
-  constraint violation (not null, unique, check); and a bind parameter that
-  cannot be adapted on the client side.
+  constraint violation (not null, unique, check), 54000 program limit exceeded
+  (a key too long for its index), P0001 an exception the target's own trigger
+  raised on the row (the ERP's validation); and a bind parameter that cannot
+  be adapted on the client side.
 * fatal, the sink stops: everything else (42 undefined table or column, 28
   authentication, 3D000 unknown database) — a setup problem that dead-lettering
   every record would only hide.
@@ -26,6 +28,7 @@ from sqlalchemy import exc as sa_exc
 TRANSIENT_CLASSES = frozenset({"08", "40", "53", "57", "58"})
 TRANSIENT_STATES = frozenset({"55P03"})
 RECORD_CLASSES = frozenset({"21", "22", "23"})
+RECORD_STATES = frozenset({"54000", "P0001"})
 
 
 class Fault(enum.Enum):
@@ -54,7 +57,7 @@ def classify(exc: BaseException) -> Fault:
             return Fault.TRANSIENT if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)) else Fault.RECORD
         if state[:2] in TRANSIENT_CLASSES or state in TRANSIENT_STATES:
             return Fault.TRANSIENT
-        if state[:2] in RECORD_CLASSES:
+        if state[:2] in RECORD_CLASSES or state in RECORD_STATES:
             return Fault.RECORD
         return Fault.FATAL
     if isinstance(exc, sa_exc.StatementError):

@@ -71,9 +71,15 @@ class RunnerConfig:
     auto_offset_reset: str = "earliest"
 
 
+LOCK_TIMEOUT = "10s"
+STATEMENT_TIMEOUT = "120s"
+
+
 def make_engine(dsn: str) -> Engine:
     """The sink's engine: two connections, no overflow (one batch at a time)."""
-    return db.make_engine(dsn, "psmesh-sink")
+    # A row lock an ERP user holds (a project being edited), or a statement stuck on a server in trouble: the write
+    # fails as transient (55P03, 57014) and is retried with backoff, logged and counted, rather than wait unseen.
+    return db.make_engine(dsn, "psmesh-sink", lock_timeout=LOCK_TIMEOUT, statement_timeout=STATEMENT_TIMEOUT)
 
 
 class _Stopped(Exception):
@@ -105,6 +111,10 @@ class SinkRunner:
     def start(self) -> None:
         """Make the target ready (retrying while it is unreachable) and join the consumer group."""
         self._retrying("setting up the target", lambda: self._setup())
+        if self._paused:  # it was unreachable at start, and answers now (no consumer to resume yet)
+            self._paused = False
+            metrics.PAUSED.labels(self.sink.name).set(0)
+            logger.info("%s: target reachable", self.sink.name)
         self._consumer = Consumer({
             **self.config.kafka,
             "group.id": self.config.group_id,
@@ -319,13 +329,13 @@ class SinkRunner:
         while True:
             if self._stop.is_set():
                 raise _Stopped()
+            if not self._paused:  # before the consumer exists too: a target unreachable at start
+                self._paused = True
+                metrics.PAUSED.labels(self.sink.name).set(1)
             if consumer is not None:
                 assignment = consumer.assignment()
                 if assignment:
                     consumer.pause(assignment)
-                if not self._paused:
-                    self._paused = True
-                    metrics.PAUSED.labels(self.sink.name).set(1)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return

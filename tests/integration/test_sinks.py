@@ -393,6 +393,41 @@ def test_postgres_down_mid_run_loses_nothing_and_duplicates_nothing(topics, kafk
         server.stop()
 
 
+def test_a_row_an_erp_user_keeps_locked_is_retried_not_waited_on_and_written_once_released(
+    topics, erp_dsn, kafka_bootstrap, registry_url, monkeypatch
+):
+    """An ERP user's open transaction holds the project's row: the sink's update fails on its lock_timeout
+    (55P03), is retried with backoff while the sink is paused, and goes through once the lock is released."""
+    import sinks.runner as sink_runner
+    from sinks import metrics
+
+    monkeypatch.setattr(sink_runner, "LOCK_TIMEOUT", "500ms")  # the default 10 s, shortened for the test
+    runner, requests, _, _ = _erp_runner(topics, kafka_bootstrap, registry_url, erp_dsn)
+    retries = metrics.TARGET_RETRIES.labels(runner.sink.name)
+    try:
+        topics.produce(requests, "derived/project_requests", {"project_code": "PRJ-4712"}, project_request(4712))
+        topics.flush()
+        runner.drain()
+        before = retries._value.get()
+        with psycopg.connect(erp_dsn) as user:  # a transaction left open on the project's row
+            user.execute("select * from projects where project_code = 'PRJ-4712' for update")
+            topics.produce(requests, "derived/project_requests", {"project_code": "PRJ-4712"},
+                           project_request(4712, "update", budget="130000.00"))
+            topics.flush()
+            thread = threading.Thread(target=runner.drain, daemon=True)
+            thread.start()
+            _wait_for(lambda: retries._value.get() >= before + 2, 30)  # retried, not waiting on the lock
+            assert runner._paused and thread.is_alive()
+            assert _rows(erp_dsn, "select budget_amount from projects") == [(Decimal("120000.00"),)]
+            user.rollback()  # the user's transaction ends
+        thread.join(60)
+        assert not thread.is_alive()
+        assert _rows(erp_dsn, "select budget_amount from projects") == [(Decimal("130000.00"),)]
+        assert not runner._paused and runner.dead_letters == 0
+    finally:
+        runner.close()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

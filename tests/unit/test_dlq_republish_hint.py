@@ -67,8 +67,8 @@ def test_letters_of_the_processor_stages_need_no_republish():
 
 def test_a_sink_s_letter_of_a_change_topic_asks_for_the_row_s_next_version_not_a_republish():
     """The reporting sink mirrors some source tables: no republish sends their change events again."""
-    project = ("reporting_sink", {"project_code": "PRJ-7"}, {"after": {"project_code": "PRJ-7"}},
-               "erp.public.projects")
+    project = ("reporting_sink", {"project_code": "PRJ-7"},
+               {"before": None, "after": {"project_code": "PRJ-7"}, "op": "u"}, "erp.public.projects")
     hint = _hint(project)
     assert "republish" not in hint
     assert hint.startswith("a sink's letter of a change topic comes again only with its row's next version: once "

@@ -124,6 +124,10 @@ def _dbapi(sqlstate: str | None, cls=sa_exc.DBAPIError) -> sa_exc.DBAPIError:
     ("23505", sa_exc.IntegrityError, Fault.RECORD),      # unique_violation
     ("22001", sa_exc.DataError, Fault.RECORD),           # string_data_right_truncation
     ("42P01", sa_exc.ProgrammingError, Fault.FATAL),     # undefined_table
+    ("54000", sa_exc.OperationalError, Fault.RECORD),    # program_limit_exceeded: a key too long for its index
+    ("P0001", sa_exc.InternalError, Fault.RECORD),       # raise_exception: the target's trigger refused the row
+    ("55P03", sa_exc.OperationalError, Fault.TRANSIENT),  # lock_not_available: lock_timeout while a user holds it
+    ("57014", sa_exc.OperationalError, Fault.TRANSIENT),  # query_canceled: statement_timeout
 ])
 def test_faults_are_classified_by_sqlstate(state, cls, fault):
     assert classify(_dbapi(state, cls)) is fault
@@ -171,3 +175,16 @@ def test_unreachable_registry_is_transient_not_poison():
     decoder = RecordDecoder(Down(), ErpSink().contracts())
     with pytest.raises(TargetUnavailable):
         decoder.decode("derived.billing_triggers", 0, 0, b"\x00\x00\x00\x00\x07\x02X", None)
+
+
+def test_the_sink_s_engine_bounds_its_waits_and_hides_row_values_from_error_messages():
+    from psmesh.db import connect_args
+    from sinks.runner import LOCK_TIMEOUT, STATEMENT_TIMEOUT, make_engine
+
+    args = connect_args("host=db.example port=5432 dbname=erp user=psmesh options='-c search_path=erp'", "psmesh-sink",
+                        lock_timeout=LOCK_TIMEOUT, statement_timeout=STATEMENT_TIMEOUT)
+    assert args["options"] == "-c search_path=erp -c lock_timeout=10s -c statement_timeout=120s"
+    assert (args["keepalives"], args["keepalives_idle"], args["tcp_user_timeout"]) == (1, 30, 60_000)
+    assert args["host"] == "db.example" and args["dbname"] == "erp"
+    assert "options" not in connect_args("host=db.example dbname=erp", "psmesh-page")  # the page waits as it did
+    assert make_engine("host=db.example dbname=erp").hide_parameters
