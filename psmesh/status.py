@@ -209,11 +209,15 @@ def _groups(settings: Settings, topology: Topology, admin, consumer, thresholds:
             checks.append(Check("consumer group", group, "fail", f"cannot read committed offsets: {exc}"))
             continue
         lag_by_topic: dict[str, int] = {}
-        for tp in offsets.topic_partitions:
-            if tp.offset < 0:
-                continue
-            _, high = consumer.get_watermark_offsets(tp, timeout=TIMEOUT, cached=False)
-            lag_by_topic[tp.topic] = lag_by_topic.get(tp.topic, 0) + max(0, high - tp.offset)
+        try:
+            for tp in offsets.topic_partitions:
+                if tp.offset < 0:
+                    continue
+                _, high = consumer.get_watermark_offsets(tp, timeout=TIMEOUT, cached=False)
+                lag_by_topic[tp.topic] = lag_by_topic.get(tp.topic, 0) + max(0, high - tp.offset)
+        except KafkaException as exc:  # a partition without a leader, a request that timed out
+            checks.append(Check("consumer group", group, "fail", f"cannot read the end offsets of its topics: {exc}"))
+            continue
         total = sum(lag_by_topic.values())
         figures = {"state": state, "members": members, "lag": total, "lag_by_topic": dict(sorted(lag_by_topic.items()))}
         summary = f"{state.lower()}, {members} member(s), lag {total:,} records over {len(lag_by_topic)} topics"
@@ -230,16 +234,26 @@ def _groups(settings: Settings, topology: Topology, admin, consumer, thresholds:
 
 def _dead_letters(settings: Settings, topology: Topology, admin, checks: list[Check]) -> None:
     """Each dead-letter topic's letters not acknowledged yet (psmesh/dlq.py)."""
+    from confluent_kafka import KafkaException
+
     from psmesh.dlq import ack_consumer, spans
 
-    existing = admin.list_topics(timeout=TIMEOUT).topics
+    try:
+        existing = admin.list_topics(timeout=TIMEOUT).topics
+    except KafkaException as exc:
+        checks.append(Check("dead letters", "-", "fail", f"cannot list the topics: {exc}"))
+        return
     consumer = ack_consumer(settings)
     try:
         for name in topology.dead_letter_topics:
             if name not in existing:
                 checks.append(Check("dead letters", name, "fail", "topic missing: run psmesh topology apply"))
                 continue
-            found = spans(consumer, name, existing[name].partitions)
+            try:
+                found = spans(consumer, name, existing[name].partitions)
+            except KafkaException as exc:  # a partition without a leader, a request that timed out
+                checks.append(Check("dead letters", name, "fail", f"cannot read its offsets: {exc}"))
+                continue
             waiting, total = sum(s.waiting for s in found), sum(s.high - s.low for s in found)
             figures = {"count": waiting, "acknowledged": total - waiting}
             if waiting:
@@ -286,7 +300,8 @@ def _services(settings: Settings, topology: Topology, checks: list[Check]) -> No
             if p50 is not None:
                 detail += f", end-to-end latency p50 ≤ {p50:g} s, p99 ≤ {p99:g} s"
             if figures["paused"]:
-                checks.append(Check("service", name, "fail", detail + "; PAUSED: its database is unreachable", figures))
+                checks.append(Check("service", name, "fail", detail + "; PAUSED: its database (or the registry, or its dead-letter "
+                                    "topic) is unreachable; its log names which", figures))
                 continue
         checks.append(Check("service", name, "ok", detail, figures))
 

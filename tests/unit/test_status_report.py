@@ -30,3 +30,44 @@ def test_quantile_is_the_upper_bound_of_the_bucket_holding_it_summed_over_label_
     assert _quantile(samples, "h", 0.4) == 1.0    # 80 of 200: the 90 at or below 1.0 hold it
     assert _quantile(samples, "h", 0.5) == inf    # 100 of 200: beyond every finite bucket
     assert _quantile({}, "h", 0.5) is None
+
+
+def test_a_kafka_error_mid_report_fails_that_part_and_the_report_goes_on(monkeypatch):
+    """A partition without a leader, a request that timed out: the group's or topic's line fails, nothing raises."""
+    from types import SimpleNamespace
+
+    from confluent_kafka import KafkaError, KafkaException
+
+    import psmesh.dlq
+    from psmesh import status
+    from psmesh.config import Settings
+
+    def timing_out(*args, **kwargs):
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "timed out"))
+
+    class Future:
+        def __init__(self, value):
+            self.value = value
+
+        def result(self):
+            return self.value
+
+    group = SimpleNamespace(state=SimpleNamespace(name="STABLE"), members=[object()])
+    partition = SimpleNamespace(topic="views.project_financials", partition=0, offset=5)
+    admin = SimpleNamespace(
+        describe_consumer_groups=lambda groups, **kw: {g: Future(group) for g in groups},
+        list_consumer_group_offsets=lambda requests, **kw: {
+            requests[0].group_id: Future(SimpleNamespace(topic_partitions=[partition]))},
+        list_topics=lambda **kw: SimpleNamespace(topics={"dlq.sinks": SimpleNamespace(partitions={0: None})}))
+    consumer = SimpleNamespace(get_watermark_offsets=timing_out)
+    topology = SimpleNamespace(processors=[], sinks=[SimpleNamespace(name="erp_sink")],
+                               dead_letter_topics=["dlq.sinks"])
+    checks: list = []
+    status._groups(Settings(), topology, admin, consumer, status.Thresholds(), checks)
+    monkeypatch.setattr(psmesh.dlq, "ack_consumer", lambda settings: SimpleNamespace(close=lambda: None))
+    monkeypatch.setattr(psmesh.dlq, "spans", timing_out)
+    status._dead_letters(Settings(), topology, admin, checks)
+    assert [(c.area, c.name, c.state) for c in checks] == [("consumer group", "psmesh-erp_sink", "fail"),
+                                                           ("dead letters", "dlq.sinks", "fail")]
+    assert "cannot read the end offsets of its topics" in checks[0].detail
+    assert "cannot read its offsets" in checks[1].detail
