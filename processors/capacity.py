@@ -22,7 +22,6 @@ from typing import Any
 from processors.effects import Effects
 from processors.formulas import (
     HOURS_SCALE,
-    RATIO_SCALE,
     Assignment,
     Resource,
     TimeEntry,
@@ -33,7 +32,7 @@ from processors.formulas import (
     tentative_hours,
     week_start_of,
 )
-from processors.formulas.rounding import quotient
+from processors.formulas.rounding import quotient, store_ratio
 from processors.formulas.resource_week import WORKED_STATUSES, time_off_hours
 
 ZERO = Decimal(0)
@@ -156,7 +155,7 @@ class ResourceState:
             "total_hours": store(self.total.get(week, ZERO), HOURS_SCALE),
             # formulas.utilization as a 60-digit quotient rather than a Fraction, a third of this row's time:
             # stored to 4 places it is the same (processors/formulas/rounding.py; the tests compare the two)
-            "utilization": store(quotient(billable, capacity), RATIO_SCALE),
+            "utilization": store_ratio(quotient(billable, capacity)),
         }
 
     def _plan(self, week: date) -> tuple[Decimal, dict[str, Decimal]]:

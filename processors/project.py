@@ -51,7 +51,7 @@ from processors.formulas import (
     store,
 )
 from processors.formulas.billing import MILESTONE_COMPLETED, PERIOD_CLOSE
-from processors.formulas.rounding import quotient, wide
+from processors.formulas.rounding import quotient, store_ratio, wide
 from processors.formulas.risk import (
     BURN,
     MARGIN,
@@ -235,9 +235,9 @@ class ProjectState:
         # stored, so after the final close wip is 0, as DOMAIN.md section 5 requires (docs/formulas.md).
         out["wip"] = out["delivered_value"] - out["billed"]
         out["contract_hours"] = store(f["contract_hours"], HOURS_SCALE)
-        out["margin_pct"] = store(f["margin"], RATIO_SCALE)
-        out["planned_margin_pct"] = store(f["planned_margin"], RATIO_SCALE)
-        out["hours_burn"] = store(f["hours_burn"], RATIO_SCALE)
+        out["margin_pct"] = store_ratio(f["margin"])
+        out["planned_margin_pct"] = store_ratio(f["planned_margin"])
+        out["hours_burn"] = store_ratio(f["hours_burn"])
         return out
 
     def raised(self) -> dict[str, str]:

@@ -97,6 +97,12 @@ def _store(expr: str, scale: int) -> str:
     return f"ROUND(ROUND(({expr}), 30), {scale})"
 
 
+def _ratio(expr: str) -> str:
+    """A ratio as its numeric(7,4) column stores it: null when it does not fit (processors' ``store_ratio``)."""
+    stored = _store(expr, 4)
+    return f"(CASE WHEN ABS({stored}) < 1000 THEN {stored} END)"
+
+
 def _week_of(day: str) -> str:
     """The Monday of the ISO week of a date expression (date - integer is a date)."""
     return f"(({day}) - (EXTRACT(ISODOW FROM ({day}))::int - 1))"
@@ -197,7 +203,7 @@ SELECT resource_id, week_start,
        {_store('capacity_hours - assigned_hours', 2)} AS available_hours,
        {_store('billable_hours', 2)} AS billable_hours,
        {_store('total_hours', 2)} AS total_hours,
-       {_store(_div('billable_hours', 'capacity_hours'), 4)} AS utilization
+       {_ratio(_div('billable_hours', 'capacity_hours'))} AS utilization
 FROM figures
 """
 
@@ -362,9 +368,9 @@ SELECT project_code, opportunity_id, account_id, service_line, contract_type, cu
        {_store('earned_revenue + billable_expenses', 2)} - {_store('billed', 2)} AS wip,
        {_store('contract_value - earned_revenue', 2)} AS backlog,
        {_store('cost', 2)} AS cost,
-       {_store('margin', 4)} AS margin_pct,
-       {_store('planned_margin', 4)} AS planned_margin_pct,
-       {_store('hours_burn', 4)} AS hours_burn
+       {_ratio('margin')} AS margin_pct,
+       {_ratio('planned_margin')} AS planned_margin_pct,
+       {_ratio('hours_burn')} AS hours_burn
 FROM project
 """
 

@@ -55,7 +55,7 @@ from .risk import (
     raised_risks,
     rate_leakage_rule,
 )
-from .rounding import HOURS_SCALE, MONEY_SCALE, RATIO_SCALE, store
+from .rounding import HOURS_SCALE, MONEY_SCALE, RATIO_LIMIT, RATIO_SCALE, store, store_ratio
 from .rows import (
     Assignment,
     BillingEvent,

@@ -19,6 +19,8 @@ _WIDE = Context(prec=60, rounding=ROUND_HALF_UP)
 MONEY_SCALE = 2
 HOURS_SCALE = 2
 RATIO_SCALE = 4
+#: A stored ratio is numeric(7,4) (DOMAIN.md section 4): it holds less than 1,000 (100,000 %) either way.
+RATIO_LIMIT = Decimal(1000)
 
 ZERO = Decimal(0)
 #: the quantum of each scale, formed once: store() runs for every column of every view row published
@@ -85,3 +87,12 @@ def store(value: Decimal | Fraction | int | None, scale: int) -> Decimal | None:
         sign = -1 if value < 0 else 1
         return (Decimal(sign * whole).scaleb(-scale)).quantize(quantum)
     return Decimal(value).quantize(quantum, rounding=ROUND_HALF_UP, context=_WIDE)
+
+
+def store_ratio(value: Decimal | Fraction | int | None) -> Decimal | None:
+    """A ratio as its view column stores it: rounded to RATIO_SCALE places, and None, as for a zero denominator,
+    when it does not fit numeric(7,4) (|ratio| ≥ 1,000, a margin of −150,000 % on a project that earned 1.00
+    against 1,500.00 of cost, say). Such a ratio tells nothing a reader can use, and the row must still be
+    published: its money columns are exact (docs/formulas.md, "Ratios out of range")."""
+    stored = store(value, RATIO_SCALE)
+    return None if stored is None or abs(stored) >= RATIO_LIMIT else stored

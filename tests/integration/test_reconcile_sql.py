@@ -134,6 +134,12 @@ def add_edge_cases(settings: Settings, names: dict[str, str], start: date) -> No
                           "1.00", None, won_at))
         crm.execute(line, (EDGE + 5, EDGE + 7, "analyst", "sap", "0.01", "100.00", "60.00", friday, friday + timedelta(days=4)))
         crm.execute(line, (EDGE + 6, EDGE + 7, "analyst", "sap", "0.01", "100.00", "60.00", friday, friday + WEEK))
+        # Ratios a numeric(7,4) cannot hold (|ratio| ≥ 1,000): planned margin 1 − 1,200/1, margin (1.00 − 1,680.70)/1.00,
+        # hours burn 27.01/0.01; stored null, the rest of the row as ever.
+        crm.execute(opp, (EDGE + 8, "overrun", "closed_won", 100, "1.00", "security", "time_and_materials", "0.01", None,
+                          won_at))
+        crm.execute(line, (EDGE + 7, EDGE + 8, "analyst", "security", "20.00", "100.00", "60.00", monday,
+                           monday + timedelta(days=4)))
     with psycopg.connect(settings.pg_dsn(names["psa"])) as psa:
         resource = ("insert into resources (resource_id, name, email, role, primary_skill, region, employment_type,"
                     " cost_rate, bill_rate, weekly_capacity_hours, active, hired_on)"
@@ -146,6 +152,8 @@ def add_edge_cases(settings: Settings, names: dict[str, str], start: date) -> No
         psa.execute(resource, (EDGE + 3, "late", "late@x", "aws", "40.00", True, monday + 3 * WEEK))
         # No activity at all: no resource_week rows, still supply.
         psa.execute(resource, (EDGE + 4, "idle", "idle@x", "security", "40.00", True, start))
+        # A capacity of 0.01 hours a week and 15.01 billable hours: utilization 1,501, stored null.
+        psa.execute(resource, (EDGE + 5, "tiny", "tiny@x", "security", "0.01", True, start))
         psa.execute("insert into assignments (assignment_id, resource_id, project_code, opportunity_id, role, start_date,"
                     " end_date, hours_per_week, status) values"
                     " (%s, %s, %s, %s, 'analyst', %s, %s, 12.50, 'confirmed'),"
@@ -166,6 +174,12 @@ def add_edge_cases(settings: Settings, names: dict[str, str], start: date) -> No
                            "149.99", "140.00", "approved"))
         te.execute(entry, (EDGE + 4, EDGE + 1, f"PRJ-{EDGE + 3}", "analyst", monday, "3.00", True, "150.00", "140.00", "submitted"))
         te.execute(entry, (EDGE + 5, EDGE + 1, f"PRJ-{EDGE + 3}", "analyst", monday, "5.00", True, "150.00", "140.00", "draft"))
+        te.execute(entry, (EDGE + 6, EDGE + 5, f"PRJ-{EDGE + 8}", "analyst", monday, "0.01", True, "100.00", "70.00",
+                           "approved"))
+        te.execute(entry, (EDGE + 7, EDGE + 5, f"PRJ-{EDGE + 8}", "analyst", monday, "12.00", False, "100.00", "140.00",
+                           "approved"))
+        te.execute(entry, (EDGE + 8, EDGE + 5, f"PRJ-{EDGE + 8}", "analyst", monday + timedelta(days=1), "15.00", True,
+                           "0.00", "0.00", "approved"))
         te.execute("insert into expenses (expense_id, resource_id, project_code, expense_date, category, amount, currency,"
                    " billable, status) values (%s, %s, %s, %s, 'travel', 100.01, 'USD', true, 'approved'),"
                    " (%s, %s, %s, %s, 'meals', 20.00, 'USD', false, 'approved'),"
@@ -251,9 +265,9 @@ def formula_views(settings: Settings, names: dict[str, str]) -> Views:
             # wip from the stored delivered value and billed (docs/formulas.md)
             "wip": f.store(delivered, MONEY) - f.store(billed, MONEY),
             "backlog": f.store(f.backlog(cv, revenue), MONEY),
-            "cost": f.store(cost, MONEY), "margin_pct": f.store(f.margin_pct(delivered, cost), RATIO),
-            "planned_margin_pct": f.store(f.planned_margin_pct(o, los), RATIO),
-            "hours_burn": f.store(f.hours_burn(ens, ch), RATIO),
+            "cost": f.store(cost, MONEY), "margin_pct": f.store_ratio(f.margin_pct(delivered, cost)),
+            "planned_margin_pct": f.store_ratio(f.planned_margin_pct(o, los)),
+            "hours_burn": f.store_ratio(f.hours_burn(ens, ch)),
         }
         for rule in raised_risks(o, los, cos, ens, exs, milestones_of[code]):
             risks[(code, rule)] = {}
@@ -287,7 +301,7 @@ def formula_views(settings: Settings, names: dict[str, str]) -> Views:
                 "available_hours": f.store(f.available_hours(fig["capacity"], fig["assigned"]), HOURS),
                 "billable_hours": f.store(billable, HOURS),
                 "total_hours": f.store(f.total_hours(r.resource_id, week, worked_of[r.resource_id]), HOURS),
-                "utilization": f.store(f.utilization(billable, fig["capacity"]), RATIO),
+                "utilization": f.store_ratio(f.utilization(billable, fig["capacity"])),
             }
     assert {rid for rid, _ in resource_week} <= known
 
@@ -338,6 +352,9 @@ def test_every_view_by_sql_equals_the_formulas_on_the_demo_firm(stack_settings):
         assert any(row["contract_type"] == "fixed_fee" and row["earned_revenue"] > 0 for row in financials.values())
         assert financials[(f"PRJ-{EDGE + 1}",)]["planned_margin_pct"] is None
         assert financials[(f"PRJ-{EDGE + 1}",)]["hours_burn"] is None
+        overrun = financials[(f"PRJ-{EDGE + 8}",)]  # ratios out of numeric(7,4): null, the money exact
+        assert (overrun["margin_pct"], overrun["planned_margin_pct"], overrun["hours_burn"]) == (None, None, None)
+        assert (overrun["delivered_value"], overrun["cost"]) == (Decimal("1.00"), Decimal("1680.70"))
         assert all(isinstance(v, (Decimal, type(None))) for row in financials.values()
                    for k, v in row.items() if k not in ("opportunity_id", "account_id", "service_line",
                                                         "contract_type", "currency"))
@@ -346,6 +363,8 @@ def test_every_view_by_sql_equals_the_formulas_on_the_demo_firm(stack_settings):
         assert sum(1 for row in weeks.values() if row["utilization"]) >= 50
         assert any(row["utilization"] is None for row in weeks.values())
         assert not any(rid == EDGE + 4 for rid, _ in weeks)
+        tiny = weeks[(EDGE + 5, week_start_of(small.start_date) + 2 * WEEK)]
+        assert tiny["utilization"] is None and tiny["billable_hours"] == Decimal("15.01")
         assert min(w for rid, w in weeks if rid == EDGE + 2) == week_start_of(small.start_date - 3 * WEEK)
 
         skills = by_sql["skill_week"]

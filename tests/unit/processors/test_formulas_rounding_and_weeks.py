@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import pytest
 
-from processors.formulas import month_start, store, week_start_of, weekdays_between, weekdays_in
+from processors.formulas import month_start, store, store_ratio, week_start_of, weekdays_between, weekdays_in
 
 
 def test_store_rounds_half_away_from_zero_both_signs():
@@ -79,3 +79,43 @@ def test_a_60_digit_quotient_stores_as_the_exact_ratio_does():
         for scale in (2, 4):
             assert store(quotient(numerator, denominator), scale) == store(ratio(numerator, denominator), scale), \
                 (numerator, denominator, scale)
+
+
+def test_a_ratio_a_numeric_7_4_cannot_hold_is_stored_null_as_for_a_zero_denominator():
+    assert store_ratio(D("999.99994")) == D("999.9999")
+    assert store_ratio(D("-999.99994")) == D("-999.9999")
+    assert store_ratio(D("999.99995")) is None  # rounds to 1000.0000
+    assert store_ratio(Fraction(1) - Fraction("1680.70")) is None
+    assert store_ratio(Fraction(2701, 1)) is None
+    assert store_ratio(Fraction(1, 3)) == D("0.3333")
+    assert store_ratio(None) is None
+
+
+def test_a_project_whose_ratios_overflow_still_publishes_its_row_in_its_avro_schema():
+    """The row the project stage computes for a project that delivered 1.00 at a cost of 1,680.70 encodes with
+    views.project_financials' schema: its ratios are null, its money columns exact."""
+    import json
+    from pathlib import Path
+
+    import fastavro
+
+    from processors.project import ProjectStage
+    from processors.records import parse
+
+    opportunity = {"opportunity_id": 8, "account_id": 1, "name": "overrun", "stage": "closed_won",
+                   "probability": "100.00", "amount": "1.00", "currency": "EUR", "service_line": "security",
+                   "contract_type": "time_and_materials", "estimated_hours": "0.01", "target_start_date": None,
+                   "target_end_date": None, "expected_close_date": None, "closed_at": "2026-03-01T00:00:00+00:00"}
+    stage = ProjectStage()
+    stage.on_row("PRJ-8", "opportunity", 8, (parse("opportunity", opportunity), opportunity))
+    for n, (hours, billable, cost_rate) in enumerate([("0.01", True, "70.00"), ("12.00", False, "140.00")]):
+        entry = {"entry_id": n, "resource_id": 1, "project_code": "PRJ-8", "role": "analyst", "work_date": "2026-03-02",
+                 "hours": hours, "billable": billable, "bill_rate": "100.00", "cost_rate": cost_rate,
+                 "status": "approved"}
+        stage.on_row("PRJ-8", "entry", n, parse("entry", entry))
+    [row] = [row for view, _, row in stage.view_rows() if view == "project_financials"]
+    assert (row["margin_pct"], row["hours_burn"]) == (None, None)
+    assert (row["delivered_value"], row["cost"]) == (D("1.00"), D("1680.70"))
+    schema = json.loads((Path(__file__).parents[3] / "schemas/views/project_financials-value.avsc").read_text())
+    record = {**row, "updated_at": datetime(2026, 3, 3, tzinfo=timezone.utc)}
+    fastavro.validation.validate(record, fastavro.parse_schema(schema), raise_errors=True)
