@@ -59,9 +59,11 @@ class ReplicationStream:
 
     def __init__(self, dsn: str) -> None:
         try:
-            # UTC and ISO output make the text values cheap and unambiguous to parse (streams.pgtypes).
+            # UTC and ISO output make the text values cheap and unambiguous to parse (streams.pgtypes). pgoutput sends
+            # text in the client encoding, the database's by default: UTF8, which the decoder reads, whatever the
+            # database's is (a LATIN1 source stopped at its first accented character).
             self.conn = psycopg.connect(
-                dsn, replication="database", autocommit=True,
+                dsn, replication="database", autocommit=True, client_encoding="UTF8",
                 options="-c TimeZone=UTC -c DateStyle=ISO -c bytea_output=hex -c extra_float_digits=3",
             )
         except psycopg.Error as exc:

@@ -307,6 +307,7 @@ class CaptureSource:
     def _create_or_extend_publication(self) -> None:
         refs = self.config.table_refs()
         with psycopg.connect(self.config.dsn, autocommit=True) as conn:
+            self._check_keys(conn, refs)
             row = conn.execute("select puballtables from pg_publication where pubname = %s", (self.config.publication,)).fetchone()
             idents = [sql.Identifier(r.schema, r.table) for r in refs]
             if row is None:
@@ -323,6 +324,33 @@ class CaptureSource:
                 conn.execute(sql.SQL("alter publication {} add table {}").format(
                     sql.Identifier(self.config.publication), sql.SQL(", ").join(missing)))
                 logger.info("added %d tables to publication %s", len(missing), self.config.publication)
+
+    @staticmethod
+    def _check_keys(conn: psycopg.Connection, refs: list[TableRef]) -> None:
+        """Every table has the key its events are keyed by, before any is added to the publication: once a table
+        without a replica identity key is published, PostgreSQL refuses its UPDATE and DELETE statements, so the
+        firm's own application would fail on it."""
+        keyless = []
+        for ref in refs:
+            row = conn.execute(
+                "select c.relreplident,"
+                " exists (select 1 from pg_index i where i.indrelid = c.oid and i.indisprimary),"
+                " exists (select 1 from pg_index i where i.indrelid = c.oid and i.indisreplident)"
+                " from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+                " where n.nspname = %s and c.relname = %s and c.relkind in ('r', 'p')",
+                (ref.schema, ref.table)).fetchone()
+            if row is None:
+                continue  # no such table: the publication's statement says so
+            identity, primary, index = row
+            usable = index if identity == "i" else primary if identity in ("d", "f") else False
+            if not usable:
+                keyless.append(ref.qualified + (" (REPLICA IDENTITY NOTHING)" if identity == "n" else ""))
+        if keyless:
+            raise StreamsError(
+                f"table(s) {', '.join(keyless)} without a primary key (or a REPLICA IDENTITY USING INDEX): give each "
+                "one before it is captured. The publication was left as it was: PostgreSQL refuses UPDATE and DELETE "
+                "on a published table that has no replica identity key, so publishing it would break the "
+                "applications that write it")
 
     def _ensure_topics(self) -> None:
         admin = AdminClient(self.config.kafka)

@@ -11,7 +11,8 @@ import psycopg
 import pytest
 
 from tests.integration.capture_support import RunningCapture, ScratchSource, TopicReader, wait_for
-from streams.exceptions import SchemaRefused
+from streams.exceptions import SchemaRefused, StreamsError
+from streams.source import CaptureSource
 
 pytestmark = pytest.mark.integration
 
@@ -258,3 +259,21 @@ def test_streamed_transaction_publishes_its_inserts_updates_and_deletes_at_commi
     assert updated["work_date"] == date(2026, 1, 12) and updated["bill_rate"] == Decimal("150.00")
     deleted = [k["entry_id"] for k, v in records if v and v["op"] == "d"]
     assert sorted(deleted) == list(range(2991, 3001))
+
+
+def test_a_table_without_a_key_is_refused_before_the_publication_would_break_its_writers(source, stack_settings):
+    """PostgreSQL refuses UPDATE and DELETE on a published table without a replica identity key: the capture must
+    stop with the table's name before it publishes the table, and the firm's application keep working."""
+    source.execute("alter table time_off drop constraint time_off_pkey")
+    capture = CaptureSource(source.config(snapshot=False))
+    try:
+        with pytest.raises(StreamsError, match=r"table\(s\) public\.time_off without a primary key"):
+            capture.run(until=lambda running: True)  # without the refusal: returns at once, and the test fails
+    finally:
+        capture.close()
+    # the application's writes (PostgreSQL checks the table's identity before it looks for rows)
+    source.execute("update time_off set status = 'cancelled' where time_off_id = 1")
+    source.execute("delete from time_off where time_off_id = 1")
+    with psycopg.connect(source.dsn) as conn:
+        assert conn.execute("select count(*) from pg_publication where pubname = %s",
+                            (f"pub_{source.name}",)).fetchone() == (0,)
