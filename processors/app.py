@@ -66,7 +66,7 @@ from processors import faust_fixes
 from processors.exceptions import BadChangeEvent, ProcessorError
 from processors.project import ProjectStage, project_code_of
 from processors.sender import RecordTooLarge, Sender, Ticket
-from processors.records import KIND_OF_TOPIC, KINDS, SOURCE_TOPICS, dumps, loads, parse, pick
+from processors.records import KIND_OF_TOPIC, KINDS, SOURCE_TOPICS, check_dates, dumps, loads, parse, pick
 from processors.rollup import RollupStage, legacy_line_key
 from psmesh.config import SECURITY_PROTOCOLS, Settings
 from psmesh.latency import commit_ms_of
@@ -816,6 +816,8 @@ class Processors:
         if pk is None:
             raise BadChangeEvent(f"{event.message.topic}: primary key {pk_column} missing")
         row = pick(kind, envelope["after"]) if op != "d" else None
+        if row is not None:
+            check_dates(kind, row)
         changes.append((cause, kind, pk, row, commit_ms_of(envelope)))
 
     def _route(self, event: Any, kind: str, pk: Any, row: dict[str, Any] | None, commit_ms: str | None,
@@ -968,14 +970,16 @@ class Processors:
     def _project(self, stage: ProjectStage, partition: int, item: list, cause: Cause, out: Outbox,
                  touched: dict[str, Cause]) -> None:
         code, kind, ident, row = item[:4]
+        # The mirror takes a row once it is folded: one the stage refuses (dead-lettered by _fold) must not come back
+        # with the next rebuild.
         if kind in BROADCAST_KINDS:
             parsed = parse(kind, row) if row is not None else None
-            out.write("project_rows", f"{partition}|~|{kind}|{ident}".encode(), cause.event, row)
             fx = stage.on_account(ident, row) if kind == "account" else stage.on_period(ident, parsed)
+            out.write("project_rows", f"{partition}|~|{kind}|{ident}".encode(), cause.event, row)
         else:
             parsed = _parse_project(kind, row) if row is not None else None
-            out.write("project_rows", f"{partition}|{code}|{kind}|{ident}".encode(), cause.event, row)
             fx = stage.on_row(code, kind, ident, parsed, settle=False)
+            out.write("project_rows", f"{partition}|{code}|{kind}|{ident}".encode(), cause.event, row)
             touched[code] = cause
         out.add(fx, cause, "project_rows", partition)
 
@@ -1036,8 +1040,9 @@ class Processors:
         key, kind, ident, row = item[:4]
         rid = int(key)
         parsed = parse(kind, row) if row is not None else None
-        out.write("resource_rows", f"{partition}|{rid}|{kind}|{ident}".encode(), cause.event, row)
-        out.add(stage.on_row(rid, kind, ident, parsed), cause)
+        fx = stage.on_row(rid, kind, ident, parsed)
+        out.write("resource_rows", f"{partition}|{rid}|{kind}|{ident}".encode(), cause.event, row)  # once folded
+        out.add(fx, cause)
 
     # ---- hop 3: rollup
     async def _rebuild_rollup(self) -> None:

@@ -11,7 +11,7 @@ are the same). ``parse`` turns them into the immutable rows of :mod:`processors.
 from __future__ import annotations
 
 import orjson
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any, Callable
@@ -90,6 +90,33 @@ def loads(data: bytes) -> Any:
 
 #: kind → its forwarded columns, as a set
 _FORWARDED = {kind: frozenset(columns) for kind, (_, _, columns) in KINDS.items()}
+
+
+#: kind → the date columns the stages count weeks and spread hours with. DOMAIN.md section 1 marks none of them null.
+WEEK_DATES = {"line": ("start_date", "end_date"), "assignment": ("start_date", "end_date"),
+              "time_off": ("start_date", "end_date"), "entry": ("work_date",), "expense": ("expense_date",),
+              "period": ("start_date", "end_date"), "resource": ("hired_on",)}
+#: Dates after this one have no whole ISO week left in the calendar (9999-12-31 is a Friday): a typing error.
+LAST_DATE = date.max - timedelta(days=7)
+_LAST_ISO = LAST_DATE.isoformat()
+
+
+def check_dates(kind: str, row: dict[str, Any]) -> None:
+    """A row whose week dates the stages cannot count with is bad input (dead-lettered by the router, before any
+    stage holds it): a null one (a resource's hire date may be null: hired all along), or one past LAST_DATE."""
+    columns = WEEK_DATES.get(kind)
+    if columns is None:
+        return
+    for column in columns:
+        value = row.get(column)
+        if value is None:
+            if kind == "resource":
+                continue
+            raise BadChangeEvent(f"{KINDS[kind][0]}: {column} is null; the views count weeks with it (DOMAIN.md "
+                                 "section 1 has it required)")
+        if value > LAST_DATE if isinstance(value, date) else str(value) > _LAST_ISO:  # an ISO text, as forwarded
+            raise BadChangeEvent(f"{KINDS[kind][0]}: {column} {value} is past {_LAST_ISO}, "
+                                 "the last date with a whole ISO week in the calendar")
 
 
 def pick(kind: str, after: dict[str, Any]) -> dict[str, Any]:

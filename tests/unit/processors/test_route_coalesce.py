@@ -169,3 +169,24 @@ def test_a_project_code_with_a_bar_is_dead_lettered_not_mirrored(tmp_path: Path)
                               change("entry", entry(2, "approved", "PRJ-9"), 1, "c")])
     assert [(r[0], r[2]) for rows in forwarded(sender, BY_PROJECT).values() for r in rows] == [("PRJ-9", 2)]
     assert "dlq.processors" in sender.produced()
+
+
+def test_a_row_whose_week_dates_cannot_be_counted_is_dead_lettered_before_any_stage_holds_it(tmp_path: Path, caplog):
+    """A null work_date or assignment end (DOMAIN.md has them required), a date past 9999-12-24: refused by the router,
+    so that no stage folds, mirrors or rebuilds from it (a null end date made every later row of the resource fail,
+    and its rebuild with them)."""
+    assignment = {"assignment_id": 5, "resource_id": 12, "project_code": "PRJ-1", "opportunity_id": 1,
+                  "role": "consultant", "start_date": "2026-03-02", "end_date": None, "hours_per_week": "20.00",
+                  "status": "confirmed"}
+    processors = routing(tmp_path, [
+        change("entry", {**entry(1, "approved"), "work_date": None}, 0, "c"),
+        change("entry", {**entry(2, "approved"), "work_date": "9999-12-31"}, 1, "c"),
+        change("assignment", assignment, 2, "c"),
+        change("entry", entry(3, "approved"), 3, "c")])
+    rows = [(r[1], r[2]) for topic in (BY_PROJECT, BY_RESOURCE)
+            for rows in forwarded(processors.sender, topic).values() for r in rows]
+    assert rows == [("entry", 3), ("entry", 3)]  # the good entry, to its project and its resource
+    assert len([topic for topic, _, _ in processors.sender.records if topic == "dlq.processors"]) == 3
+    reasons = "\n".join(r.getMessage() for r in caplog.records if r.getMessage().startswith("dead letter from route"))
+    assert "work_date is null" in reasons and "work_date 9999-12-31 is past 9999-12-24" in reasons
+    assert "public.assignments: end_date is null" in reasons

@@ -186,3 +186,25 @@ def test_a_rebuild_folds_only_the_partitions_the_worker_was_assigned(tmp_path):
     run_batch(w, lambda events: w._rebuild_resources(), [])
     assert sorted(w.resource_stages) == [3, 4]
     assert {row["resource_id"] for row in w.published["resource_week"].values()} == {7, 8}
+
+
+def test_a_row_the_resource_stage_refuses_is_dead_lettered_and_left_out_of_its_mirror(tmp_path, monkeypatch):
+    """The mirror takes a row only once its stage folded it: the rebuild after a restart cannot meet it again."""
+    from processors.capacity import ResourceStage
+
+    w = worker(tmp_path, RecordingSender())
+    resources = w.by_resource.get_topic_name()
+    folded = ResourceStage.on_row
+
+    def refusing(self, rid, kind, key, row):
+        if key == 2:
+            raise ValueError("a row this stage cannot fold")
+        return folded(self, rid, kind, key, row)
+
+    monkeypatch.setattr(ResourceStage, "on_row", refusing)
+    time_off = {"time_off_id": 0, "resource_id": 7, "start_date": "2026-03-03", "end_date": "2026-03-04",
+                "hours_per_day": "8.00", "status": "approved"}
+    rows = [["7", "time_off", n, {**time_off, "time_off_id": n}, "1700000000000"] for n in (1, 2, 3)]
+    run_batch(w, w._resource_batch, [FakeEvent(resources, partition=3, offset=0, key=b"r", value=dumps(rows))])
+    assert sorted(k.decode() for k, _ in w.resource_rows.items()) == ["3|7|time_off|1", "3|7|time_off|3"]
+    assert "dlq.processors" in w.sender.produced()
