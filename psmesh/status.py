@@ -149,7 +149,7 @@ def _captures(settings: Settings, topology: Topology, thresholds: Thresholds, ch
             with psycopg.connect(settings.pg_dsn(source.database), connect_timeout=int(TIMEOUT)) as conn:
                 slot = conn.execute(
                     "select active, confirmed_flush_lsn::text, "
-                    "pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint "
+                    "pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint, wal_status "
                     "from pg_replication_slots where slot_name = %s", (source.slot,)).fetchone()
         except psycopg.Error as exc:
             checks.append(Check("capture", source.name, "fail", f"database {source.database} unreachable: "
@@ -176,7 +176,10 @@ def _captures(settings: Settings, topology: Topology, thresholds: Thresholds, ch
             lag += f", {figures['lag_seconds']:.1f} s behind"
         if figures["events_produced"] is not None:
             lag += f", {figures['events_produced']:,.0f} events produced"
-        if not figures["active"]:
+        if slot[3] == "lost":
+            state, detail = "fail", (f"slot {source.slot} invalidated by PostgreSQL (max_slot_wal_keep_size): changes "
+                                     "lost; the capture's log says how to snapshot again")
+        elif not figures["active"]:
             state, detail = "fail", f"slot {source.slot} inactive: no capture attached ({lag})"
         elif figures["lag_bytes"] > thresholds.slot_lag_bytes:
             state, detail = "warn", f"slot {source.slot} {lag}: above {_bytes(thresholds.slot_lag_bytes)}"

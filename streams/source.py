@@ -394,12 +394,21 @@ class CaptureSource:
                 time.sleep(0.2)
 
     def _slot_exists(self) -> bool:
+        """Whether the slot exists; a slot no capture can resume stops the capture (no reconnect can mend it)."""
         with psycopg.connect(self.config.dsn, autocommit=True) as conn:
             row = conn.execute(
-                "select database from pg_replication_slots where slot_name = %s", (self.config.slot,)
+                "select database, wal_status from pg_replication_slots where slot_name = %s", (self.config.slot,)
             ).fetchone()
         if row and row[0] != self.config.database:
-            raise ReplicationError(f"slot {self.config.slot} belongs to database {row[0]}, not {self.config.database}")
+            raise StreamsError(f"slot {self.config.slot} belongs to database {row[0]}, not {self.config.database}: "
+                               "give this source a slot of its own (its slot setting)")
+        if row and row[1] == "lost":
+            raise StreamsError(
+                f"slot {self.config.slot} was invalidated by PostgreSQL (wal_status lost): the WAL it held passed "
+                "max_slot_wal_keep_size while the capture was down, and the changes since its confirmed position "
+                f"are gone. To capture again from a new snapshot of every table, drop it (select "
+                f"pg_drop_replication_slot('{self.config.slot}')) and start the capture; rows deleted meanwhile "
+                "stay on the compacted topics until their tombstones are written by hand")
         return row is not None
 
     def _open_stream(self) -> ReplicationStream:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import string
+from pathlib import Path
 from datetime import date, datetime, timezone
 from decimal import Decimal
 
@@ -277,3 +278,58 @@ def test_a_table_without_a_key_is_refused_before_the_publication_would_break_its
     with psycopg.connect(source.dsn) as conn:
         assert conn.execute("select count(*) from pg_publication where pubname = %s",
                             (f"pub_{source.name}",)).fetchone() == (0,)
+
+
+def test_a_slot_postgres_invalidated_stops_the_capture_with_the_way_back_and_status_fails_it(stack_settings,
+                                                                                               tmp_path):
+    """A capture down while its slot passed max_slot_wal_keep_size: PostgreSQL invalidates the slot (its changes
+    are gone). The capture must stop with that and the way to snapshot again, not retry forever as if PostgreSQL
+    were away; `psmesh status` must fail the slot as invalidated, not as merely inactive."""
+    import socket
+
+    from psmesh.config import Settings
+    from psmesh.stack.postgres import PostgresServer
+    from psmesh.status import Check, Thresholds, _captures
+    from psmesh.topology import load_topology
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = Settings(home=tmp_path / "pg", pg_port=port, kafka_bootstrap=stack_settings.bootstrap_servers,
+                        registry_url=stack_settings.schema_registry_url)
+    server = PostgresServer(settings)
+    server.start()
+    try:
+        source = ScratchSource.create(settings, tmp_path / "cdc")
+        slot = f"slot_{source.name}"
+        with psycopg.connect(settings.pg_dsn("postgres"), autocommit=True) as conn:
+            conn.execute("alter system set max_slot_wal_keep_size = '1MB'")
+            conn.execute("select pg_reload_conf()")
+        with psycopg.connect(source.dsn, autocommit=True) as conn:
+            conn.execute("select pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+            for _ in range(4):  # WAL well past 1 MB, in segments a checkpoint may remove
+                conn.execute("insert into accounts select g, 'x', null, 'NA', 'USD', 30, now() "
+                             "from generate_series(1, 20000) g on conflict do nothing")
+                conn.execute("delete from accounts")
+                conn.execute("select pg_switch_wal()")
+                conn.execute("checkpoint")
+            assert wait_for(lambda: conn.execute("select wal_status from pg_replication_slots where slot_name = %s",
+                                                 (slot,)).fetchone()[0] == "lost", timeout=30)
+        capture = CaptureSource(source.config(snapshot=False))
+        try:
+            with pytest.raises(StreamsError, match=rf"slot {slot} was invalidated by PostgreSQL .* "
+                                                   rf"pg_drop_replication_slot\('{slot}'\)"):
+                capture.run(until=lambda running: True)
+        finally:
+            capture.close()
+
+        topology = load_topology(Path(__file__).resolve().parents[2] / "topology.yaml")
+        source_entry = next(s for s in topology.sources if s.name == "crm")
+        fake = type("Topo", (), {"sources": [source_entry.model_copy(update={"database": source.database,
+                                                                            "slot": slot})]})()
+        checks: list[Check] = []
+        _captures(settings, fake, Thresholds(), checks)
+        [check] = checks
+        assert check.state == "fail" and f"slot {slot} invalidated by PostgreSQL" in check.detail
+    finally:
+        server.stop()
