@@ -40,6 +40,16 @@ def sink_metrics_port(settings: Settings, topology: Topology | None, sink: str) 
     return SINK_DEFAULT_PORTS[sink]
 
 
+def sink_dead_letter_topic(topology: Topology | None, sink: str) -> str:
+    """Sink ``erp`` or ``reporting``: the topology's dead_letter for it (where psmesh status and psmesh dlq read its
+    letters), else dlq.sinks."""
+    if topology is not None:
+        for entry in topology.sinks:
+            if entry.name == f"{sink}_sink" and entry.dead_letter:
+                return entry.dead_letter
+    return "dlq.sinks"
+
+
 def default_topology() -> Topology | None:
     """The topology file psmesh would use here, or None when it is missing or invalid (ports fall back)."""
     from psmesh.topology.cli import default_topology_path

@@ -303,8 +303,9 @@ def _services(settings: Settings, topology: Topology, checks: list[Check]) -> No
             if p50 is not None:
                 detail += f", end-to-end latency p50 ≤ {p50:g} s, p99 ≤ {p99:g} s"
             if figures["paused"]:
-                checks.append(Check("service", name, "fail", detail + "; PAUSED: its database (or the registry, or its dead-letter "
-                                    "topic) is unreachable; its log names which", figures))
+                paused = ("; PAUSED: its database (or the registry, or its dead-letter topic) is unreachable; its log "
+                          "names which")
+                checks.append(Check("service", name, "fail", detail + paused, figures))
                 continue
         checks.append(Check("service", name, "ok", detail, figures))
 

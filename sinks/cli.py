@@ -37,7 +37,7 @@ def run(name: str, bootstrap_servers: str | None, registry_url: str | None, dsn:
         dead_letter_topic: str | None, batch_size: int, metrics_port: int | None, snapshot_every: float) -> None:
     """Run sink NAME (erp or reporting) until stopped (SIGTERM or Ctrl-C)."""
     from psmesh.metrics_http import serve_metrics
-    from psmesh.ports import default_topology, sink_metrics_port
+    from psmesh.ports import default_topology, sink_dead_letter_topic, sink_metrics_port
     from sinks.erp import ErpSink
     from sinks.exceptions import SinkError
     from sinks.reporting import ReportingSink
@@ -46,9 +46,7 @@ def run(name: str, bootstrap_servers: str | None, registry_url: str | None, dsn:
     settings = load_settings()
     database, sink_name = SINKS[name]
     topology = default_topology()
-    if dead_letter_topic is None:  # where psmesh status and psmesh dlq look for the sink's letters
-        dead_letter_topic = next((s.dead_letter for s in (topology.sinks if topology else ())
-                                  if s.name == sink_name and s.dead_letter), "dlq.sinks")
+    dead_letter_topic = dead_letter_topic or sink_dead_letter_topic(topology, name)
     kafka = settings.kafka_client_config()
     if bootstrap_servers:
         kafka["bootstrap.servers"] = bootstrap_servers

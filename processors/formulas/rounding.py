@@ -91,8 +91,8 @@ def store(value: Decimal | Fraction | int | None, scale: int) -> Decimal | None:
 
 def store_ratio(value: Decimal | Fraction | int | None) -> Decimal | None:
     """A ratio as its view column stores it: rounded to RATIO_SCALE places, and None, as for a zero denominator,
-    when it does not fit numeric(7,4) (|ratio| ≥ 1,000, a margin of −150,000 % on a project that earned 1.00
-    against 1,500.00 of cost, say). Such a ratio tells nothing a reader can use, and the row must still be
+    when it does not fit numeric(7,4) (|ratio| ≥ 1,000: the margin (1.00 − 1,500.00) / 1.00 = −1,499 of a project
+    that delivered 1.00 at a cost of 1,500.00, say). Such a ratio tells nothing a reader can use, and the row must still be
     published: its money columns are exact (docs/formulas.md, "Ratios out of range")."""
     stored = store(value, RATIO_SCALE)
     return None if stored is None or abs(stored) >= RATIO_LIMIT else stored

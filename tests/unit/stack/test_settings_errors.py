@@ -90,3 +90,15 @@ def test_the_reconciliation_server_reaches_the_sources_on_its_own_port(monkeypat
     monkeypatch.setenv("PSMESH_PG_HOST", "db.example")
     options = _server_options(Settings(pg_port=6432), "crm", "5432")
     assert (options["host"], options["port"]) == ("db.example", "6432")
+
+
+def test_a_sink_s_dead_letter_topic_is_the_topology_s():
+    from types import SimpleNamespace
+
+    from psmesh.ports import sink_dead_letter_topic
+
+    topology = SimpleNamespace(sinks=[SimpleNamespace(name="erp_sink", dead_letter="dlq.erp"),
+                                      SimpleNamespace(name="reporting_sink", dead_letter=None)])
+    assert sink_dead_letter_topic(topology, "erp") == "dlq.erp"
+    assert sink_dead_letter_topic(topology, "reporting") == "dlq.sinks"
+    assert sink_dead_letter_topic(None, "erp") == "dlq.sinks"
