@@ -84,8 +84,9 @@ def _string(s: Any) -> bytes:
         return cached
     if s.__class__ is not str:
         # A Decimal carried as text (unconstrained numeric): never cached, since
-        # Decimal('1.0') == Decimal('1.00') would share an entry.
-        b = str(s).encode()
+        # Decimal('1.0') == Decimal('1.00') would share an entry. Positional, as PostgreSQL writes it: str() gives
+        # '1E-7' for 0.0000001 and '0E-8' for 0.00000000.
+        b = format(s, "f").encode()
         return _zigzag(len(b)) + b
     b = s.encode()
     n = len(b)

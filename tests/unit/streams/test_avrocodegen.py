@@ -154,3 +154,7 @@ def test_an_unconstrained_numeric_is_carried_as_its_exact_text():
     encoded = compile_encoder(schema)({"n": Decimal("1.50"), "m": Decimal("1.5")})
     decoded = fastavro.schemaless_reader(io.BytesIO(encoded), fastavro.parse_schema(schema))
     assert decoded == {"n": "1.50", "m": "1.5"}
+    # as PostgreSQL writes them, not in Python's exponent form ('1E-7', '0E-8', '1.2E+3')
+    for text in ("0.0000001", "0.00000000", "1200", "-0.000050", "NaN", "Infinity"):
+        encoded = compile_encoder(schema)({"n": Decimal(text), "m": None})
+        assert fastavro.schemaless_reader(io.BytesIO(encoded), fastavro.parse_schema(schema))["n"] == text
