@@ -72,7 +72,7 @@ from streams.pgoutput import (
     Truncate,
     Update,
 )
-from streams.pgtypes import RowConverter
+from streams.pgtypes import DATE, TIMESTAMP, TIMESTAMPTZ, RowConverter
 from streams.publisher import ChangePublisher, producer_config
 from streams.registration import SchemaRegistrar, TableSchemas
 from streams.lsn import Lsn
@@ -210,6 +210,16 @@ class _TableInfo:
 
 def _confluent_header(encoder) -> bytes:
     return struct.pack(">bI", 0, encoder.schema_id)
+
+
+def _unloadable(ref: TableRef, columns: Sequence[ColumnSpec], exc: psycopg.DataError) -> StreamsError:
+    """The snapshot's error for a value psycopg cannot load, naming the table and the columns it can be in (not the
+    value: it is the firm's data), as a change stops the stream with UnencodableValue."""
+    temporal = [c.name for c in columns if c.type_oid in (DATE, TIMESTAMP, TIMESTAMPTZ)]
+    where = f" (one of its columns {', '.join(temporal)})" if temporal else ""
+    return StreamsError(f"snapshot of {ref.qualified}: a value Python cannot hold{where}: {type(exc).__name__}. "
+                        "Dates of infinity, before year 1 or after 9999 have no Avro date the consumers could read; "
+                        "correct the row (or leave the table out of the topology) and start the capture again")
 
 
 class CaptureSource:
@@ -513,10 +523,13 @@ class CaptureSource:
                                 done / max(time.monotonic() - started, 1e-6))
 
                 last = n == len(refs) - 1
-                for row in snap.rows(ref, columns, progress):
-                    source = self._source_block(ref, ts_ms, None, None, "last" if last else "true")
-                    self._publish(info, txn, ack, "r", None, row, source, ())
-                    rows_counter.inc()
+                try:
+                    for row in snap.rows(ref, columns, progress):
+                        source = self._source_block(ref, ts_ms, None, None, "last" if last else "true")
+                        self._publish(info, txn, ack, "r", None, row, source, ())
+                        rows_counter.inc()
+                except psycopg.DataError as exc:  # psycopg could not load a value (a date of 'infinity', BC, past 9999)
+                    raise _unloadable(ref, columns, exc) from None  # its message quotes the value: a row's data
                 self.publisher.poll(0)
                 info.flush_counts()
             self.tracker.seal(txn, consistent_lsn or 0)

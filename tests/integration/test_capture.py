@@ -333,3 +333,16 @@ def test_a_slot_postgres_invalidated_stops_the_capture_with_the_way_back_and_sta
         assert check.state == "fail" and f"slot {slot} invalidated by PostgreSQL" in check.detail
     finally:
         server.stop()
+
+
+def test_a_snapshot_value_python_cannot_hold_stops_the_capture_naming_table_and_columns_not_the_value(source):
+    source.execute("insert into accounts values (1, 'Acme', null, 'NA', 'USD', 30, 'infinity')")
+    capture = CaptureSource(source.config(snapshot=True))
+    try:
+        with pytest.raises(StreamsError) as caught:
+            capture.run(until=lambda running: True)
+    finally:
+        capture.close()
+    message = str(caught.value)
+    assert message.startswith("snapshot of public.accounts: a value Python cannot hold (one of its columns updated_at)")
+    assert "'infinity'" not in message and caught.value.__cause__ is None  # psycopg's message quotes the value
