@@ -85,8 +85,9 @@ def _string(s: Any) -> bytes:
     if s.__class__ is not str:
         # A Decimal carried as text (unconstrained numeric): never cached, since
         # Decimal('1.0') == Decimal('1.00') would share an entry. Positional, as PostgreSQL writes it: str() gives
-        # '1E-7' for 0.0000001 and '0E-8' for 0.00000000.
-        b = format(s, "f").encode()
+        # '1E-7' for 0.0000001 and '0E-8' for 0.00000000. Anything else a snapshot loads for a text column (a UUID,
+        # an interval) as str() gives it.
+        b = (format(s, "f") if s.__class__ is Decimal else str(s)).encode()
         return _zigzag(len(b)) + b
     b = s.encode()
     n = len(b)
