@@ -66,7 +66,7 @@ from processors import faust_fixes
 from processors.exceptions import BadChangeEvent, ProcessorError
 from processors.project import ProjectStage, project_code_of
 from processors.sender import RecordTooLarge, Sender, Ticket
-from processors.records import KIND_OF_TOPIC, KINDS, SOURCE_TOPICS, check_dates, dumps, loads, parse, pick
+from processors.records import KIND_OF_TOPIC, KINDS, SOURCE_TOPICS, check_row, dumps, loads, parse, pick
 from processors.rollup import RollupStage, legacy_line_key
 from psmesh.config import SECURITY_PROTOCOLS, Settings
 from psmesh.latency import commit_ms_of
@@ -817,7 +817,7 @@ class Processors:
             raise BadChangeEvent(f"{event.message.topic}: primary key {pk_column} missing")
         row = pick(kind, envelope["after"]) if op != "d" else None
         if row is not None:
-            check_dates(kind, row)
+            check_row(kind, row)
         changes.append((cause, kind, pk, row, commit_ms_of(envelope)))
 
     def _route(self, event: Any, kind: str, pk: Any, row: dict[str, Any] | None, commit_ms: str | None,

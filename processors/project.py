@@ -68,6 +68,7 @@ ZERO = Decimal(0)
 ONE = Decimal(1)
 APPROVED = "approved"
 TIME_AND_MATERIALS = "time_and_materials"
+FIXED_FEE = "fixed_fee"
 REQUESTS_TOPIC = "derived.project_requests"
 DEMAND_TOPIC = "derived.resource_demand"
 TRIGGERS_TOPIC = "derived.billing_triggers"
@@ -464,12 +465,22 @@ class ProjectStage:
                 for _, ln in sorted(st.table("line").items())],
         }
         digest = hashlib.sha256(repr(sorted(content.items())).encode()).hexdigest()[:16]
-        if st.meta["request"] == digest and not resend:
-            return
-        event_type = "request" if st.meta.get("first_request", digest) == digest else "update"
-        st.meta = {**st.meta, "request": digest, "first_request": st.meta.get("first_request", digest)}
+        if st.meta["request"] == digest:
+            if not resend:
+                return
+            seq = st.meta.get("request_seq")
+            if seq is None:  # recorded before request_seq: its id was the digest alone
+                event_type = "request" if st.meta.get("first_request", digest) == digest else "update"
+                event_id = f"{st.project_code}-{digest}"
+            else:
+                event_type, event_id = _request_identity(st.project_code, digest, seq)
+        else:
+            seq = st.meta.get("request_seq", 0 if st.meta["request"] is None else 1) + 1
+            event_type, event_id = _request_identity(st.project_code, digest, seq)
+            st.meta = {**st.meta, "request": digest, "request_seq": seq,
+                       "first_request": st.meta.get("first_request", digest)}
         fx.events.append((REQUESTS_TOPIC, {"project_code": st.project_code},
-                          {"event_id": f"{st.project_code}-{digest}", "event_type": event_type, **content}))
+                          {"event_id": event_id, "event_type": event_type, **content}))
 
     def _demand(self, st: ProjectState, fx: Effects, resend: bool) -> None:
         o = st.opportunity
@@ -532,6 +543,8 @@ class ProjectStage:
                            fx: Effects) -> None:
         if m.status != "completed" or st.opportunity_row is None:
             return  # without the opportunity there is no currency yet: its arrival bills it
+        if st.opportunity.contract_type != FIXED_FEE:
+            return  # time and materials bills by period (formulas.billing.milestone_billing)
         event_id = milestone_event_id(st.project_code, m.milestone_id)
         recorded = st.meta["triggers"].get(event_id)
         if recorded is None:
@@ -544,12 +557,23 @@ class ProjectStage:
         self._send_trigger(st, fx, event_id, MILESTONE_COMPLETED, Decimal(recorded), milestone_id=m.milestone_id)
 
     def _period_trigger(self, st: ProjectState, period: BillingPeriod, fx: Effects) -> None:
+        """Bill what the project delivered and was not billed yet; a negative amount is a credit.
+
+        As :func:`processors.formulas.billing.period_close_billing`: through the period's end, or through the
+        latest date an earlier close of the project billed through when that is later (a period closed after a
+        later one, or after a later one was reopened or deleted, takes back nothing that close billed). The amount
+        and that date are recorded the first time, so a replay resends the same amount.
+        """
         o = st.opportunity
         if o is None or not st.won:
             return
         event_id = period_event_id(st.project_code, period.period_id)
         recorded = st.meta["triggers"].get(event_id)
         if recorded is None:
+            through = period.end_date
+            billed_through = self._billed_through(st)
+            if billed_through is not None and billed_through > through:
+                through = billed_through
             billed_events = st.table("billing_event")
             already = ZERO
             for tid, amount in st.meta["triggers"].items():
@@ -558,14 +582,28 @@ class ProjectStage:
             already += sum((b.amount for b in billed_events.values()
                             if b.trigger_type == PERIOD_CLOSE and b.billing_event_id != event_id), ZERO)
             # Bill the value to date rounded to the cent, less what was billed: the cents never drift.
-            value = period_billable_value(o.contract_type, period.end_date, st.table("entry").values(),
+            value = period_billable_value(o.contract_type, through, st.table("entry").values(),
                                           st.table("expense").values())
             amount = store(value, MONEY_SCALE) - already
-            if amount <= 0:
+            if amount == 0:
                 return
             recorded = str(amount)
-            st.meta = {**st.meta, "triggers": {**st.meta["triggers"], event_id: recorded}}
+            st.meta = {**st.meta, "triggers": {**st.meta["triggers"], event_id: recorded},
+                       "billed_through": through.isoformat()}
         self._send_trigger(st, fx, event_id, PERIOD_CLOSE, Decimal(recorded), period_id=period.period_id)
+
+    def _billed_through(self, st: ProjectState) -> date | None:
+        """The latest date the project's period-close events billed through (None before the first).
+
+        Recorded with each trigger; for triggers recorded before that was (no ``billed_through``), the ends of
+        their periods as this partition knows them."""
+        recorded = st.meta.get("billed_through")
+        if recorded is not None:
+            return date.fromisoformat(recorded)
+        ids = {tid for tid in st.meta["triggers"] if "-P" in tid}
+        ids.update(b.billing_event_id for b in st.table("billing_event").values() if b.trigger_type == PERIOD_CLOSE)
+        ends = [p.end_date for p in self.periods.values() if period_event_id(st.project_code, p.period_id) in ids]
+        return max(ends, default=None)
 
     def _send_trigger(self, st: ProjectState, fx: Effects, event_id: str, trigger_type: str, amount: Decimal,
                       period_id: int | None = None, milestone_id: int | None = None) -> None:
@@ -599,6 +637,15 @@ class ProjectStage:
         for key in [k for k in st.sent if k.startswith("line|") and int(k.rpartition("|")[2]) not in st.table("line")]:
             _send_rollup(st, fx, key, None)
             del st.sent[key]
+
+
+def _request_identity(project_code: str, digest: str, seq: int) -> tuple[str, str]:
+    """The event type and id of a project's ``seq``-th request event: the first is the request, each later one an
+    update whose id carries its number too, so that content changed back to an earlier version's (a change order
+    approved, then rejected) is a new event and not a repeat of that version's id."""
+    if seq == 1:
+        return "request", f"{project_code}-{digest}"
+    return "update", f"{project_code}-{digest}-{seq}"
 
 
 def _send_rollup(st: ProjectState, fx: Effects, key: str, value: Any) -> None:

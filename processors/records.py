@@ -30,6 +30,7 @@ from processors.formulas import (
     TimeEntry,
     TimeOff,
 )
+from processors.formulas.project import FIXED_FEE, TIME_AND_MATERIALS
 from processors.formulas.rounding import ZERO
 
 #: kind → (source topic, primary key column, columns forwarded)
@@ -101,9 +102,17 @@ LAST_DATE = date.max - timedelta(days=7)
 _LAST_ISO = LAST_DATE.isoformat()
 
 
-def check_dates(kind: str, row: dict[str, Any]) -> None:
-    """A row whose week dates the stages cannot count with is bad input (dead-lettered by the router, before any
-    stage holds it): a null one (a resource's hire date may be null: hired all along), or one past LAST_DATE."""
+#: The contract types DOMAIN.md section 1 allows: the billing formulas know no other.
+CONTRACT_TYPES = frozenset({TIME_AND_MATERIALS, FIXED_FEE})
+
+
+def check_row(kind: str, row: dict[str, Any]) -> None:
+    """A row the stages cannot fold is bad input (dead-lettered by the router, before any stage holds it): a week
+    date that is null (a resource's hire date may be null: hired all along) or past LAST_DATE, or an opportunity
+    whose contract_type is not one of DOMAIN.md's (every period close of its partition would fail on it)."""
+    if kind == "opportunity" and row.get("contract_type") not in CONTRACT_TYPES:
+        raise BadChangeEvent(f"{KINDS[kind][0]}: contract_type {row.get('contract_type')!r} is none of "
+                             f"{', '.join(sorted(CONTRACT_TYPES))} (DOMAIN.md section 1)")
     columns = WEEK_DATES.get(kind)
     if columns is None:
         return

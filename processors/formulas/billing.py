@@ -40,13 +40,19 @@ def period_event_id(project_code: str, period_id: int) -> str:
     return f"{project_code}-P{period_id}"
 
 
-def milestone_billing(milestone: BillingMilestone, previous_status: str | None) -> BillingTrigger | None:
-    """Bills the milestone's amount when it moves to 'completed'.
+def milestone_billing(milestone: BillingMilestone, previous_status: str | None,
+                      contract_type: str) -> BillingTrigger | None:
+    """Bills the milestone's amount when it moves to 'completed', on a fixed_fee project.
 
     A milestone first seen as 'completed' (previous_status None) bills too; one
     that was already 'completed' or 'invoiced' does not bill again, nor does a
-    zero amount.
+    zero amount. A time_and_materials project bills by period
+    (billing_frequency 'period'): its milestones bill nothing, or its time
+    would be billed twice, once by the milestone and once by the close, and
+    its billing events would exceed its delivered value (DOMAIN.md section 5).
     """
+    if contract_type != FIXED_FEE:
+        return None
     if milestone.status != "completed" or previous_status in ("completed", "invoiced"):
         return None
     if milestone.amount == 0:
@@ -83,6 +89,7 @@ def period_close_billing(
     entries: Iterable[TimeEntry],
     expenses: Iterable[Expense],
     events: Iterable[BillingEvent],
+    billed_through: date | None = None,
 ) -> BillingTrigger | None:
     """What closing ``period`` bills for ``project_code``: value dated on or before its end_date not yet billed.
 
@@ -93,9 +100,20 @@ def period_close_billing(
     events already billed for *other* periods (this period's own event is left
     out, so deriving again gives the same amount). A late approval of work
     dated in an earlier period is thus caught by the next close, and nothing
-    is billed twice. Nothing (None) when the amount is zero or below: a close
-    never issues a credit (a negative remainder only arises when periods are
-    closed out of order).
+    is billed twice.
+
+    A negative amount is a credit: value a close billed that is no longer
+    delivered (its time moved to another project, deleted or no longer
+    approved) is given back at the next close, so that once a period
+    covering every date has closed, the project's period-close events sum to
+    its billable value (DOMAIN.md section 5). Nothing (None) when the amount
+    is zero.
+
+    ``billed_through`` is the latest date the project's earlier period-close
+    events billed through. A period closed after a later one (or after a
+    later one was reopened or deleted) bills through that date instead of its
+    own end, so that it takes back nothing the later close billed for being
+    dated after its own end; what it bills then may be dated up to that date.
     """
     own_id = period_event_id(project_code, period.period_id)
     already = sum((b.amount for b in events
@@ -103,7 +121,8 @@ def period_close_billing(
                    and b.billing_event_id != own_id), ZERO)
     entries = [e for e in entries if e.project_code == project_code]
     expenses = [x for x in expenses if x.project_code == project_code]
-    amount = store(period_billable_value(contract_type, period.end_date, entries, expenses), MONEY_SCALE) - already
-    if amount <= 0:
+    through = period.end_date if billed_through is None else max(period.end_date, billed_through)
+    amount = store(period_billable_value(contract_type, through, entries, expenses), MONEY_SCALE) - already
+    if amount == 0:
         return None
     return BillingTrigger(own_id, project_code, PERIOD_CLOSE, amount, period_id=period.period_id)

@@ -5,7 +5,9 @@ worker killed (``kill -9``) in the middle of the run and restarted:
 - every view, on its Kafka topic and in the reporting store, equals one SQL
   query per formula over the source databases, to the cent;
 - every closed_won opportunity has exactly one ERP project, and no other exists;
-- after a final billing period covering every date is closed, and
+- billed time moved to another project or deleted leaves two projects billed
+  beyond what they delivered; after a final billing period covering every
+  date is closed, they are credited (and only they), and
   PostgreSQL stopped for 30 s while the mesh bills it, wip is 0 for every
   project and the billing events sum to its delivered value; every trigger
   is exactly one billing event, every won deal one project with its
@@ -82,6 +84,27 @@ def _wait_until_quiet(settings: Settings, timeout: float = 240.0) -> tuple[list[
         time.sleep(3)
 
 
+def _take_away_billed_time(settings: Settings) -> tuple[str, str]:
+    """Moves every time entry of the time-and-materials project that billed the most period-close value to
+    another one, and deletes every entry of the next: both then billed time they no longer have."""
+    with psycopg.connect(settings.pg_dsn("crm")) as conn:
+        tm = {f"PRJ-{oid}" for (oid,) in conn.execute(
+            "SELECT opportunity_id FROM opportunities "
+            "WHERE stage = 'closed_won' AND contract_type = 'time_and_materials'")}
+    with psycopg.connect(settings.pg_dsn("erp")) as conn:
+        most = [code for code, _ in conn.execute(
+            "SELECT project_code, sum(amount) FROM billing_events WHERE trigger_type = 'period_close' "
+            "GROUP BY project_code HAVING sum(amount) > 0 ORDER BY sum(amount) DESC, project_code")
+            if code in tm]
+    assert len(most) >= 3, most
+    moved, deleted, target = most[0], most[1], most[2]
+    with psycopg.connect(settings.pg_dsn("timeexp"), autocommit=True) as conn:
+        assert conn.execute("UPDATE time_entries SET project_code = %s, updated_at = now() WHERE project_code = %s",
+                            (target, moved)).rowcount > 0
+        assert conn.execute("DELETE FROM time_entries WHERE project_code = %s", (deleted,)).rowcount > 0
+    return moved, deleted
+
+
 def test_demo_firm_reconciles_to_the_cent_after_a_processor_is_killed_mid_run(tmp_path_factory):
     home = tmp_path_factory.mktemp("pipeline")
     settings = Settings(home=home, **PORTS)
@@ -101,6 +124,15 @@ def test_demo_firm_reconciles_to_the_cent_after_a_processor_is_killed_mid_run(tm
         output += demo.stdout.readlines()
         assert demo.wait(timeout=600) == 0, "".join(output)[-4000:]
         assert any(f"week {WEEKS}/{WEEKS}" in line for line in output)
+
+        # Billed time taken away: every entry of one billed project moved to another, every entry of a third
+        # deleted. Once the mesh has caught up, both have billed more than they delivered; the final close
+        # must credit them (docs/formulas.md, "credits").
+        taken = _take_away_billed_time(settings)
+        on_topics, in_store = _wait_until_quiet(settings)
+        assert on_topics == [] and in_store == [], (on_topics[:10], in_store[:10])
+        before = reporting_views(settings)["project_financials"]
+        assert all(before[(code,)]["wip"] < 0 for code in taken), {c: before[(c,)]["wip"] for c in taken}
 
         # Finance closes a final period covering every date: everything delivered must be billed.
         with psycopg.connect(settings.pg_dsn("erp"), autocommit=True) as conn:
@@ -140,11 +172,15 @@ def test_demo_firm_reconciles_to_the_cent_after_a_processor_is_killed_mid_run(tm
             billed = dict(conn.execute(
                 "SELECT project_code, sum(amount) FROM billing_events GROUP BY project_code").fetchall())
             event_ids = {i for (i,) in conn.execute("SELECT billing_event_id FROM billing_events")}
+            billed_rows = conn.execute("SELECT project_code, trigger_type, amount FROM billing_events").fetchall()
         assert sorted(erp_projects) == sorted(won)  # exactly one project per won deal, no other
         assert erp_milestones == planned  # each with its milestones, once
         assert event_ids == _keys(settings, "derived.billing_triggers")  # one billing event per trigger
         for key, row in projects.items():
             assert billed.get(key[0], Decimal(0)) == row["delivered_value"], key
+
+        credits = {(code, trigger) for code, trigger, amount in billed_rows if amount < 0}
+        assert credits == {(code, "period_close") for code in taken}, billed_rows
 
         assert _records(settings, "dlq.processors") == 0
         triggers = _records(settings, "derived.billing_triggers")

@@ -75,12 +75,13 @@ def test_resource_demand_is_emitted_only_on_change():
 
 def test_completed_milestone_bills_its_amount_once_with_a_deterministic_id():
     done = BillingMilestone(5, "PRJ-1", D("300.00"), "completed")
-    trigger = milestone_billing(done, "planned")
+    trigger = milestone_billing(done, "planned", "fixed_fee")
     assert (trigger.billing_event_id, trigger.trigger_type, trigger.amount, trigger.milestone_id) == (
         "PRJ-1-M5", "milestone_completed", D("300.00"), 5)
-    assert milestone_billing(done, "completed") is None
-    assert milestone_billing(BillingMilestone(5, "PRJ-1", D("300.00"), "invoiced"), "completed") is None
-    assert milestone_billing(BillingMilestone(5, "PRJ-1", D("300.00"), "planned"), None) is None
+    assert milestone_billing(done, "completed", "fixed_fee") is None
+    assert milestone_billing(BillingMilestone(5, "PRJ-1", D("300.00"), "invoiced"), "completed", "fixed_fee") is None
+    assert milestone_billing(BillingMilestone(5, "PRJ-1", D("300.00"), "planned"), None, "fixed_fee") is None
+    assert milestone_billing(done, "planned", "time_and_materials") is None  # billed by its periods
 
 
 def test_period_close_never_bills_the_same_value_twice_across_closes_with_a_late_approval():
@@ -101,6 +102,36 @@ def test_period_close_never_bills_the_same_value_twice_across_closes_with_a_late
     assert period_close_billing("PRJ-1", "time_and_materials", P2, entries, expenses, events) == second
     assert period_close_billing("PRJ-1", "time_and_materials", P3, entries, expenses, events) is None
     assert billed(events) == D("650.00")  # = delivered value: 600 time + 50 billable expenses
+
+
+def test_value_billed_then_moved_away_or_unapproved_is_credited_at_the_next_close():
+    entries = [entry(1, date(2026, 3, 10), "2.00"), entry(2, date(2026, 3, 11), "3.00")]
+    expenses = [expense(1, date(2026, 3, 15), "50.00")]
+    first = period_close_billing("PRJ-1", "time_and_materials", P1, entries, expenses, [])
+    assert first.amount == D("550.00")
+    events = [as_event(first)]
+
+    # entry 1 moved to another project, entry 2 sent back to draft, the expense deleted
+    entries = [entry(1, date(2026, 3, 10), "2.00")._replace(project_code="PRJ-2"),
+               entry(2, date(2026, 3, 11), "3.00", status="draft")]
+    credit = period_close_billing("PRJ-1", "time_and_materials", P2, entries, [], events)
+    assert (credit.billing_event_id, credit.trigger_type, credit.amount) == ("PRJ-1-P2", "period_close", D("-550.00"))
+    events.append(as_event(credit))
+    assert billed(events) == D("0.00")  # = what PRJ-1 delivered now
+    assert period_close_billing("PRJ-1", "time_and_materials", P3, entries, [], events) is None
+
+
+def test_a_period_closed_after_a_later_one_bills_through_the_later_end_and_takes_nothing_back():
+    entries = [entry(1, date(2026, 3, 10), "2.00"), entry(2, date(2026, 4, 10), "3.00")]
+    april = period_close_billing("PRJ-1", "time_and_materials", P2, entries, [], [])
+    assert april.amount == D("500.00")
+    events = [as_event(april)]
+    # March closes late: its end alone would bill 200 − 500 = −300, which nothing was taken away to justify
+    assert period_close_billing("PRJ-1", "time_and_materials", P1, entries, [], events,
+                                billed_through=P2.end_date) is None
+    entries.append(entry(3, date(2026, 4, 20), "1.00"))  # approved after April closed, dated in April
+    late = period_close_billing("PRJ-1", "time_and_materials", P1, entries, [], events, billed_through=P2.end_date)
+    assert late.amount == D("100.00")
 
 
 def test_fixed_fee_period_close_bills_billable_expenses_only_beside_milestone_events():

@@ -58,7 +58,8 @@ def test_a_forwarded_row_too_large_for_any_message_dead_letters_its_change_event
                "closed_at")
 
     def opportunity(oid: int, name: str) -> dict:
-        return {**dict.fromkeys(columns), "opportunity_id": oid, "name": name, "stage": "qualification"}
+        return {**dict.fromkeys(columns), "opportunity_id": oid, "name": name, "stage": "qualification",
+                "contract_type": "fixed_fee"}
 
     events = [change("opportunity", opportunity(1, "x" * 1_100_000), 0, "c"),
               change("opportunity", opportunity(2, "Cloud move"), 1, "c")]

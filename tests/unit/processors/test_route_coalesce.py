@@ -190,3 +190,22 @@ def test_a_row_whose_week_dates_cannot_be_counted_is_dead_lettered_before_any_st
     reasons = "\n".join(r.getMessage() for r in caplog.records if r.getMessage().startswith("dead letter from route"))
     assert "work_date is null" in reasons and "work_date 9999-12-31 is past 9999-12-24" in reasons
     assert "public.assignments: end_date is null" in reasons
+
+
+def test_an_opportunity_of_a_contract_type_outside_the_domain_is_dead_lettered_before_any_stage_holds_it(
+        tmp_path: Path, caplog):
+    """Held by its project stage, such an opportunity made every period close of the partition fail, and with it the
+    billing of every other project there."""
+    def opportunity(oid: int, contract_type: str) -> dict[str, Any]:
+        return {"opportunity_id": oid, "account_id": 5, "name": "deal", "stage": "closed_won", "probability": "100",
+                "amount": "1000.00", "currency": "EUR", "service_line": "security", "contract_type": contract_type,
+                "estimated_hours": "10.00", "target_start_date": "2026-03-02", "target_end_date": "2026-06-30",
+                "expected_close_date": "2026-03-01", "closed_at": "2026-03-01T10:00:00+00:00"}
+
+    processors = routing(tmp_path, [change("opportunity", opportunity(1, "retainer"), 0, "c"),
+                                    change("opportunity", opportunity(2, "fixed_fee"), 1, "c")])
+    rows = [(r[1], r[2]) for rows in forwarded(processors.sender, BY_PROJECT).values() for r in rows]
+    assert rows == [("opportunity", 2)]
+    assert len([topic for topic, _, _ in processors.sender.records if topic == "dlq.processors"]) == 1
+    reasons = "\n".join(r.getMessage() for r in caplog.records if r.getMessage().startswith("dead letter from route"))
+    assert "contract_type 'retainer' is none of fixed_fee, time_and_materials" in reasons

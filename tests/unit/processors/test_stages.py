@@ -285,7 +285,7 @@ def test_a_time_entry_moved_to_another_project_leaves_the_old_projects_figures()
 
 def _busy_project(h: ProjectHarness, code: str = "PRJ-6", oid: int = 6) -> list[tuple[str, Any, Any]]:
     rows = [
-        ("opportunity", oid, opportunity(oid)),
+        ("opportunity", oid, opportunity(oid, contract_type="fixed_fee")),
         ("line", 61, line(61, oid)),
         ("change_order", 1, ChangeOrder(1, oid, D("100.00"), D("1.00"), "approved")),
         ("entry", 1, entry(1, code, "8.00")),
@@ -432,6 +432,65 @@ def test_a_closed_period_bills_once_a_replay_resends_the_same_amount_and_a_later
     assert amounts == {("PRJ-7-P1", D("1233.33")), ("PRJ-7-P2", D("900.00"))}
 
 
+def test_time_billed_then_moved_to_another_project_is_credited_there_and_billed_here_so_wip_ends_at_zero():
+    h = ProjectHarness()
+    for oid in (4, 5):
+        h.row(f"PRJ-{oid}", "opportunity", oid, opportunity(oid))
+    h.row("PRJ-4", "entry", 1, entry(1, "PRJ-4", "8.00", day=date(2026, 3, 10)))
+    h.row("PRJ-4", "entry", 2, entry(2, "PRJ-4", "2.00", day=date(2026, 3, 11)))
+    h.period(BillingPeriod(1, date(2026, 3, 1), date(2026, 3, 31), "closed"))
+    # entry 1 moves to PRJ-5 (the router: a deletion to the old owner), entry 2 is deleted
+    h.row("PRJ-4", "entry", 1, None)
+    h.row("PRJ-5", "entry", 1, entry(1, "PRJ-5", "8.00", day=date(2026, 3, 10)))
+    h.row("PRJ-4", "entry", 2, None)
+    h.period(BillingPeriod(2, date(2026, 4, 1), date(2026, 4, 30), "closed"))
+
+    triggers = {v["billing_event_id"]: v["amount"] for t, _, v in h.events if t == "derived.billing_triggers"}
+    assert triggers == {"PRJ-4-P1": D("1500.00"), "PRJ-4-P2": D("-1500.00"), "PRJ-5-P2": D("1200.00")}
+    for code in ("PRJ-4", "PRJ-5"):
+        for event_id, amount in triggers.items():
+            if event_id.startswith(code + "-"):
+                period_id = int(event_id.rpartition("-P")[2])
+                h.row(code, "billing_event", event_id, BillingEvent(event_id, code, "period_close", amount, period_id))
+        row = financials(h, code)
+        assert row["wip"] == D("0.00") and row["billed"] == row["delivered_value"], row
+        assert row == expected_financials(h, code)
+
+
+def test_a_period_closed_after_a_later_one_bills_no_credit_for_the_later_ones_dates():
+    h, code = ProjectHarness(), "PRJ-7"
+    h.row(code, "opportunity", 7, opportunity(7))
+    h.row(code, "entry", 1, entry(1, code, "1.00", day=date(2026, 3, 10)))
+    h.row(code, "entry", 2, entry(2, code, "4.00", day=date(2026, 4, 7)))
+    h.period(BillingPeriod(2, date(2026, 4, 1), date(2026, 4, 30), "closed"))
+    h.period(BillingPeriod(1, date(2026, 3, 1), date(2026, 3, 31), "closed"))
+    triggers = [(v["billing_event_id"], v["amount"]) for t, _, v in h.events if t == "derived.billing_triggers"]
+    assert triggers == [("PRJ-7-P2", D("750.00"))]
+
+
+@pytest.mark.parametrize("undo", ["reopened", "deleted"])
+def test_a_later_period_closed_by_mistake_then_reopened_or_deleted_leaves_no_credit_behind(undo):
+    """What the later close billed stays billed through its date, whatever its row says afterwards: the earlier
+    close takes none of it back, and closing the later period again resends its recorded amount."""
+    h, code = ProjectHarness(), "PRJ-7"
+    h.row(code, "opportunity", 7, opportunity(7))
+    h.row(code, "entry", 1, entry(1, code, "10.00", day=date(2026, 2, 10)))
+    h.row(code, "entry", 2, entry(2, code, "4.00", day=date(2026, 3, 10)))
+    march = BillingPeriod(3, date(2026, 3, 1), date(2026, 3, 31), "closed")
+    h.period(march)  # closed by mistake while February is still open: bills both months
+    if undo == "reopened":
+        h.period(march._replace(status="open"))
+    else:
+        h.broadcast.pop(("period", 3))
+        h.take(h.stage.on_period(3, None))
+    h.period(BillingPeriod(2, date(2026, 2, 1), date(2026, 2, 28), "closed"))
+    h.period(march)
+    triggers = {(v["billing_event_id"], v["amount"]) for t, _, v in h.events if t == "derived.billing_triggers"}
+    assert triggers == {("PRJ-7-P3", D("2100.00"))}
+    h.row(code, "billing_event", "PRJ-7-P3", BillingEvent("PRJ-7-P3", code, "period_close", D("2100.00"), 3))
+    assert financials(h, code)["wip"] == D("0.00")
+
+
 def test_a_broadcast_row_seen_again_writes_the_metadata_it_touches_again():
     """A crash can leave the local store ahead of the changelog: the replayed row changes nothing, and only its
     metadata written again puts the recorded trigger (or request) on the changelog."""
@@ -479,6 +538,19 @@ def test_a_completed_billing_milestone_bills_once_with_its_id():
         ("PRJ-9-M3", "milestone_completed", 3, D("2500.00"))]
 
 
+def test_a_time_and_materials_projects_milestone_bills_nothing_its_periods_bill_its_time_once():
+    h, code = ProjectHarness(), "PRJ-9"
+    h.row(code, "opportunity", 9, opportunity(9))
+    h.row(code, "entry", 1, entry(1, code, "10.00", day=date(2026, 3, 10)))
+    h.row(code, "billing_milestone", 3, BillingMilestone(3, code, D("1000.00"), "completed"))
+    h.period(BillingPeriod(1, date(2026, 3, 1), date(2026, 3, 31), "closed"))
+    triggers = [(v["billing_event_id"], v["amount"]) for t, _, v in h.events if t == "derived.billing_triggers"]
+    assert triggers == [("PRJ-9-P1", D("1500.00"))]
+    h.row(code, "billing_event", "PRJ-9-P1", BillingEvent("PRJ-9-P1", code, "period_close", D("1500.00"), 1))
+    row = financials(h, code)
+    assert (row["delivered_value"], row["billed"], row["wip"]) == (D("1500.00"), D("1500.00"), D("0.00"))
+
+
 def _requests(h: ProjectHarness) -> list[dict[str, Any]]:
     return [v for t, _, v in h.events if t == "derived.project_requests"]
 
@@ -522,6 +594,36 @@ def test_an_approved_change_order_emits_an_update_with_the_new_budget_and_a_draf
     assert first["event_type"] == "request" and update["event_type"] == "update"
     assert (update["budget_amount"], update["budget_hours"]) == (D("12500.50"), D("120.00"))
     assert update["event_id"] != first["event_id"]
+
+
+def test_a_budget_changed_back_is_an_update_with_an_id_of_its_own_and_a_resend_repeats_the_last_id():
+    h, code = ProjectHarness(), "PRJ-12"
+    h.account(500, account())
+    h.row(code, "opportunity", 12, opportunity(12))
+    h.row(code, "change_order", 1, ChangeOrder(1, 12, D("5000.00"), D("0.00"), "approved"))
+    h.row(code, "change_order", 1, ChangeOrder(1, 12, D("5000.00"), D("0.00"), "rejected"))
+    events = [(r["event_type"], r["event_id"], r["budget_amount"]) for r in _requests(h)]
+    assert [(t, b) for t, _, b in events] == [("request", D("10000.00")), ("update", D("15000.00")),
+                                              ("update", D("10000.00"))]
+    assert len({i for _, i, _ in events}) == 3  # a subscriber that drops repeated ids keeps the last budget
+    fx = h.take(h.stage.refresh(code))
+    [resent] = [v for t, _, v in fx.events if t == "derived.project_requests"]
+    assert (resent["event_type"], resent["event_id"]) == events[-1][:2]
+
+
+def test_a_request_recorded_before_request_numbers_is_resent_under_its_old_id():
+    h, code = ProjectHarness(), "PRJ-12"
+    h.account(500, account())
+    h.row(code, "opportunity", 12, opportunity(12))
+    [first] = _requests(h)
+    st = h.stage.projects[code]
+    st.meta = {k: v for k, v in st.meta.items() if k != "request_seq"}  # as a version before it left the state
+    fx = h.take(h.stage.refresh(code))
+    assert [(v["event_type"], v["event_id"]) for t, _, v in fx.events if t == "derived.project_requests"] == [
+        ("request", first["event_id"])]
+    h.row(code, "change_order", 1, ChangeOrder(1, 12, D("5000.00"), D("0.00"), "approved"))
+    update = _requests(h)[-1]
+    assert update["event_type"] == "update" and update["event_id"].endswith("-2")
 
 
 def test_derived_event_ids_are_deterministic_for_the_same_rows():
