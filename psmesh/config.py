@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from psycopg.conninfo import make_conninfo
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -117,15 +118,18 @@ class Settings(BaseSettings):
         return conf
 
     def pg_dsn(self, dbname: str) -> str:
-        """A libpq connection string for one database (password from the environment only)."""
-        host = self.pg_host or self.bind_host
-        parts = [f"host={host}", f"port={self.pg_port}", f"dbname={dbname}", f"user={self.pg_user}"]
+        """A libpq connection string for one database (password from the environment only).
+
+        Each value is quoted as libpq wants it (psycopg's ``make_conninfo``): a password with a space, a quote or
+        a backslash in it, or a user name like ``x host=elsewhere``, stays one value."""
+        params: dict[str, Any] = {"host": self.pg_host or self.bind_host, "port": self.pg_port, "dbname": dbname,
+                                  "user": self.pg_user}
         if self.pg_password:
-            parts.append(f"password={self.pg_password.get_secret_value()}")
+            params["password"] = self.pg_password.get_secret_value()
         sslmode = self.pg_sslmode_option()
         if sslmode:
-            parts.append(f"sslmode={sslmode}")
-        return " ".join(parts)
+            params["sslmode"] = sslmode
+        return make_conninfo(**params)
 
     def pg_sslmode_option(self) -> str | None:
         """libpq's sslmode: PSMESH_PG_SSLMODE whenever it is set; an external server gets 'prefer' otherwise."""

@@ -66,6 +66,11 @@ def classify(exc: BaseException) -> Fault:
     return Fault.FATAL
 
 
+#: SQLSTATE classes of a failed connection: 08 connection exception, 28 invalid authorization, 3D invalid catalog
+#: name (no such database).
+CONNECTION_CLASSES = frozenset({"08", "28", "3D"})
+
+
 def describe(exc: BaseException) -> str:
     """A reason for logs and dead letters: the error type and SQLSTATE, without row values."""
     orig = getattr(exc, "orig", None) or exc
@@ -79,4 +84,10 @@ def describe(exc: BaseException) -> str:
             if value:
                 where.append(f"{part.split('_')[0]} {value}")
     text = f"{name} (SQLSTATE {state})" if state else name
+    if state is None or state[:2] in CONNECTION_CLASSES:
+        # Reaching the server failed (refused, unknown host, wrong password, no such database): libpq's own message
+        # says where and why, and carries no row values (nor the password).
+        reason = str(orig).strip().splitlines()[0] if str(orig).strip() else ""
+        if reason:
+            where.insert(0, reason)
     return f"{text}: {', '.join(where)}" if where else text

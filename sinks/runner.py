@@ -144,10 +144,10 @@ class SinkRunner:
         self.engine.dispose()
 
     def run(self) -> None:
-        """Consume and write until :meth:`stop`."""
-        if self._consumer is None:
-            self.start()
+        """Consume and write until :meth:`stop` (also while :meth:`start` still waits for the target)."""
         try:
+            if self._consumer is None:
+                self.start()
             while not self._stop.is_set():
                 self.step()
         except _Stopped:

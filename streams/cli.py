@@ -138,13 +138,17 @@ def status(topology_file: Path | None, as_json: bool) -> None:
                     "from pg_replication_slots where slot_name = %s", (source.slot,)
                 ).fetchone()
         except psycopg.Error as exc:
-            row["state"] = f"database unreachable: {exc.__class__.__name__}"
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+            row["state"] = f"database unreachable: {reason}"
             slot = None
         if slot:
             row.update(active=slot[0], confirmed_lsn=slot[1], lag_bytes=slot[2], state="streaming" if slot[0] else "inactive")
         status_file = settings.home / "cdc" / f"{source.name}.status.json"
         if status_file.exists():
-            data = json.loads(status_file.read_text())
+            try:
+                data = json.loads(status_file.read_text())
+            except (OSError, ValueError) as exc:  # being rewritten, or cut short by a full disk
+                data = {"errors": {"status file": f"{status_file} unreadable: {exc}"}}
             row["last_event_at"] = data.get("last_event_at")
             if data.get("errors"):
                 row["state"] = "errored: " + "; ".join(data["errors"].values())

@@ -124,3 +124,25 @@ def test_a_partition_revoked_during_a_retry_is_not_written():
     # row over a newer one. Only partition 1 is written and committed.
     assert attempts == [[0, 1], [1]]
     assert consumer.commits == [[(TOPIC, 1, 8)]]
+
+
+def test_a_stop_while_the_target_is_still_unreachable_at_start_ends_run_quietly():
+    """SIGTERM during the start's retries: run() returns, no traceback of the runner's internal stop signal."""
+    import threading
+
+    from sinks.exceptions import TargetUnavailable as Unavailable
+
+    class _Unreachable(_Sink):
+        def setup(self, engine) -> None:
+            tried.set()
+            raise Unavailable("database unreachable")
+
+    tried = threading.Event()
+    runner = SinkRunner(_Unreachable(), RunnerConfig(kafka={"bootstrap.servers": "127.0.0.1:1"},
+                                                     registry_url="http://127.0.0.1:1",
+                                                     dsn="postgresql://127.0.0.1:1/none", group_id="g",
+                                                     backoff_initial=0.05))
+    runner._setup = lambda: runner.sink.setup(runner.engine)
+    threading.Timer(0.3, runner.stop).start()
+    runner.run()  # returns once stopped; before, it raised _Stopped out of start()
+    assert tried.is_set() and runner._consumer is None

@@ -16,7 +16,7 @@ from sqlalchemy import exc as sa_exc
 from sinks.base import Action, Write
 from sinks.erp import ErpSink
 from sinks.exceptions import RecordRejected, TargetUnavailable
-from sinks.faults import Fault, classify
+from sinks.faults import Fault, classify, describe
 from sinks.records import RecordDecoder, SinkRecord, load_contract
 from sinks.reporting import ReportingSink
 from sinks.statements import fold
@@ -188,3 +188,13 @@ def test_the_sink_s_engine_bounds_its_waits_and_hides_row_values_from_error_mess
     assert args["host"] == "db.example" and args["dbname"] == "erp"
     assert "options" not in connect_args("host=db.example dbname=erp", "psmesh-page")  # the page waits as it did
     assert make_engine("host=db.example dbname=erp").hide_parameters
+
+
+def test_a_connection_failure_is_described_with_libpqs_reason_and_never_the_password():
+    """A wrong host, port, password or database name must not read like a bare transient outage."""
+    try:
+        psycopg.connect("host=127.0.0.1 port=1 dbname=erp user=ops password=s3cret-pw connect_timeout=2")
+    except psycopg.OperationalError as exc:
+        reason = describe(sa_exc.OperationalError("connect", {}, exc))
+    assert reason.startswith("OperationalError: connection failed: ")
+    assert '"127.0.0.1", port 1 failed' in reason and "s3cret-pw" not in reason

@@ -55,6 +55,17 @@ def test_processors_run_refuses_a_url_before_it_starts_anything():
     assert "Invalid value for '--url': must be http://host:port" in result.output
 
 
+@pytest.mark.parametrize("password", ["abc topsecret", "a\\b", "'quoted'", "x host=elsewhere", "p@ss=w:rd"])
+def test_a_pg_password_with_spaces_quotes_or_backslashes_stays_one_value(monkeypatch, password):
+    from psycopg.conninfo import conninfo_to_dict
+
+    monkeypatch.setenv("PSMESH_PG_PASSWORD", password)
+    monkeypatch.setenv("PSMESH_PG_USER", "ops team")
+    params = conninfo_to_dict(Settings().pg_dsn("crm"))
+    assert (params["password"], params["user"], params["dbname"]) == (password, "ops team", "crm")
+    assert params["host"] != "elsewhere"
+
+
 def test_pg_sslmode_applies_without_an_external_host(monkeypatch):
     monkeypatch.delenv("PSMESH_PG_HOST", raising=False)
     monkeypatch.delenv("PSMESH_PG_SSLMODE", raising=False)
