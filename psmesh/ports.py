@@ -50,13 +50,22 @@ def sink_dead_letter_topic(topology: Topology | None, sink: str) -> str:
     return "dlq.sinks"
 
 
-def default_topology() -> Topology | None:
-    """The topology file psmesh would use here, or None when it is missing or invalid (ports fall back)."""
+def default_topology(*, strict: bool = False) -> Topology | None:
+    """The topology file psmesh would use here, or None when it is missing.
+
+    An invalid file gives None too (the local stack's ports fall back to their defaults), unless ``strict``: then
+    its :class:`~psmesh.topology.exceptions.TopologyError` is raised, for a service that takes its dead-letter
+    topic from the file and must not write its letters where nobody looks."""
     from psmesh.topology.cli import default_topology_path
     from psmesh.topology.exceptions import TopologyError
     from psmesh.topology.model import load_topology
 
+    path = default_topology_path()
+    if not path.exists():
+        return None
     try:
-        return load_topology(default_topology_path())
+        return load_topology(path)
     except (TopologyError, OSError):
+        if strict:
+            raise
         return None

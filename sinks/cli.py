@@ -6,12 +6,38 @@ import logging
 
 import click
 
-from psmesh.config import load_settings
+from pathlib import Path
+
+from psmesh.config import check_registry_url, load_settings
 
 logger = logging.getLogger(__name__)
 
 #: sink argument → (target database, topology name of the sink).
 SINKS = {"erp": ("erp", "erp_sink"), "reporting": ("reporting", "reporting_sink")}
+
+
+def _registry_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return check_registry_url(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
+
+
+def _dsn(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        conninfo_to_dict(value)
+    except psycopg.ProgrammingError as exc:
+        reason = str(exc).strip() if str(exc).startswith("invalid connection option") else "it does not parse"
+        raise click.BadParameter(f"not a libpq connection string: {reason} (the value is not shown: it may hold a "
+                                 "password)", ctx=ctx, param=param) from exc
+    return value
 
 
 @click.group()
@@ -22,8 +48,10 @@ def sink() -> None:
 @sink.command()
 @click.argument("name", type=click.Choice(sorted(SINKS)))
 @click.option("--bootstrap-servers", default=None, help="Kafka bootstrap servers (default: PSMESH_KAFKA_BOOTSTRAP or the local stack).")
-@click.option("--registry-url", default=None, help="Schema registry URL (default: PSMESH_REGISTRY_URL or the local stack).")
-@click.option("--dsn", default=None, help="libpq connection string of the target database (default: from PSMESH_PG_*).")
+@click.option("--registry-url", default=None, callback=_registry_url,
+              help="Schema registry URL (default: PSMESH_REGISTRY_URL or the local stack).")
+@click.option("--dsn", default=None, callback=_dsn,
+              help="libpq connection string of the target database (default: from PSMESH_PG_*).")
 @click.option("--group", "group_id", default=None, help="Consumer group (default: psmesh-<sink name>).")
 @click.option("--dead-letter-topic", default=None,
               help="Where refused records go (default: the sink's dead_letter in the topology, else dlq.sinks).")
@@ -33,11 +61,17 @@ def sink() -> None:
                    "sink's metrics_port in the topology; 0: none).")
 @click.option("--snapshot-every", type=float, default=10.0, show_default=True,
               help="reporting: least seconds between KPI snapshots (kpi_snapshots) while the store changes; 0: none.")
+@click.option("--file", "topology_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="Topology file giving the sink's dead-letter topic and metrics port "
+                   "[default: ./topology.yaml, else the repository's].")
 def run(name: str, bootstrap_servers: str | None, registry_url: str | None, dsn: str | None, group_id: str | None,
-        dead_letter_topic: str | None, batch_size: int, metrics_port: int | None, snapshot_every: float) -> None:
+        dead_letter_topic: str | None, batch_size: int, metrics_port: int | None, snapshot_every: float,
+        topology_file: Path | None) -> None:
     """Run sink NAME (erp or reporting) until stopped (SIGTERM or Ctrl-C)."""
     from psmesh.metrics_http import serve_metrics
     from psmesh.ports import default_topology, sink_dead_letter_topic, sink_metrics_port
+    from psmesh.topology.exceptions import TopologyError
+    from psmesh.topology.model import load_topology
     from sinks.erp import ErpSink
     from sinks.exceptions import SinkError
     from sinks.reporting import ReportingSink
@@ -45,7 +79,11 @@ def run(name: str, bootstrap_servers: str | None, registry_url: str | None, dsn:
 
     settings = load_settings()
     database, sink_name = SINKS[name]
-    topology = default_topology()
+    try:  # an invalid file is refused: its dead-letter topic is where psmesh status and psmesh dlq look for letters
+        topology = load_topology(topology_file) if topology_file else default_topology(strict=True)
+    except TopologyError as exc:
+        raise click.ClickException(f"the topology is invalid; the sink takes its dead-letter topic and metrics port "
+                                   f"from it:\n{exc}") from exc
     dead_letter_topic = dead_letter_topic or sink_dead_letter_topic(topology, name)
     kafka = settings.kafka_client_config()
     if bootstrap_servers:

@@ -330,7 +330,11 @@ def check_text(text: str, file: str = "topology.yaml", base_dir: Path | None = N
         if key not in known:
             issues.append(locator.issue((key,), f"unknown section {key!r} (allowed: {', '.join(sorted(known))})"))
 
-    version = validator.validate(Literal[1], data.get("version", 1), ("version",))
+    raw_version = data.get("version", 1)
+    if isinstance(raw_version, bool):  # YAML's true is Python's True, which equals 1
+        issues.append(locator.issue(("version",), f"must be 1 (got a boolean, {str(raw_version).lower()})"))
+        raw_version = 1
+    version = validator.validate(Literal[1], raw_version, ("version",))
     # An empty section ("defaults:" alone) is its default; anything else must have the right type:
     # `defaults: 0` or `unmanaged_topics: ""` is an error, not an empty section.
     defaults = validator.validate(Defaults, _or_empty(data.get("defaults"), {}), ("defaults",)) or Defaults()

@@ -86,3 +86,9 @@ def test_a_misspelt_topic_name_reports_the_misspelling_and_not_the_subjects(doc,
     assert mine[0] == "required field is missing"
     assert mine[1].startswith("unknown field 'nam' (allowed: name, ")
     assert len(mine) == 2, mine
+
+
+def test_version_true_is_not_version_1():
+    topology, issues = check_text("version: true\n")
+    assert topology is None
+    assert [(i.message, i.line) for i in issues] == [("must be 1 (got a boolean, true)", 1)]
