@@ -165,6 +165,12 @@ def load_settings(**overrides) -> Settings:
     return settings
 
 
+#: The settings that are TCP ports; those that may be 0, for no metrics server.
+PORT_FIELDS = ("kafka_port", "kafka_controller_port", "pg_port", "registry_port", "processors_port",
+               "erp_sink_metrics_port", "reporting_sink_metrics_port", "cdc_metrics_port_base", "page_port")
+OPTIONAL_PORT_FIELDS = frozenset({"erp_sink_metrics_port", "reporting_sink_metrics_port"})
+
+
 def unusable(settings: Settings) -> list[str]:
     """The values the clients would refuse later (librdkafka, libpq, the registry client), named by variable.
 
@@ -181,6 +187,12 @@ def unusable(settings: Settings) -> list[str]:
         if value is not None and value not in allowed:
             problems.append(f"{ENV_PREFIX}{field.upper()}: must be one of {', '.join(allowed)} "
                             f"(got {getattr(settings, field)!r})")
+    for field in PORT_FIELDS:
+        value = getattr(settings, field)
+        least = 0 if field in OPTIONAL_PORT_FIELDS else 1
+        if value is not None and not least <= value <= 65535:
+            what = "0 (none) or a port, 1 to 65535" if least == 0 else "a port, 1 to 65535"
+            problems.append(f"{ENV_PREFIX}{field.upper()}: must be {what} (got {value})")
     if settings.registry_url is not None:
         try:
             check_registry_url(settings.registry_url)

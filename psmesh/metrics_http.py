@@ -13,6 +13,10 @@ def serve_metrics(port: int | None, service: str) -> None:
     if not port:
         return
     host = load_settings().metrics_host
+    if not 0 < port <= 65535:
+        raise click.ClickException(
+            f"{service}: cannot serve metrics on port {port}: a port is 1 to 65535; choose another with "
+            "--metrics-port or the PSMESH_* variable of this service, or 0 for none")
     try:
         start_http_server(port, addr=host)
     except OSError as exc:

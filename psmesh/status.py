@@ -393,15 +393,23 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _a_number(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    if value != value:  # NaN passes every range check
+        raise click.BadParameter("must be a number, not nan", ctx=ctx, param=param)
+    return value
+
+
 @click.command("status")
 @click.option("--file", "topology_file", type=click.Path(), default=None, help="Topology file (default: ./topology.yaml).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON, for scripts.")
 @click.option("--strict", is_flag=True, help="Warnings (lag above threshold, dead letters) also make it unhealthy.")
-@click.option("--max-slot-lag-mb", type=float, default=256, show_default=True,
+@click.option("--max-slot-lag-mb", type=click.FloatRange(min=0, max=1e9), default=256, show_default=True,
+              callback=_a_number,
               help="Replication slot lag above which a capture warns.")
-@click.option("--max-consumer-lag", type=int, default=10_000, show_default=True,
+@click.option("--max-consumer-lag", type=click.IntRange(min=0), default=10_000, show_default=True,
               help="Records behind above which a consumer group warns.")
-@click.option("--watch", type=float, default=None, metavar="SECONDS", help="Refresh every SECONDS until Ctrl-C.")
+@click.option("--watch", type=click.FloatRange(min=0.1, max=86400), default=None, metavar="SECONDS",
+              help="Refresh every SECONDS until Ctrl-C.")
 def status_command(topology_file: str | None, as_json: bool, strict: bool, max_slot_lag_mb: float,
                    max_consumer_lag: int, watch: float | None) -> None:
     """The whole mesh on one screen: slot lag, consumer lag per topic, dead letters, servers and services.

@@ -15,6 +15,28 @@ def test_a_wrong_port_names_the_variable_and_what_it_must_be(monkeypatch):
     assert caught.value.problems == ["PSMESH_KAFKA_PORT: must be an integer (got 'abc')"]
 
 
+@pytest.mark.parametrize("var, value, says", [
+    ("PSMESH_KAFKA_PORT", "70000", "must be a port, 1 to 65535 (got 70000)"),
+    ("PSMESH_PG_PORT", "0", "must be a port, 1 to 65535 (got 0)"),
+    ("PSMESH_ERP_SINK_METRICS_PORT", "70000", "must be 0 (none) or a port, 1 to 65535 (got 70000)"),
+    ("PSMESH_PROCESSORS_PORT", "-1", "must be a port, 1 to 65535 (got -1)"),
+])
+def test_a_port_out_of_range_names_the_variable_before_anything_binds(monkeypatch, var, value, says):
+    monkeypatch.setenv(var, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert f"{var}: {says}" in str(caught.value)
+
+
+def test_a_metrics_port_past_65535_is_a_clear_error_not_an_overflow():
+    import click
+
+    from psmesh.metrics_http import serve_metrics
+
+    with pytest.raises(click.ClickException, match="cdc-psa: cannot serve metrics on port 65536: a port is 1 to"):
+        serve_metrics(65536, "cdc-psa")  # PSMESH_CDC_METRICS_PORT_BASE=65535, the second source
+
+
 def test_the_security_protocol_is_checked_in_any_case_as_librdkafka_does(monkeypatch):
     monkeypatch.setenv("PSMESH_KAFKA_SECURITY_PROTOCOL", "sasl_ssl")
     assert load_settings().kafka_client_config()["security.protocol"] == "sasl_ssl"
