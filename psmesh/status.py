@@ -128,14 +128,19 @@ def _postgres(settings: Settings, topology: Topology, checks: list[Check]) -> No
 
 
 def _registry(settings: Settings, checks: list[Check]) -> None:
-    url = settings.schema_registry_url
-    try:
-        with urllib.request.urlopen(f"{url}/subjects", timeout=TIMEOUT) as response:
-            subjects = json.loads(response.read())
-    except (OSError, ValueError) as exc:
-        checks.append(Check("server", "registry", "fail", f"unreachable at {url}: {exc}"))
+    """The registry answers at one of its URLs (PSMESH_REGISTRY_URL may list several, as its client takes them)."""
+    failures = []
+    for url in (part.strip().rstrip("/") for part in settings.schema_registry_url.split(",")):
+        try:
+            with urllib.request.urlopen(f"{url}/subjects", timeout=TIMEOUT) as response:
+                subjects = json.loads(response.read())
+        except (OSError, ValueError) as exc:
+            failures.append(f"{url}: {exc}")
+            continue
+        checks.append(Check("server", "registry", "ok", f"{len(subjects)} subjects at {url}",
+                            {"subjects": len(subjects)}))
         return
-    checks.append(Check("server", "registry", "ok", f"{len(subjects)} subjects at {url}", {"subjects": len(subjects)}))
+    checks.append(Check("server", "registry", "fail", f"unreachable at {'; '.join(failures)}"))
 
 
 # ---- captures -----------------------------------------------------------------

@@ -188,7 +188,11 @@ def schemas(topology_file: Path | None, out: Path, check: bool) -> None:
         with psycopg.connect(settings.pg_dsn(source.database)) as conn:
             for table in source.tables:
                 topic = source.change_topic(table)
-                columns = table_columns(conn, TableRef(source.pg_schema, table))
+                try:
+                    columns = table_columns(conn, TableRef(source.pg_schema, table))
+                except LookupError as exc:
+                    raise click.ClickException(f"source {source.name} (database {source.database}): {exc}; "
+                                               "create it, or take it out of the source's tables") from exc
                 for kind, schema in (("key", key_schema(topic, columns)), ("value", value_schema(topic, columns))):
                     path = out / source.name / f"{table}-{kind}.avsc"
                     text = json.dumps(schema, indent=2) + "\n"
