@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import os
 from pathlib import Path
 
 import click
@@ -36,13 +37,18 @@ def capture_config(source_name: str, topology_file: Path | None = None):
     if source is None:
         names = ", ".join(s.name for s in topology.sources)
         raise click.ClickException(f"no source {source_name!r} in the topology (sources: {names})")
-    partitions = {}
+    partitions, replication, configs = {}, {}, {}
+    cluster = os.environ.get("PSMESH_CLUSTER")
     for table in source.tables:
         name = source.change_topic(table)
         try:
-            partitions[name] = topology.topic(name).partitions
+            topic = topology.topic(name)
         except KeyError:
-            pass
+            continue
+        # as psmesh topology apply would create it, should the capture run first (a table just added, say)
+        partitions[name] = topic.partitions
+        replication[name] = topology.replication_factor(topic, cluster if cluster in topology.clusters else None)
+        configs[name] = topic.topic_config()
     return CaptureConfig(
         name=source.name,
         dsn=settings.pg_dsn(source.database),
@@ -54,6 +60,8 @@ def capture_config(source_name: str, topology_file: Path | None = None):
         kafka=settings.kafka_client_config(),
         state_dir=settings.home / "cdc",
         topic_partitions=partitions,
+        topic_replication=replication,
+        topic_configs=configs,
     )
 
 

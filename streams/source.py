@@ -157,6 +157,10 @@ class CaptureConfig:
     snapshot: bool = True
     snapshot_chunk_rows: int = 5000
     topic_partitions: dict[str, int] = field(default_factory=dict)
+    #: A topic's replication factor and configs when the capture creates it (the topology's; capped to the live
+    #: brokers); a topic not listed gets ``replication_factor`` and compaction.
+    topic_replication: dict[str, int] = field(default_factory=dict)
+    topic_configs: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def table_refs(self) -> list[TableRef]:
         refs = []
@@ -366,16 +370,18 @@ class CaptureSource:
         admin = AdminClient(self.config.kafka)
         topics = [self.config.topic(r.schema, r.table) for r in self.config.table_refs()]
         try:
-            existing = admin.list_topics(timeout=15).topics
+            metadata = admin.list_topics(timeout=15)
         except KafkaException as exc:
             raise StreamsError(f"cannot reach Kafka at {self.config.kafka.get('bootstrap.servers')}: {exc}") from exc
+        existing, brokers = metadata.topics, max(len(metadata.brokers), 1)
         missing = [t for t in topics if t not in existing]
         if missing:
             if not self.config.create_topics:
                 raise StreamsError(f"topics missing: {', '.join(missing)}; run psmesh topology apply")
             futures = admin.create_topics([
-                NewTopic(t, self.config.topic_partitions.get(t, self.config.partitions), self.config.replication_factor,
-                         config={"cleanup.policy": "compact"})
+                NewTopic(t, self.config.topic_partitions.get(t, self.config.partitions),
+                         min(self.config.topic_replication.get(t, self.config.replication_factor), brokers),
+                         config=self.config.topic_configs.get(t, {"cleanup.policy": "compact"}))
                 for t in missing
             ])
             for topic, future in futures.items():

@@ -57,6 +57,8 @@ def apply_topology(
     registry: SchemaRegistryClient | None,
     cluster: str | None = None,
     timeout: float = 30.0,
+    *,
+    repartition_compacted: bool = False,
 ) -> tuple[Plan, ApplyResult]:
     """Observe, plan and apply; returns the plan that was applied and what happened.
 
@@ -65,7 +67,7 @@ def apply_topology(
     Raises ClusterError when Kafka cannot be read.
     """
     state = observe(topology, admin, registry, timeout)
-    plan = plan_changes(topology, state, cluster)
+    plan = plan_changes(topology, state, cluster, repartition_compacted=repartition_compacted)
     result = apply_plan(plan, admin, registry, timeout)
     if state.subjects is None:
         result.failed.append(f"schemas not checked: the schema registry was not read ({state.registry_problem})")

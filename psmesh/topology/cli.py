@@ -95,10 +95,20 @@ def validate(path: Path | None) -> None:
     click.echo(f"ok: {loaded.counts()}")
 
 
+_repartition_option = click.option(
+    "--repartition-compacted",
+    is_flag=True,
+    help="Also add partitions to compacted topics (a key's new records then land on another partition than its "
+         "old ones, which compaction never removes): only for topics whose data you will rebuild.",
+)
+
+
 @topology.command()
 @_file_option
 @_with_cluster_options
-def plan(path: Path | None, bootstrap_servers: str, registry_url: str, cluster: str | None, timeout: float) -> None:
+@_repartition_option
+def plan(path: Path | None, bootstrap_servers: str, registry_url: str, cluster: str | None, timeout: float,
+         repartition_compacted: bool) -> None:
     """Show what apply would change in the cluster and the registry (changes nothing)."""
     loaded = _load(path, quiet_ok=True)
     _check_cluster_name(loaded, cluster)
@@ -108,20 +118,23 @@ def plan(path: Path | None, bootstrap_servers: str, registry_url: str, cluster: 
     except ClusterError as exc:
         _cluster_unreadable(bootstrap_servers, exc)
     click.echo(f"plan for {bootstrap_servers} ({state.brokers} broker(s)), registry {registry_url}:")
-    for line in plan_changes(loaded, state, cluster).lines():
+    for line in plan_changes(loaded, state, cluster, repartition_compacted=repartition_compacted).lines():
         click.echo(f"  {line}")
 
 
 @topology.command()
 @_file_option
 @_with_cluster_options
-def apply(path: Path | None, bootstrap_servers: str, registry_url: str, cluster: str | None, timeout: float) -> None:
+@_repartition_option
+def apply(path: Path | None, bootstrap_servers: str, registry_url: str, cluster: str | None, timeout: float,
+          repartition_compacted: bool) -> None:
     """Create missing topics, add partitions, set configs, register schemas. Never deletes."""
     loaded = _load(path, quiet_ok=True)
     _check_cluster_name(loaded, cluster)
     admin, registry = _clients(bootstrap_servers, registry_url)
     try:
-        the_plan, result = apply_topology(loaded, admin, registry, cluster, timeout)
+        the_plan, result = apply_topology(loaded, admin, registry, cluster, timeout,
+                                          repartition_compacted=repartition_compacted)
     except ClusterError as exc:
         _cluster_unreadable(bootstrap_servers, exc)
     for warning in the_plan.warnings:

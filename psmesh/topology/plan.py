@@ -178,8 +178,11 @@ def normal_config(name: str, value: str | None) -> str | None:
     return value.strip()
 
 
-def plan_changes(topology: Topology, state: ClusterState, cluster: str | None = None) -> Plan:
-    """What it takes to bring the cluster to the topology, and what cannot be done safely."""
+def plan_changes(topology: Topology, state: ClusterState, cluster: str | None = None, *,
+                 repartition_compacted: bool = False) -> Plan:
+    """What it takes to bring the cluster to the topology, and what cannot be done safely.
+
+    Partitions are added to a compacted topic only with ``repartition_compacted`` (see :func:`_topic_warnings`)."""
     actions: list[Action] = []
     warnings: list[str] = []
     capped: list[tuple[str, int]] = []
@@ -192,8 +195,8 @@ def plan_changes(topology: Topology, state: ClusterState, cluster: str | None = 
                 capped.append((topic.name, wanted_rf))
             actions.append(CreateTopic(topic.name, topic.partitions, rf, dict(topic.topic_config())))
             continue
-        actions.extend(_topic_changes(topic, live))
-        warnings.extend(_topic_warnings(topic, live, rf, wanted_rf))
+        actions.extend(_topic_changes(topic, live, repartition_compacted))
+        warnings.extend(_topic_warnings(topic, live, rf, wanted_rf, repartition_compacted))
     if capped:
         asked = max(w for _, w in capped)
         warnings.append(
@@ -208,9 +211,9 @@ def plan_changes(topology: Topology, state: ClusterState, cluster: str | None = 
     return Plan(tuple(actions + schema_actions), tuple(warnings + schema_warnings))
 
 
-def _topic_changes(topic: Topic, live: LiveTopic) -> list[Action]:
+def _topic_changes(topic: Topic, live: LiveTopic, repartition_compacted: bool) -> list[Action]:
     actions: list[Action] = []
-    if topic.partitions > live.partitions:
+    if topic.partitions > live.partitions and (repartition_compacted or "compact" not in topic.cleanup_policy):
         actions.append(AddPartitions(topic.name, live.partitions, topic.partitions))
     changes = tuple(
         (name, live.config.get(name), value)
@@ -222,8 +225,20 @@ def _topic_changes(topic: Topic, live: LiveTopic) -> list[Action]:
     return actions
 
 
-def _topic_warnings(topic: Topic, live: LiveTopic, rf: int, wanted_rf: int) -> list[str]:
+def _topic_warnings(topic: Topic, live: LiveTopic, rf: int, wanted_rf: int, repartition_compacted: bool) -> list[str]:
     warnings = []
+    if topic.partitions > live.partitions:
+        if "compact" in topic.cleanup_policy and not repartition_compacted:
+            warnings.append(
+                f"topic {topic.name} has {live.partitions} partitions, the topology asks for {topic.partitions}: "
+                "it is compacted, and more partitions send a key's new records to another partition than its old "
+                "ones, which compaction then never removes (a rebuild would read a key's versions out of order); "
+                "left as is. To repartition, create a new topic and republish into it, or, on a topic whose data "
+                "you will rebuild, apply --repartition-compacted")
+        else:
+            warnings.append(
+                f"topic {topic.name}: adding partitions sends a key's later records to another partition than its "
+                "earlier ones; a consumer may read them out of order around the change")
     if topic.partitions < live.partitions:
         warnings.append(
             f"topic {topic.name} has {live.partitions} partitions, the topology asks for {topic.partitions}: "

@@ -114,7 +114,7 @@ def topic_names_do_not_collide(parts: Parts, loc: Locator) -> Iterator[Issue]:
 
 
 def schema_files_exist(parts: Parts, loc: Locator) -> Iterator[Issue]:
-    """Declared .avsc files exist (relative to the topology file) and are JSON."""
+    """Declared .avsc files exist (relative to the topology file) and are Avro schemas (fastavro parses them)."""
     for index, topic in parts.items["topics"]:
         for field in ("key_schema", "value_schema"):
             relative = getattr(topic, field)
@@ -127,9 +127,13 @@ def schema_files_exist(parts: Parts, loc: Locator) -> Iterator[Issue]:
                 )
                 continue
             try:
-                json.loads(path.read_text(encoding="utf-8"))
+                schema = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
                 yield loc.issue(("topics", index, field), f"schema file {relative!r} is not valid JSON: {exc}")
+                continue
+            problem = _not_avro(schema)
+            if problem:
+                yield loc.issue(("topics", index, field), f"schema file {relative!r} is not an Avro schema: {problem}")
 
 
 def sources_are_captured_into_declared_topics(parts: Parts, loc: Locator) -> Iterator[Issue]:
@@ -137,6 +141,7 @@ def sources_are_captured_into_declared_topics(parts: Parts, loc: Locator) -> Ite
     topics = parts.topics()
     declared = set(parts.declared("topics"))
     slots: dict[str, str] = {}
+    publications: dict[tuple[str, str], str] = {}
     for index, source in parts.items["sources"]:
         source: Source
         if source.slot in slots:
@@ -146,6 +151,15 @@ def sources_are_captured_into_declared_topics(parts: Parts, loc: Locator) -> Ite
                 "slots are per PostgreSQL cluster, each source needs its own",
             )
         slots.setdefault(source.slot, source.name)
+        publication = (source.database, source.publication)
+        if publication in publications:
+            yield loc.issue(
+                ("sources", index, "publication"),
+                f"publication {source.publication!r} of database {source.database!r} is also used by source "
+                f"{publications[publication]!r}; a capture adds its tables to its publication, so each source would "
+                "receive the other's tables too: give each source its own",
+            )
+        publications.setdefault(publication, source.name)
         contract = DOMAIN_TABLES.get(source.database)
         if contract is None:
             yield loc.warning(
@@ -245,6 +259,66 @@ def views_have_one_owner(parts: Parts, loc: Locator) -> Iterator[Issue]:
             owner.setdefault(table, processor.name)
 
 
+def dead_letters_are_kept(parts: Parts, loc: Locator) -> Iterator[Issue]:
+    """A dead-letter topic holds only letters and keeps them: not a change topic or a processor's output, never
+    compacted (letters of one key would replace each other); a finite retention deletes them (a warning)."""
+    topics = parts.topics()
+    written: dict[str, str] = {}
+    for _, source in parts.items["sources"]:
+        for topic in source.change_topics:
+            written.setdefault(topic, f"the change topic of source {source.name!r}")
+    for _, processor in parts.items["processors"]:
+        for topic in processor.outputs:
+            written.setdefault(topic, f"an output of processor {processor.name!r}")
+    for section in ("processors", "sinks"):
+        for index, item in parts.items[section]:
+            name = item.dead_letter
+            if name is None:
+                continue
+            path = (section, index, "dead_letter")
+            if name in written:
+                yield loc.issue(path, f"dead-letter topic {name!r} is {written[name]}; letters need a topic of their own")
+            topic = topics.get(name)
+            if topic is None:
+                continue
+            if "compact" in topic.cleanup_policy:
+                yield loc.issue(path, f"dead-letter topic {name!r} is compacted ({topic.cleanup_policy}): letters "
+                                      "with one key would replace each other; use cleanup_policy: delete")
+            elif topic.retention_ms is not None and topic.retention_ms != -1:
+                yield loc.warning(path, f"dead-letter topic {name!r} deletes letters after retention_ms "
+                                        f"{topic.retention_ms}, handled or not; -1 keeps them")
+
+
+def sink_inputs_are_written(parts: Parts, loc: Locator) -> Iterator[Issue]:
+    """A sink reads what a capture or a processor of this topology writes (a warning: another writer may)."""
+    written = {t for _, source in parts.items["sources"] for t in source.change_topics}
+    written |= {t for _, processor in parts.items["processors"] for t in processor.outputs}
+    declared = set(parts.declared("topics"))
+    for index, sink in parts.items["sinks"]:
+        for i, name in enumerate(sink.inputs):
+            if name in declared and name not in written:
+                yield loc.warning(("sinks", index, "inputs", i),
+                                  f"sink {sink.name!r} reads {name!r}, which no source captures and no processor "
+                                  "lists in its outputs")
+
+
+def lists_have_no_repeats(parts: Parts, loc: Locator) -> Iterator[Issue]:
+    """An entry listed twice in inputs, outputs, tables or consumers is a typo or a merge left over."""
+    fields = {"topics": (("consumers",),), "processors": (("inputs",), ("outputs",), ("tables",)),
+              "sinks": (("inputs",), ("target", "tables"))}
+    for section, paths in fields.items():
+        for index, item in parts.items[section]:
+            for path in paths:
+                values = item
+                for part in path:
+                    values = getattr(values, part)
+                seen: set[str] = set()
+                for i, value in enumerate(values):
+                    if value in seen:
+                        yield loc.issue((section, index, *path, i), f"{value!r} is listed twice")
+                    seen.add(value)
+
+
 RULES: tuple[Rule, ...] = (
     unique_names,
     known_domains,
@@ -256,11 +330,26 @@ RULES: tuple[Rule, ...] = (
     single_writer_per_topic,
     views_have_one_owner,
     metrics_ports_are_distinct,
+    dead_letters_are_kept,
+    sink_inputs_are_written,
+    lists_have_no_repeats,
 )
 
 
 def check(parts: Parts, loc: Locator) -> list[Issue]:
     return [issue for rule in RULES for issue in rule(parts, loc)]
+
+
+def _not_avro(schema: Any) -> str | None:
+    """Why fastavro refuses ``schema`` as an Avro schema, or None when it parses."""
+    import fastavro
+    from fastavro.schema import SchemaParseException, UnknownType
+
+    try:
+        fastavro.parse_schema(schema)
+    except (SchemaParseException, UnknownType, ValueError, TypeError, KeyError, AttributeError) as exc:
+        return str(exc) or type(exc).__name__
+    return None
 
 
 def _named(raw: list[Any]) -> Iterator[tuple[int, str]]:

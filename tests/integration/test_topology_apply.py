@@ -140,7 +140,12 @@ def test_more_partitions_and_a_new_retention_are_planned_then_applied(kafka_boot
 
     _write(path, _topology(prefix, orders_partitions=4, events_retention_ms=7_200_000))
     topology = load_topology(path)
-    actions = plan_changes(topology, observe(topology, admin, None), "local").actions
+    refused = plan_changes(topology, observe(topology, admin, None), "local")
+    assert not any(isinstance(a, AddPartitions) for a in refused.actions)  # compacted: only when asked for
+    assert any(f"topic {prefix}.orders has 2 partitions, the topology asks for 4: it is compacted" in w
+               for w in refused.warnings)
+    common.append("--repartition-compacted")
+    actions = plan_changes(topology, observe(topology, admin, None), "local", repartition_compacted=True).actions
     assert set(actions) == {
         AddPartitions(f"{prefix}.orders", 2, 4),
         AlterTopicConfig(f"{prefix}.order_totals", (("retention.ms", "3600000", "7200000"),)),

@@ -61,3 +61,19 @@ def test_a_capture_started_without_a_file_lets_the_capture_choose(tmp_path, monk
         service.status_file.write_text("{}")))
     service.start(timeout=5)
     assert "--file" not in started[0]
+
+
+@pytest.mark.parametrize("cluster, replication", [(None, 3), ("local", 1), ("no-such-cluster", 3)])
+def test_the_capture_would_create_a_missing_change_topic_as_the_topology_declares_it(monkeypatch, cluster,
+                                                                                      replication):
+    """Run before psmesh topology apply (a table just added), the capture creates the topic as apply would, not
+    with one replica: apply never changes a live topic's replication factor afterwards."""
+    if cluster is None:
+        monkeypatch.delenv("PSMESH_CLUSTER", raising=False)
+    else:
+        monkeypatch.setenv("PSMESH_CLUSTER", cluster)
+    config = capture_config("crm")
+    topic = "crm.public.accounts"
+    assert config.topic_partitions[topic] == 6
+    assert config.topic_replication[topic] == replication
+    assert config.topic_configs[topic] == {"cleanup.policy": "compact"}

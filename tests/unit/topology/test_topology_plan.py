@@ -73,12 +73,27 @@ def test_cluster_that_matches_has_nothing_to_do(topology):
     assert plan.lines() == ["nothing to do"]
 
 
-def test_more_partitions_in_the_file_adds_partitions(topology):
+def test_more_partitions_for_a_compacted_topic_is_a_warning_unless_asked_for(topology):
     live = _live(topology)
     live["views.pipeline"] = LiveTopic("views.pipeline", 4, 1, {"cleanup.policy": "compact"})
     plan = plan_changes(topology, ClusterState(1, live))
+    assert plan.actions == ()
+    (warning,) = plan.warnings
+    assert "topic views.pipeline has 4 partitions, the topology asks for 6: it is compacted" in warning
+    plan = plan_changes(topology, ClusterState(1, live), repartition_compacted=True)
     assert plan.actions == (AddPartitions("views.pipeline", 4, 6),)
     assert plan.lines()[0] == "~ add partitions to views.pipeline: 4 -> 6"
+
+
+def test_more_partitions_for_a_topic_of_events_are_added_with_a_warning_on_order(doc, docs):
+    next(t for t in doc["topics"] if t["name"] == "dlq.processors")["partitions"] = 3
+    topology, issues, _ = docs.check(doc)
+    assert topology is not None, issues
+    live = _live(topology)
+    live["dlq.processors"] = LiveTopic("dlq.processors", 1, 1, live["dlq.processors"].config)
+    plan = plan_changes(topology, ClusterState(1, live))
+    assert plan.actions == (AddPartitions("dlq.processors", 1, 3),)
+    assert any("a consumer may read them out of order around the change" in w for w in plan.warnings)
 
 
 def test_fewer_partitions_in_the_file_is_a_warning_never_an_action(topology):

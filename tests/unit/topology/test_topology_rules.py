@@ -435,3 +435,59 @@ def test_consumers_are_still_checked_on_a_topic_with_another_error(doc, docs):
         "processors[pipeline].inputs[0]",
         "topics[crm.public.accounts].partitions",
     ]
+
+
+def test_a_dead_letter_topic_that_is_a_change_topic_or_compacted_is_an_error_and_a_finite_retention_a_warning(
+        doc, docs):
+    doc["sinks"][0]["dead_letter"] = "crm.public.accounts"
+    _, issues, _ = docs.check(doc)
+    found = {(i.location, i.message) for i in issues if i.is_error}
+    assert ("sinks[reporting_sink].dead_letter",
+            "dead-letter topic 'crm.public.accounts' is the change topic of source 'crm'; letters need a topic of "
+            "their own") in found
+    assert any("is compacted (compact)" in message for _, message in found)
+
+    doc["sinks"][0]["dead_letter"] = "dlq.processors"
+    _topic(doc, "dlq.processors")["retention_ms"] = 3_600_000
+    topology, issues, _ = docs.check(doc)
+    assert topology is not None
+    assert {(i.severity, i.message) for i in issues} == {
+        (Severity.WARNING, "dead-letter topic 'dlq.processors' deletes letters after retention_ms 3600000, "
+                           "handled or not; -1 keeps them")}
+
+
+def test_two_sources_on_one_database_sharing_a_publication_is_an_error(doc, docs):
+    second = {**doc["sources"][0], "name": "crm2", "slot": "psmesh_crm2", "tables": ["accounts"]}
+    doc["sources"].append(second)
+    doc["topics"].append({**_topic(doc, "crm.public.accounts"), "name": "crm2.public.accounts"})
+    _, issues, _ = docs.check(doc)
+    error = docs.only_error(issues)
+    assert error.location == "sources[crm2].publication"
+    assert "publication 'psmesh_crm' of database 'crm' is also used by source 'crm'" in error.message
+
+
+def test_a_schema_file_that_is_json_but_not_avro_is_an_error(doc, docs, tmp_path):
+    (tmp_path / "pipeline-value.avsc").write_text("[1, 2, 3]")
+    _topic(doc, "views.pipeline")["value_schema"] = "pipeline-value.avsc"
+    _, issues, _ = docs.check(doc, base_dir=tmp_path)
+    error = docs.only_error(issues)
+    assert error.location == "topics[views.pipeline].value_schema"
+    assert error.message.startswith("schema file 'pipeline-value.avsc' is not an Avro schema: ")
+
+
+def test_an_entry_listed_twice_is_an_error_where_it_repeats(doc, docs):
+    doc["processors"][0]["inputs"].append("crm.public.accounts")
+    doc["sinks"][0]["target"]["tables"].append("pipeline")
+    _topic(doc, "views.pipeline")["consumers"].append("reporting_sink")
+    _, issues, _ = docs.check(doc)
+    found = {(i.location, i.message) for i in issues if i.is_error}
+    assert found == {("processors[pipeline].inputs[2]", "'crm.public.accounts' is listed twice"),
+                     ("sinks[reporting_sink].target.tables[1]", "'pipeline' is listed twice"),
+                     ("topics[views.pipeline].consumers[1]", "'reporting_sink' is listed twice")}
+
+
+def test_a_sink_reading_a_topic_nobody_writes_is_a_warning(doc, docs):
+    doc["processors"][0]["outputs"] = []
+    topology, issues, _ = docs.check(doc)
+    assert topology is not None
+    assert ("sinks[reporting_sink].inputs[0]", Severity.WARNING) in {(i.location, i.severity) for i in issues}
