@@ -85,6 +85,9 @@ def run(name: str, bootstrap_servers: str | None, registry_url: str | None, dsn:
         raise click.ClickException(f"the topology is invalid; the sink takes its dead-letter topic and metrics port "
                                    f"from it:\n{exc}") from exc
     dead_letter_topic = dead_letter_topic or sink_dead_letter_topic(topology, name)
+    declared = next((s for s in topology.sinks if s.name == sink_name), None) if topology is not None else None
+    if declared is not None:
+        database = declared.target.database  # the topology's target database, when it names another one
     kafka = settings.kafka_client_config()
     if bootstrap_servers:
         kafka["bootstrap.servers"] = bootstrap_servers

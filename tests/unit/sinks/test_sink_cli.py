@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
@@ -44,3 +46,21 @@ def test_a_dsn_that_does_not_parse_is_a_usage_error_that_never_shows_it(dsn, rea
     assert result.exit_code == 2
     assert f"Invalid value for '--dsn': not a libpq connection string: {reason}" in result.output
     assert "secret" not in result.output
+
+
+def test_the_target_database_is_the_topologys(tmp_path, monkeypatch):
+    from psycopg.conninfo import conninfo_to_dict
+
+    import sinks.runner
+
+    seen = []
+    monkeypatch.setattr(sinks.runner, "run_sink", lambda target, config: seen.append(config))
+    text = (Path(__file__).resolve().parents[3] / "topology.yaml").read_text()
+    mine = tmp_path / "topology.yaml"
+    mine.write_text(text.replace("      database: erp\n", "      database: erp_eu\n", 1))
+    (tmp_path / "schemas").symlink_to(Path(__file__).resolve().parents[3] / "schemas")
+    result = _run("--file", str(mine))
+    assert result.exit_code == 0, result.output
+    [config] = seen
+    assert conninfo_to_dict(config.dsn)["dbname"] == "erp_eu"
+    assert config.dead_letter_topic == "dlq.sinks"
