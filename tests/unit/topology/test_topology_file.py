@@ -100,3 +100,15 @@ def test_the_processors_inputs_are_the_topics_the_worker_reads(docs):
 
     topology = load_topology(docs.repo / "topology.yaml")
     assert {topic for p in topology.processors for topic in p.inputs} == set(SOURCE_TOPICS)
+
+
+def test_the_processors_outputs_and_dead_letter_are_the_topics_the_worker_writes(docs):
+    """The worker's outputs are fixed by its code: the topology says so, so that status, dlq and the graph look
+    where it writes."""
+    from processors.app import VIEW_KEYS
+
+    topology = load_topology(docs.repo / "topology.yaml")
+    written = {"derived.project_requests", "derived.resource_demand", "derived.billing_triggers",
+               "derived.project_risk_alerts", *(f"views.{v}" for v in VIEW_KEYS)}
+    assert {topic for p in topology.processors for topic in p.outputs} == written
+    assert {p.dead_letter for p in topology.processors} == {"dlq.processors"}
