@@ -219,7 +219,10 @@ def _load(path: Path | None, quiet_ok: bool = False) -> Topology:
     ``quiet_ok``: for commands whose stdout is their product (a plan, a
     Mermaid graph), warnings go to stderr; ``validate`` prints them as its result.
     """
-    path = path or default_topology_path()
+    if path is None:
+        path = default_topology_path()
+        if path != Path(TOPOLOGY_FILE):  # not the operator's own file: say which one this is
+            click.echo(f"no {TOPOLOGY_FILE} here: using the repository's, {path} (--file to choose)", err=True)
     loaded, issues = check_topology(path)
     for issue in issues:
         if quiet_ok and not issue.is_error:

@@ -86,11 +86,14 @@ def test_cli_validate_of_the_repository_file(docs, monkeypatch):
     assert result.output == "ok: 5 domains, 4 sources, 27 topics, 6 processors, 2 sinks\n"
 
 
-def test_cli_uses_the_repository_file_when_the_cwd_has_none(tmp_path, monkeypatch):
+def test_cli_uses_the_repository_file_when_the_cwd_has_none_and_says_so(tmp_path, monkeypatch, docs):
+    """An apply from the wrong directory must not push the demo's topology to a cluster unannounced."""
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(topology_cli, ["validate"])
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("ok: 5 domains")
+    assert result.stdout.startswith("ok: 5 domains")
+    assert result.stderr == (f"no topology.yaml here: using the repository's, {docs.repo / 'topology.yaml'} "
+                             "(--file to choose)\n")
 
 
 def test_the_processors_inputs_are_the_topics_the_worker_reads(docs):
