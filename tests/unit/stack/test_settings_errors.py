@@ -135,3 +135,10 @@ def test_a_sink_s_dead_letter_topic_is_the_topology_s():
     assert sink_dead_letter_topic(topology, "erp") == "dlq.erp"
     assert sink_dead_letter_topic(topology, "reporting") == "dlq.sinks"
     assert sink_dead_letter_topic(None, "erp") == "dlq.sinks"
+
+
+def test_a_missing_ca_file_is_named(monkeypatch, tmp_path):
+    monkeypatch.setenv("PSMESH_KAFKA_SSL_CA_LOCATION", str(tmp_path / "ca.pem"))
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert caught.value.problems == [f"PSMESH_KAFKA_SSL_CA_LOCATION: {tmp_path / 'ca.pem'} does not exist"]
