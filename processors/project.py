@@ -50,7 +50,7 @@ from processors.formulas import (
     revenue_method,
     store,
 )
-from processors.formulas.billing import MILESTONE_COMPLETED, PERIOD_CLOSE
+from processors.formulas.billing import MILESTONE_COMPLETED, PERIOD_CLOSE, close_counts
 from processors.formulas.rounding import quotient, store_ratio, wide
 from processors.formulas.risk import (
     BURN,
@@ -68,7 +68,6 @@ ZERO = Decimal(0)
 ONE = Decimal(1)
 APPROVED = "approved"
 TIME_AND_MATERIALS = "time_and_materials"
-FIXED_FEE = "fixed_fee"
 REQUESTS_TOPIC = "derived.project_requests"
 DEMAND_TOPIC = "derived.resource_demand"
 TRIGGERS_TOPIC = "derived.billing_triggers"
@@ -543,8 +542,6 @@ class ProjectStage:
                            fx: Effects) -> None:
         if m.status != "completed" or st.opportunity_row is None:
             return  # without the opportunity there is no currency yet: its arrival bills it
-        if st.opportunity.contract_type != FIXED_FEE:
-            return  # time and materials bills by period (formulas.billing.milestone_billing)
         event_id = milestone_event_id(st.project_code, m.milestone_id)
         recorded = st.meta["triggers"].get(event_id)
         if recorded is None:
@@ -575,12 +572,16 @@ class ProjectStage:
             if billed_through is not None and billed_through > through:
                 through = billed_through
             billed_events = st.table("billing_event")
+            # what earlier billing took: its period closes, and on time and materials its milestones too, whose
+            # amounts are the time the closes bill (formulas.billing.period_close_billing)
+            counted = close_counts(o.contract_type)
             already = ZERO
             for tid, amount in st.meta["triggers"].items():
-                if "-P" in tid and tid != event_id and tid not in billed_events:
+                kind = MILESTONE_COMPLETED if tid.rpartition("-")[2].startswith("M") else PERIOD_CLOSE
+                if kind in counted and tid != event_id and tid not in billed_events:
                     already += Decimal(amount)  # emitted, not yet back from the ERP
             already += sum((b.amount for b in billed_events.values()
-                            if b.trigger_type == PERIOD_CLOSE and b.billing_event_id != event_id), ZERO)
+                            if b.trigger_type in counted and b.billing_event_id != event_id), ZERO)
             # Bill the value to date rounded to the cent, less what was billed: the cents never drift.
             value = period_billable_value(o.contract_type, through, st.table("entry").values(),
                                           st.table("expense").values())

@@ -187,8 +187,9 @@ def unusable(settings: Settings) -> list[str]:
         if value is not None and value not in allowed:
             problems.append(f"{ENV_PREFIX}{field.upper()}: must be one of {', '.join(allowed)} "
                             f"(got {getattr(settings, field)!r})")
-    if settings.kafka_ssl_ca_location is not None and not Path(settings.kafka_ssl_ca_location).exists():
-        problems.append(f"{ENV_PREFIX}KAFKA_SSL_CA_LOCATION: {settings.kafka_ssl_ca_location} does not exist")
+    ca = settings.kafka_ssl_ca_location
+    if ca is not None and ca != "probe" and not Path(ca).exists():  # librdkafka's "probe": the system's paths
+        problems.append(f"{ENV_PREFIX}KAFKA_SSL_CA_LOCATION: {ca} does not exist")
     for field in PORT_FIELDS:
         value = getattr(settings, field)
         least = 0 if field in OPTIONAL_PORT_FIELDS else 1

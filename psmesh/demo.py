@@ -114,7 +114,8 @@ def _run(settings, stack: LocalStack, topology_file: Path | None, size: str, wee
             raise click.ClickException(str(exc)) from exc
         services.append(service)
         click.echo(f"    cdc-{source.name:9} {what} (log {service.process.logfile})")
-    for service in (processor_service(settings), sink_service(settings, "erp", topology), sink_service(settings, "reporting", topology),
+    for service in (processor_service(settings), sink_service(settings, "erp", topology, path),
+                    sink_service(settings, "reporting", topology, path),
                     page_service(settings)):
         try:
             what = service.start()

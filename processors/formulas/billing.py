@@ -40,19 +40,14 @@ def period_event_id(project_code: str, period_id: int) -> str:
     return f"{project_code}-P{period_id}"
 
 
-def milestone_billing(milestone: BillingMilestone, previous_status: str | None,
-                      contract_type: str) -> BillingTrigger | None:
-    """Bills the milestone's amount when it moves to 'completed', on a fixed_fee project.
+def milestone_billing(milestone: BillingMilestone, previous_status: str | None) -> BillingTrigger | None:
+    """Bills the milestone's amount when it moves to 'completed'.
 
     A milestone first seen as 'completed' (previous_status None) bills too; one
     that was already 'completed' or 'invoiced' does not bill again, nor does a
-    zero amount. A time_and_materials project bills by period
-    (billing_frequency 'period'): its milestones bill nothing, or its time
-    would be billed twice, once by the milestone and once by the close, and
-    its billing events would exceed its delivered value (DOMAIN.md section 5).
+    zero amount. On a time_and_materials project the closes then bill only
+    the time beyond it (:func:`close_counts`).
     """
-    if contract_type != FIXED_FEE:
-        return None
     if milestone.status != "completed" or previous_status in ("completed", "invoiced"):
         return None
     if milestone.amount == 0:
@@ -61,6 +56,20 @@ def milestone_billing(milestone: BillingMilestone, previous_status: str | None,
         milestone_event_id(milestone.project_code, milestone.milestone_id), milestone.project_code,
         MILESTONE_COMPLETED, milestone.amount, milestone_id=milestone.milestone_id,
     )
+
+
+def close_counts(contract_type: str) -> frozenset[str]:
+    """The trigger types a period close subtracts as already billed.
+
+    fixed_fee: period closes only (a close bills expenses; milestones bill the
+    revenue). time_and_materials: milestones too. Its revenue is its time,
+    which the closes bill, so a milestone's amount is an advance on that time
+    and is not billed a second time by the next close. If the milestone is
+    larger than the time delivered, the close credits the difference. Either
+    way the project's billing events sum to its delivered value after a final
+    close (DOMAIN.md section 5).
+    """
+    return frozenset({PERIOD_CLOSE}) if contract_type == FIXED_FEE else frozenset({PERIOD_CLOSE, MILESTONE_COMPLETED})
 
 
 def period_billable_value(
@@ -96,9 +105,9 @@ def period_close_billing(
     Rows of other projects are ignored.
 
     The amount is :func:`period_billable_value` rounded to the cent (a billing
-    event is money, numeric(14,2)) less the project's period-close
-    events already billed for *other* periods (this period's own event is left
-    out, so deriving again gives the same amount). A late approval of work
+    event is money, numeric(14,2)) less the project's events already billed
+    of the types :func:`close_counts` names, other than this period's own
+    (left out, so deriving again gives the same amount). A late approval of work
     dated in an earlier period is thus caught by the next close, and nothing
     is billed twice.
 
@@ -116,8 +125,9 @@ def period_close_billing(
     dated after its own end; what it bills then may be dated up to that date.
     """
     own_id = period_event_id(project_code, period.period_id)
+    counted = close_counts(contract_type)
     already = sum((b.amount for b in events
-                   if b.project_code == project_code and b.trigger_type == PERIOD_CLOSE
+                   if b.project_code == project_code and b.trigger_type in counted
                    and b.billing_event_id != own_id), ZERO)
     entries = [e for e in entries if e.project_code == project_code]
     expenses = [x for x in expenses if x.project_code == project_code]

@@ -120,9 +120,14 @@ def processor_service(settings: Settings) -> HttpService:
     return HttpService(settings, "processors", ["processors", "run", "--web-port", str(port)], port)
 
 
-def sink_service(settings: Settings, sink: str, topology: Topology | None = None) -> HttpService:
+def sink_service(settings: Settings, sink: str, topology: Topology | None = None,
+                 topology_file: Path | None = None) -> HttpService:
+    """``psmesh sink run``; given the topology file the demo applied, it reads that one (as the captures do)."""
     port = sink_metrics_port(settings, topology or default_topology(), sink)
-    return HttpService(settings, f"sink-{sink}", ["sink", "run", sink, "--metrics-port", str(port)], port)
+    argv = ["sink", "run", sink, "--metrics-port", str(port)]
+    if topology_file is not None:
+        argv += ["--file", str(topology_file.resolve())]
+    return HttpService(settings, f"sink-{sink}", argv, port)
 
 
 def page_service(settings: Settings) -> HttpService:

@@ -75,13 +75,12 @@ def test_resource_demand_is_emitted_only_on_change():
 
 def test_completed_milestone_bills_its_amount_once_with_a_deterministic_id():
     done = BillingMilestone(5, "PRJ-1", D("300.00"), "completed")
-    trigger = milestone_billing(done, "planned", "fixed_fee")
+    trigger = milestone_billing(done, "planned")
     assert (trigger.billing_event_id, trigger.trigger_type, trigger.amount, trigger.milestone_id) == (
         "PRJ-1-M5", "milestone_completed", D("300.00"), 5)
-    assert milestone_billing(done, "completed", "fixed_fee") is None
-    assert milestone_billing(BillingMilestone(5, "PRJ-1", D("300.00"), "invoiced"), "completed", "fixed_fee") is None
-    assert milestone_billing(BillingMilestone(5, "PRJ-1", D("300.00"), "planned"), None, "fixed_fee") is None
-    assert milestone_billing(done, "planned", "time_and_materials") is None  # billed by its periods
+    assert milestone_billing(done, "completed") is None
+    assert milestone_billing(BillingMilestone(5, "PRJ-1", D("300.00"), "invoiced"), "completed") is None
+    assert milestone_billing(BillingMilestone(5, "PRJ-1", D("300.00"), "planned"), None) is None
 
 
 def test_period_close_never_bills_the_same_value_twice_across_closes_with_a_late_approval():
@@ -132,6 +131,18 @@ def test_a_period_closed_after_a_later_one_bills_through_the_later_end_and_takes
     entries.append(entry(3, date(2026, 4, 20), "1.00"))  # approved after April closed, dated in April
     late = period_close_billing("PRJ-1", "time_and_materials", P1, entries, [], events, billed_through=P2.end_date)
     assert late.amount == D("100.00")
+
+
+def test_a_time_and_materials_close_takes_its_milestones_as_billed_time():
+    """Its revenue is its time: a milestone billed is an advance the closes net, crediting it back if it is more
+    than the time delivered, so that the project's billing events end at its delivered value."""
+    entries = [entry(1, date(2026, 3, 10), "15.00")]  # 1,500.00 of time
+    advance = BillingEvent("PRJ-1-M5", "PRJ-1", "milestone_completed", D("1000.00"), milestone_id=5)
+    first = period_close_billing("PRJ-1", "time_and_materials", P1, entries, [], [advance])
+    assert first.amount == D("500.00")
+    assert billed([advance, as_event(first)]) == D("1500.00")
+    big = BillingEvent("PRJ-1-M6", "PRJ-1", "milestone_completed", D("2000.00"), milestone_id=6)
+    assert period_close_billing("PRJ-1", "time_and_materials", P1, entries, [], [big]).amount == D("-500.00")
 
 
 def test_fixed_fee_period_close_bills_billable_expenses_only_beside_milestone_events():

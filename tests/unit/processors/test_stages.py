@@ -285,7 +285,7 @@ def test_a_time_entry_moved_to_another_project_leaves_the_old_projects_figures()
 
 def _busy_project(h: ProjectHarness, code: str = "PRJ-6", oid: int = 6) -> list[tuple[str, Any, Any]]:
     rows = [
-        ("opportunity", oid, opportunity(oid, contract_type="fixed_fee")),
+        ("opportunity", oid, opportunity(oid)),
         ("line", 61, line(61, oid)),
         ("change_order", 1, ChangeOrder(1, oid, D("100.00"), D("1.00"), "approved")),
         ("entry", 1, entry(1, code, "8.00")),
@@ -491,6 +491,19 @@ def test_a_later_period_closed_by_mistake_then_reopened_or_deleted_leaves_no_cre
     assert financials(h, code)["wip"] == D("0.00")
 
 
+def test_triggers_recorded_before_billed_through_was_take_the_end_of_their_periods():
+    h, code = ProjectHarness(), "PRJ-7"
+    h.row(code, "opportunity", 7, opportunity(7))
+    h.row(code, "entry", 1, entry(1, code, "1.00", day=date(2026, 3, 10)))
+    h.row(code, "entry", 2, entry(2, code, "4.00", day=date(2026, 4, 7)))
+    h.period(BillingPeriod(2, date(2026, 4, 1), date(2026, 4, 30), "closed"))
+    st = h.stage.projects[code]
+    st.meta = {k: v for k, v in st.meta.items() if k != "billed_through"}  # as a version before it was recorded
+    h.period(BillingPeriod(1, date(2026, 3, 1), date(2026, 3, 31), "closed"))
+    triggers = [(v["billing_event_id"], v["amount"]) for t, _, v in h.events if t == "derived.billing_triggers"]
+    assert triggers == [("PRJ-7-P2", D("750.00"))]  # not a credit of April's 600 by March's close
+
+
 def test_a_broadcast_row_seen_again_writes_the_metadata_it_touches_again():
     """A crash can leave the local store ahead of the changelog: the replayed row changes nothing, and only its
     metadata written again puts the recorded trigger (or request) on the changelog."""
@@ -538,15 +551,17 @@ def test_a_completed_billing_milestone_bills_once_with_its_id():
         ("PRJ-9-M3", "milestone_completed", 3, D("2500.00"))]
 
 
-def test_a_time_and_materials_projects_milestone_bills_nothing_its_periods_bill_its_time_once():
+def test_a_time_and_materials_projects_milestone_bills_and_its_closes_bill_only_the_time_beyond_it():
     h, code = ProjectHarness(), "PRJ-9"
     h.row(code, "opportunity", 9, opportunity(9))
     h.row(code, "entry", 1, entry(1, code, "10.00", day=date(2026, 3, 10)))
     h.row(code, "billing_milestone", 3, BillingMilestone(3, code, D("1000.00"), "completed"))
     h.period(BillingPeriod(1, date(2026, 3, 1), date(2026, 3, 31), "closed"))
     triggers = [(v["billing_event_id"], v["amount"]) for t, _, v in h.events if t == "derived.billing_triggers"]
-    assert triggers == [("PRJ-9-P1", D("1500.00"))]
-    h.row(code, "billing_event", "PRJ-9-P1", BillingEvent("PRJ-9-P1", code, "period_close", D("1500.00"), 1))
+    assert triggers == [("PRJ-9-M3", D("1000.00")), ("PRJ-9-P1", D("500.00"))]
+    h.row(code, "billing_event", "PRJ-9-M3", BillingEvent("PRJ-9-M3", code, "milestone_completed", D("1000.00"),
+                                                          milestone_id=3))
+    h.row(code, "billing_event", "PRJ-9-P1", BillingEvent("PRJ-9-P1", code, "period_close", D("500.00"), 1))
     row = financials(h, code)
     assert (row["delivered_value"], row["billed"], row["wip"]) == (D("1500.00"), D("1500.00"), D("0.00"))
 

@@ -111,7 +111,7 @@ def test_a_republish_request_republishes_its_partition_whenever_it_comes_and_onl
 def _opportunity(opportunity_id: int) -> dict:
     return {"opportunity_id": opportunity_id, "account_id": 500, "name": f"Opportunity {opportunity_id}",
             "stage": "closed_won", "probability": "100.00", "amount": "10000.00", "currency": "USD",
-            "service_line": "cloud_migration", "contract_type": "fixed_fee", "estimated_hours": "1000.00",
+            "service_line": "cloud_migration", "contract_type": "time_and_materials", "estimated_hours": "1000.00",
             "target_start_date": "2026-03-02", "target_end_date": "2026-06-30", "expected_close_date": "2026-03-20",
             "closed_at": "2026-03-20T10:00:00+00:00"}
 

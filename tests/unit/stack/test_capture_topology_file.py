@@ -77,3 +77,13 @@ def test_the_capture_would_create_a_missing_change_topic_as_the_topology_declare
     assert config.topic_partitions[topic] == 6
     assert config.topic_replication[topic] == replication
     assert config.topic_configs[topic] == {"cleanup.policy": "compact"}
+
+
+def test_a_sink_started_with_the_demos_topology_file_is_given_that_file(tmp_path):
+    """The sinks take their target database and dead-letter topic from the topology: the one the demo applied."""
+    from psmesh.stack.services import sink_service
+
+    topology_file = tmp_path / "mine.yaml"
+    service = sink_service(Settings(home=tmp_path, erp_sink_metrics_port=19901), "erp", None, topology_file)
+    assert service.argv == ["sink", "run", "erp", "--metrics-port", "19901", "--file", str(topology_file.resolve())]
+    assert "--file" not in sink_service(Settings(home=tmp_path, erp_sink_metrics_port=19901), "erp").argv

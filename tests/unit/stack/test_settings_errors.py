@@ -142,3 +142,5 @@ def test_a_missing_ca_file_is_named(monkeypatch, tmp_path):
     with pytest.raises(SettingsError) as caught:
         load_settings()
     assert caught.value.problems == [f"PSMESH_KAFKA_SSL_CA_LOCATION: {tmp_path / 'ca.pem'} does not exist"]
+    monkeypatch.setenv("PSMESH_KAFKA_SSL_CA_LOCATION", "probe")  # librdkafka looks in the system's paths
+    assert load_settings().kafka_client_config()["ssl.ca.location"] == "probe"
