@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from psmesh.cliopts import checked
 from psmesh.config import check_worker_url, load_settings
 
 logger = logging.getLogger(__name__)
@@ -17,20 +18,11 @@ def processors() -> None:
     """The Faust processors: materialized views and derived events."""
 
 
-def _worker_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        return check_worker_url(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
-
-
 @processors.command("run")
 @click.option("--web-port", type=click.IntRange(1, 65535), default=lambda: load_settings().processors_port,
               show_default="PSMESH_PROCESSORS_PORT, 6066",
               help="HTTP port of this worker: interactive queries under /views/ and Prometheus /metrics.")
-@click.option("--url", callback=_worker_url, default=lambda: load_settings().processors_url,
+@click.option("--url", callback=checked(check_worker_url), default=lambda: load_settings().processors_url,
               show_default="PSMESH_PROCESSORS_URL, else http://127.0.0.1:<web-port>",
               help="Where the other workers reach this one's --web-port (http://host:port): they forward the view "
                    "queries for the keys it owns there. Set it when workers run on more than one host.")

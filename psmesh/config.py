@@ -226,6 +226,20 @@ def check_worker_url(url: str) -> str:
     return url.rstrip("/")
 
 
+def check_dsn(dsn: str) -> str:
+    """A libpq connection string psycopg parses; the message never shows it (it may hold a password)."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        reason = str(exc).strip() if str(exc).startswith("invalid connection option") else "it does not parse"
+        raise ValueError(f"not a libpq connection string: {reason} (the value is not shown: it may hold a "
+                         "password)") from exc
+    return dsn
+
+
 def check_registry_url(url: str) -> str:
     """A registry URL the schema registry client accepts (it takes a comma-separated list)."""
     for part in url.split(","):

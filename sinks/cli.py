@@ -3,41 +3,17 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import click
 
-from pathlib import Path
-
-from psmesh.config import check_registry_url, load_settings
+from psmesh.cliopts import checked
+from psmesh.config import check_dsn, check_registry_url, load_settings
 
 logger = logging.getLogger(__name__)
 
 #: sink argument → (target database, topology name of the sink).
 SINKS = {"erp": ("erp", "erp_sink"), "reporting": ("reporting", "reporting_sink")}
-
-
-def _registry_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        return check_registry_url(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
-
-
-def _dsn(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    if value is None:
-        return None
-    import psycopg
-    from psycopg.conninfo import conninfo_to_dict
-
-    try:
-        conninfo_to_dict(value)
-    except psycopg.ProgrammingError as exc:
-        reason = str(exc).strip() if str(exc).startswith("invalid connection option") else "it does not parse"
-        raise click.BadParameter(f"not a libpq connection string: {reason} (the value is not shown: it may hold a "
-                                 "password)", ctx=ctx, param=param) from exc
-    return value
 
 
 @click.group()
@@ -48,9 +24,9 @@ def sink() -> None:
 @sink.command()
 @click.argument("name", type=click.Choice(sorted(SINKS)))
 @click.option("--bootstrap-servers", default=None, help="Kafka bootstrap servers (default: PSMESH_KAFKA_BOOTSTRAP or the local stack).")
-@click.option("--registry-url", default=None, callback=_registry_url,
+@click.option("--registry-url", default=None, callback=checked(check_registry_url),
               help="Schema registry URL (default: PSMESH_REGISTRY_URL or the local stack).")
-@click.option("--dsn", default=None, callback=_dsn,
+@click.option("--dsn", default=None, callback=checked(check_dsn),
               help="libpq connection string of the target database (default: from PSMESH_PG_*).")
 @click.option("--group", "group_id", default=None, help="Consumer group (default: psmesh-<sink name>).")
 @click.option("--dead-letter-topic", default=None,

@@ -15,6 +15,7 @@ import click
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
+from psmesh.cliopts import checked
 from psmesh.config import check_registry_url, load_settings
 from psmesh.topology.apply import apply_topology
 from psmesh.topology.exceptions import ClusterError, RendererMissingError
@@ -45,12 +46,6 @@ _file_option = click.option(
     default=None,
     help="Topology file [default: ./topology.yaml, else the repository's].",
 )
-def _registry_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    try:
-        return check_registry_url(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
-
 
 _cluster_options = [
     click.option(
@@ -62,7 +57,7 @@ _cluster_options = [
     click.option(
         "--registry-url",
         default=lambda: load_settings().schema_registry_url,
-        callback=_registry_url,
+        callback=checked(check_registry_url),
         show_default="PSMESH_REGISTRY_URL or the local registry",
         help="Schema registry URL.",
     ),
