@@ -50,6 +50,15 @@ def sink_dead_letter_topic(topology: Topology | None, sink: str) -> str:
     return "dlq.sinks"
 
 
+def sink_database(topology: Topology | None, sink: str) -> str:
+    """Sink ``erp`` or ``reporting``: the topology's target database for it, else the database of its name."""
+    if topology is not None:
+        for entry in topology.sinks:
+            if entry.name == f"{sink}_sink":
+                return entry.target.database
+    return sink
+
+
 def default_topology(*, strict: bool = False) -> Topology | None:
     """The topology file psmesh would use here, or None when it is missing.
 

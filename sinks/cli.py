@@ -12,8 +12,8 @@ from psmesh.config import check_dsn, check_registry_url, load_settings
 
 logger = logging.getLogger(__name__)
 
-#: sink argument → (target database, topology name of the sink).
-SINKS = {"erp": ("erp", "erp_sink"), "reporting": ("reporting", "reporting_sink")}
+#: sink argument → topology name of the sink.
+SINKS = {"erp": "erp_sink", "reporting": "reporting_sink"}
 
 
 @click.group()
@@ -38,14 +38,14 @@ def sink() -> None:
 @click.option("--snapshot-every", type=float, default=10.0, show_default=True,
               help="reporting: least seconds between KPI snapshots (kpi_snapshots) while the store changes; 0: none.")
 @click.option("--file", "topology_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
-              help="Topology file giving the sink's dead-letter topic and metrics port "
+              help="Topology file giving the sink's target database, dead-letter topic and metrics port "
                    "[default: ./topology.yaml, else the repository's].")
 def run(name: str, bootstrap_servers: str | None, registry_url: str | None, dsn: str | None, group_id: str | None,
         dead_letter_topic: str | None, batch_size: int, metrics_port: int | None, snapshot_every: float,
         topology_file: Path | None) -> None:
     """Run sink NAME (erp or reporting) until stopped (SIGTERM or Ctrl-C)."""
     from psmesh.metrics_http import serve_metrics
-    from psmesh.ports import default_topology, sink_dead_letter_topic, sink_metrics_port
+    from psmesh.ports import default_topology, sink_database, sink_dead_letter_topic, sink_metrics_port
     from psmesh.topology.exceptions import TopologyError
     from psmesh.topology.model import load_topology
     from sinks.erp import ErpSink
@@ -54,16 +54,14 @@ def run(name: str, bootstrap_servers: str | None, registry_url: str | None, dsn:
     from sinks.runner import RunnerConfig, run_sink
 
     settings = load_settings()
-    database, sink_name = SINKS[name]
+    sink_name = SINKS[name]
     try:  # an invalid file is refused: its dead-letter topic is where psmesh status and psmesh dlq look for letters
         topology = load_topology(topology_file) if topology_file else default_topology(strict=True)
     except TopologyError as exc:
-        raise click.ClickException(f"the topology is invalid; the sink takes its dead-letter topic and metrics port "
-                                   f"from it:\n{exc}") from exc
+        raise click.ClickException(f"the topology is invalid; the sink takes its target database, dead-letter topic "
+                                   f"and metrics port from it:\n{exc}") from exc
     dead_letter_topic = dead_letter_topic or sink_dead_letter_topic(topology, name)
-    declared = next((s for s in topology.sinks if s.name == sink_name), None) if topology is not None else None
-    if declared is not None:
-        database = declared.target.database  # the topology's target database, when it names another one
+    database = sink_database(topology, name)
     kafka = settings.kafka_client_config()
     if bootstrap_servers:
         kafka["bootstrap.servers"] = bootstrap_servers

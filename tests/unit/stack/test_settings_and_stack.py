@@ -95,3 +95,14 @@ def test_a_cluster_id_never_starts_with_a_dash_the_storage_tool_would_read_as_an
     drawn = iter([uuid.UUID(bytes=b"\xf8" + bytes(15)), uuid.UUID(bytes=b"\x01" * 16)])  # "-A...", then "AQEB..."
     monkeypatch.setattr(kafka.uuid, "uuid4", lambda: next(drawn))
     assert new_cluster_id() == "AQEBAQEBAQEBAQEBAQEBAQ"
+
+
+def test_a_sinks_database_is_the_topologys_target_else_its_own_name():
+    from pathlib import Path
+
+    from psmesh.ports import sink_database
+    from psmesh.topology.model import load_topology
+
+    topology = load_topology(Path(__file__).resolve().parents[3] / "topology.yaml")
+    assert (sink_database(topology, "erp"), sink_database(topology, "reporting")) == ("erp", "reporting")
+    assert sink_database(None, "reporting") == "reporting"
