@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -83,7 +83,7 @@ def run(source: str, topology_file: Path | None, metrics_port: int | None) -> No
 
     from psmesh.metrics_http import serve_metrics
     from psmesh.ports import capture_metrics_port
-    from streams.exceptions import ReplicationError, StreamsError
+    from streams.exceptions import RegistryUnavailable, ReplicationError, StreamsError
     from streams.source import CaptureSource
 
     config = capture_config(source, topology_file)
@@ -102,16 +102,18 @@ def run(source: str, topology_file: Path | None, metrics_port: int | None) -> No
                 capture.close()
             break
         except StreamsError as exc:
-            # PostgreSQL went away (restart, failover, network): resume from the slot, which
-            # still holds everything not confirmed; nothing is lost, a few events may repeat.
+            # PostgreSQL or the registry went away (restart, failover, network): resume from the slot,
+            # which still holds everything not confirmed; nothing is lost, a few events may repeat.
             # Any other capture error (a refused schema, a bad configuration) stops the capture.
-            lost = isinstance(exc, ReplicationError) or isinstance(exc.__cause__, psycopg.OperationalError)
+            registry = isinstance(exc, RegistryUnavailable)
+            lost = registry or isinstance(exc, ReplicationError) or isinstance(exc.__cause__, psycopg.OperationalError)
             if not lost:
                 raise click.ClickException(str(exc)) from exc
             if capture.stopping:
                 break
-            logger.warning("lost PostgreSQL for %s (%s); reconnecting in %.0fs, resuming from slot %s",
-                           source, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+            logger.warning("lost %s for %s (%s); reconnecting in %.0fs, resuming from slot %s",
+                           "the schema registry" if registry else "PostgreSQL", source,
+                           str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
                            delay, config.slot)
             if capture.wait_stop(delay):
                 break

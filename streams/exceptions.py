@@ -50,6 +50,13 @@ class ReplicationError(StreamsError):
     """The replication connection or stream failed (slot, START_REPLICATION, copy)."""
 
 
+class RegistryUnavailable(StreamsError):
+    """The schema registry could not be reached, or failed (5xx), while a table's schema was being registered.
+
+    Nothing with that schema was published and the slot was not confirmed past it: the capture resumes from its
+    slot once the registry answers, as after a lost PostgreSQL connection."""
+
+
 class SchemaRefused(StreamsError):
     """The registry refused a table's new schema under the subject's compatibility rule.
 

@@ -16,7 +16,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from streams.envelope import ColumnSpec, key_schema, value_schema
-from streams.exceptions import SchemaRefused, StreamsError
+from streams.exceptions import RegistryUnavailable, SchemaRefused, StreamsError
 from streams.publisher import AvroEncoder
 
 logger = logging.getLogger(__name__)
@@ -67,9 +67,13 @@ class SchemaRegistrar:
                 rule = self._rule(subject)
                 changed = self._changed_columns(subject, columns)
                 raise SchemaRefused(table, subject, changed, rule, exc.error_message) from exc
+            if exc.http_status_code is None or exc.http_status_code >= 500:
+                raise RegistryUnavailable(f"cannot register subject {subject} of table {table}: the schema registry "
+                                          f"failed ({exc})") from exc
             raise StreamsError(f"the schema registry refused subject {subject} of table {table}: {exc}") from exc
         except Exception as exc:  # noqa: BLE001 - transport errors of the registry client
-            raise StreamsError(f"cannot register subject {subject} of table {table}: schema registry unreachable ({exc})") from exc
+            raise RegistryUnavailable(f"cannot register subject {subject} of table {table}: schema registry "
+                                      f"unreachable ({exc})") from exc
 
     def _rule(self, subject: str) -> str:
         try:
