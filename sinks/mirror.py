@@ -102,7 +102,9 @@ class Mirror:
             after = record.value.get("after")
             if after is None:
                 raise RecordRejected(f"change event op {op!r} without an after image")
-            unchanged = set(record.value.get("unchanged_toasted") or ())
+            # a TOASTed value left unchanged, or a column the source no longer sends (dropped or renamed since the
+            # contract): neither is in the event, so the mirror keeps what it has rather than write a null
+            unchanged = set(record.value.get("unchanged_toasted") or ()) | record.absent
             row = {c.name: after.get(c.name) for c in self.table.columns if c.name not in unchanged}
             return [Write(record, self.name, Action.UPSERT, _key(after, key_columns, "after image"), row)]
         raise RecordRejected(f"change event with unknown op {op!r}")

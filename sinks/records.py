@@ -51,6 +51,10 @@ class SinkRecord:
     value_bytes: bytes | None
     key: dict[str, Any] | None
     value: dict[str, Any] | None
+    #: Columns of the contract's row image (``after``) that the writer's schema does not have: a column dropped or
+    #: renamed in the source since the contract was written. Their value in ``value`` is the reader's default
+    #: (null), not the source's, so a mirror must leave them as they are rather than write that null.
+    absent: frozenset[str] = frozenset()
 
     @property
     def where(self) -> str:
@@ -81,6 +85,7 @@ class RecordDecoder:
         self._registry = registry
         self._contracts = contracts
         self._writers: dict[int, Any] = {}
+        self._absent: dict[tuple[str, int], frozenset[str]] = {}
 
     def decode(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> SinkRecord:
         contract = self._contracts.get(topic)
@@ -88,7 +93,18 @@ class RecordDecoder:
             raise RecordRejected(f"no contract for topic {topic}")
         decoded_key = None if key is None else self._read(key, contract.key, "key")
         decoded_value = None if value is None else self._read(value, contract.value, "value")
-        return SinkRecord(topic, partition, offset, key, value, decoded_key, decoded_value)
+        absent = frozenset() if value is None else self._absent_columns(topic, value, contract.value)
+        return SinkRecord(topic, partition, offset, key, value, decoded_key, decoded_value, absent)
+
+    def _absent_columns(self, topic: str, value: bytes, reader: Any) -> frozenset[str]:
+        """The contract's ``after`` fields the writer schema of ``value`` lacks (none for a schema without one)."""
+        schema_id = _HEADER.unpack_from(value)[1]
+        found = self._absent.get((topic, schema_id))
+        if found is None:
+            wanted, written = _row_fields(reader), _row_fields(self._writers[schema_id])
+            found = self._absent[(topic, schema_id)] = (
+                frozenset() if wanted is None or written is None else frozenset(wanted - written))
+        return found
 
     def _read(self, data: bytes, reader: Any, field: str) -> dict[str, Any]:
         if len(data) < _HEADER.size:
@@ -127,3 +143,19 @@ class RecordDecoder:
             raise RecordRejected(f"{field}: schema id {schema_id} is not an Avro schema: {type(exc).__name__}") from exc
         self._writers[schema_id] = parsed
         return parsed
+
+
+def _row_fields(schema: Any) -> set[str] | None:
+    """The field names of a change event's row image (its ``after`` record), None when ``schema`` has none."""
+    if not isinstance(schema, dict) or schema.get("type") != "record":
+        return None
+    named = schema.get("__named_schemas", {})
+    for field in schema.get("fields", ()):
+        if field.get("name") != "after":
+            continue
+        branches = field["type"] if isinstance(field["type"], list) else [field["type"]]
+        for branch in branches:
+            record = named.get(branch) if isinstance(branch, str) else branch
+            if isinstance(record, dict) and record.get("type") == "record":
+                return {f["name"] for f in record.get("fields", ())}
+    return None

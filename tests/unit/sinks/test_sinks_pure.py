@@ -198,3 +198,31 @@ def test_a_connection_failure_is_described_with_libpqs_reason_and_never_the_pass
         reason = describe(sa_exc.OperationalError("connect", {}, exc))
     assert reason.startswith("OperationalError: connection failed: ")
     assert '"127.0.0.1", port 1 failed' in reason and "s3cret-pw" not in reason
+
+
+def test_a_column_the_source_no_longer_sends_is_left_alone_in_the_mirror_not_overwritten_with_null():
+    """`ALTER TABLE invoices RENAME COLUMN paid_on TO settled_on` (or DROP COLUMN): the contract still has paid_on,
+    the new events do not; read with the contract it is null, and writing that null would unpay every invoice."""
+    contract = load_contract("erp/invoices-value.avsc")
+    writer = json.loads(json.dumps(contract))
+    row = next(t for t in next(f for f in writer["fields"] if f["name"] == "before")["type"] if isinstance(t, dict))
+    row["fields"] = [f for f in row["fields"] if f["name"] != "paid_on"]
+    after = {"invoice_id": 5, "project_code": "PRJ-1", "billing_event_id": "PRJ-1-P1", "amount": Decimal("10.00"),
+             "currency": "EUR", "status": "paid", "issued_on": date(2026, 3, 2), "due_on": date(2026, 4, 1),
+             "written_off": Decimal("0.00"), "updated_at": datetime(2026, 4, 2, tzinfo=timezone.utc)}
+    source = {"version": "1", "connector": "postgresql", "name": "erp", "ts_ms": 1, "snapshot": "false", "db": "erp",
+              "schema": "public", "table": "invoices", "txId": 1, "lsn": 1, "sequence": None}
+    event = {"op": "u", "before": None, "after": after, "source": source, "ts_ms": 1, "unchanged_toasted": []}
+    event = {f["name"]: event.get(f["name"]) for f in writer["fields"]}
+
+    sink = ReportingSink()
+    decoder = RecordDecoder(_Registry(writer), sink.contracts())
+    record = decoder.decode("erp.public.invoices", 0, 9, None, _framed(writer, event))
+    assert record.absent == frozenset({"paid_on"})
+    [write] = sink.prepare(record)
+    assert write.action is Action.UPSERT and "paid_on" not in write.row and write.row["status"] == "paid"
+
+    decoder = RecordDecoder(_Registry(contract), sink.contracts())  # the contract's own shape: every column written
+    record = decoder.decode("erp.public.invoices", 0, 10, None, _framed(contract, {
+        f["name"]: event.get(f["name"]) for f in contract["fields"]} | {"after": {**after, "paid_on": None}}))
+    assert record.absent == frozenset() and "paid_on" in sink.prepare(record)[0].row
