@@ -248,6 +248,9 @@ class CaptureSource:
         self._stop = threading.Event()
         self._compacted: dict[str, bool] = {}
         self._pk_cache: dict[str, frozenset[str]] = {}
+        #: Relations of the publication that are not among the source's tables (added to it by hand): skipped.
+        self._ignored: set[int] = set()
+        self._configured = frozenset(r.qualified for r in config.table_refs())
         self._txn: PendingTransaction | None = None
         self._stream: ReplicationStream | None = None
         self._txn_meta: tuple[int, int] = (0, 0)  # xid, commit ts (µs since 2000)
@@ -568,6 +571,17 @@ class CaptureSource:
 
     def _on_relation(self, rel: Relation) -> None:
         ref = TableRef(rel.namespace or "pg_catalog", rel.name)
+        if ref.qualified not in self._configured:
+            # in the publication but not in the topology (added to it by hand): no topic was made for it, and
+            # publishing to one would stop the capture; its changes are left out, said once per relation
+            if rel.relation_id not in self._ignored:
+                logger.warning("table %s is in publication %s but not among source %s's tables; its changes are not "
+                               "captured: add it to the topology's source, or drop it from the publication",
+                               ref.qualified, self.config.publication, self.config.name)
+            self._ignored.add(rel.relation_id)
+            self.tables.pop(rel.relation_id, None)
+            return
+        self._ignored.discard(rel.relation_id)
         if rel.replica_identity == ReplicaIdentity.FULL:
             # Under REPLICA IDENTITY FULL pgoutput flags every column as identity;
             # the event key stays the primary key, as in the snapshot.
@@ -793,6 +807,8 @@ class CaptureSource:
 
     def _change(self, m: Insert | Update | Delete, lsn: int) -> None:
         info = self.tables.get(m.relation_id)
+        if info is None and m.relation_id in self._ignored:
+            return
         if info is None:
             raise ReplicationError(f"change for relation {m.relation_id} before its Relation message")
         txn = self._txn

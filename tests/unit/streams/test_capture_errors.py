@@ -96,3 +96,25 @@ def test_a_refused_delivery_names_the_topic_and_partition(tmp_path):
     capture._acker(txn, None)("Broker: Message size too large", _Msg())
     with pytest.raises(DeliveryFailed, match=r"Message size too large \(topic erp\.public\.invoices, partition 3\)"):
         capture.tracker.flushable
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast path", "reference path"])
+def test_a_table_added_to_the_publication_by_hand_is_left_out_not_published_to_a_topic_nobody_made(
+        tmp_path, fast, caplog):
+    capture, publisher = _capture(tmp_path, fast)
+    columns = [("contact_id", 20, -1, True), ("name", 25, -1, False)]
+    relation = (b"R" + struct.pack("!I", 16500) + _cstr("public") + _cstr("contacts") + b"d" + struct.pack("!H", 2)
+                + b"".join(bytes((k,)) + _cstr(n) + struct.pack("!Ii", o, t) for n, o, t, k in columns))
+    messages = [
+        b"B" + struct.pack("!QqI", 0x16B3790, 849_000_000_000_000, 4243),
+        relation,
+        b"I" + struct.pack("!I", 16500) + b"N" + _text_tuple(["1", "Ada"]),
+        relation,
+        b"I" + struct.pack("!I", 16500) + b"N" + _text_tuple(["2", "Grace"]),
+    ]
+    for n, payload in enumerate(messages):
+        capture._on_wal(payload, 0x16B3700 + 0x10 * n, 0x16B3708 + 0x10 * n)
+    assert publisher.sent == []
+    warnings = [r.getMessage() for r in caplog.records if "not among source erp's tables" in r.getMessage()]
+    assert warnings == ["table public.contacts is in publication p but not among source erp's tables; its changes are "
+                        "not captured: add it to the topology's source, or drop it from the publication"]

@@ -50,7 +50,8 @@ def _run(tmp_path: Path, messages: list[tuple[int, bytes]], fast: bool, slow: li
     """Feed (wal_start, payload) messages to a capture; what it sent and raised, in order.
 
     ``slow`` collects the changes that went through the reference path."""
-    config = CaptureConfig(name="crm", dsn="", database="crm", tables=("public.orders",), slot="s", publication="p",
+    tables = tuple(f"public.{t}" for t in ("orders", "totals", "arrays", "texts", "stamps", "docs"))
+    config = CaptureConfig(name="crm", dsn="", database="crm", tables=tables, slot="s", publication="p",
                            registry_url="http://unused", kafka={}, state_dir=tmp_path / ("fast" if fast else "ref"))
     config.state_dir.mkdir(parents=True, exist_ok=True)
     publisher = _Publisher()
