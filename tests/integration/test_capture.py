@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from tests.integration.capture_support import RunningCapture, ScratchSource, TopicReader, wait_for
-from streams.exceptions import SchemaRefused, StreamsError
+from streams.exceptions import RegistryUnavailable, SchemaRefused, StreamsError
 from streams.source import CaptureSource
 
 pytestmark = pytest.mark.integration
@@ -198,6 +198,27 @@ def test_incompatible_change_stops_capture_naming_table_column_and_rule(source, 
             (f"slot_{source.name}", f"pub_{source.name}"),
         ).fetchone()[0]
     assert pending > 0, "the refused change must still be in the slot"
+
+
+def test_a_registry_down_at_a_schema_change_stops_the_run_as_unavailable_and_the_next_run_resumes_from_the_slot(
+        source, reader):
+    """`psmesh cdc run` retries RegistryUnavailable from the slot (tests/unit/streams/test_registry_outage.py);
+    here, on the real servers, that the slot still holds the change and a new run publishes it."""
+    with RunningCapture(source.config(snapshot=False)) as run:
+        _account(source, 1)
+        assert len(reader.read(source.topic("accounts"), 1)) == 1
+    assert run.error is None
+    source.execute("alter table accounts add column tier text")
+    source.execute("insert into accounts values (2, 'B', null, 'NA', 'USD', 30, now(), 'gold')")
+    down = RunningCapture(source.config(snapshot=False, registry_url="http://127.0.0.1:1"))
+    down.thread.start()
+    assert wait_for(lambda: not down.thread.is_alive(), timeout=60)
+    assert isinstance(down.error, RegistryUnavailable), down.error
+    assert "schema registry unreachable" in str(down.error)
+    with RunningCapture(source.config(snapshot=False)) as run:
+        records = reader.read(source.topic("accounts"), 2)
+    assert run.error is None
+    assert [r[1]["after"]["account_id"] for r in records] == [1, 2] and records[1][1]["after"]["tier"] == "gold"
 
 
 def test_truncate_emits_a_truncate_event_on_a_topic_that_accepts_keyless_records(source, reader, stack_settings):
