@@ -43,6 +43,13 @@ def _cstr(s: str) -> bytes:
     return s.encode() + b"\0"
 
 
+def _relation(relation_id: int, table: str, columns) -> bytes:
+    """A pgoutput Relation message of public.<table>: (name, type oid, typmod, is key) per column."""
+    return (b"R" + struct.pack("!I", relation_id) + _cstr("public") + _cstr(table) + b"d"
+            + struct.pack("!H", len(columns))
+            + b"".join(bytes((k,)) + _cstr(n) + struct.pack("!Ii", o, t) for n, o, t, k in columns))
+
+
 def _text_tuple(values) -> bytes:
     return struct.pack("!H", len(values)) + b"".join(b"t" + struct.pack("!I", len(v.encode())) + v.encode() for v in values)
 
@@ -51,8 +58,7 @@ def _text_tuple(values) -> bytes:
 def test_a_nan_numeric_stops_the_capture_naming_table_column_and_lsn(tmp_path, fast):
     capture, publisher = _capture(tmp_path, fast)
     columns = [("invoice_id", 20, -1, True), ("amount", 1700, NUMERIC_12_2, False)]
-    relation = (b"R" + struct.pack("!I", 16400) + _cstr("public") + _cstr("invoices") + b"d" + struct.pack("!H", 2)
-                + b"".join(bytes((k,)) + _cstr(n) + struct.pack("!Ii", o, t) for n, o, t, k in columns))
+    relation = _relation(16400, "invoices", columns)
     messages = [
         b"B" + struct.pack("!QqI", 0x16B3790, 849_000_000_000_000, 4242),
         relation,
@@ -103,8 +109,7 @@ def test_a_table_added_to_the_publication_by_hand_is_left_out_not_published_to_a
         tmp_path, fast, caplog):
     capture, publisher = _capture(tmp_path, fast)
     columns = [("contact_id", 20, -1, True), ("name", 25, -1, False)]
-    relation = (b"R" + struct.pack("!I", 16500) + _cstr("public") + _cstr("contacts") + b"d" + struct.pack("!H", 2)
-                + b"".join(bytes((k,)) + _cstr(n) + struct.pack("!Ii", o, t) for n, o, t, k in columns))
+    relation = _relation(16500, "contacts", columns)
     messages = [
         b"B" + struct.pack("!QqI", 0x16B3790, 849_000_000_000_000, 4243),
         relation,
