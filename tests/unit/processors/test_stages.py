@@ -172,6 +172,10 @@ class ProjectHarness:
     def final(self, code: str, kind: str) -> list[Any]:
         return [r for (c, k, _), r in sorted(self.rows.items(), key=lambda i: str(i[0])) if c == code and k == kind]
 
+    def triggers(self) -> list[tuple[str, Any]]:
+        """(billing_event_id, amount) of every billing trigger the stage sent, in order."""
+        return [(v["billing_event_id"], v["amount"]) for t, _, v in self.events if t == "derived.billing_triggers"]
+
     def event_ids(self, topic: str) -> list[str]:
         field = "billing_event_id" if topic == "derived.billing_triggers" else "event_id"
         return [value[field] for t, _, value in self.events if t == topic]
@@ -428,7 +432,7 @@ def test_a_closed_period_bills_once_a_replay_resends_the_same_amount_and_a_later
     # the ERP writes the first event back: the April amount does not change on a replay
     h.row(code, "billing_event", "PRJ-7-P1", billed_events[0])
     h.period(april)
-    amounts = {(v["billing_event_id"], v["amount"]) for t, _, v in h.events if t == "derived.billing_triggers"}
+    amounts = set(h.triggers())
     assert amounts == {("PRJ-7-P1", D("1233.33")), ("PRJ-7-P2", D("900.00"))}
 
 
@@ -445,7 +449,7 @@ def test_time_billed_then_moved_to_another_project_is_credited_there_and_billed_
     h.row("PRJ-4", "entry", 2, None)
     h.period(BillingPeriod(2, date(2026, 4, 1), date(2026, 4, 30), "closed"))
 
-    triggers = {v["billing_event_id"]: v["amount"] for t, _, v in h.events if t == "derived.billing_triggers"}
+    triggers = dict(h.triggers())
     assert triggers == {"PRJ-4-P1": D("1500.00"), "PRJ-4-P2": D("-1500.00"), "PRJ-5-P2": D("1200.00")}
     for code in ("PRJ-4", "PRJ-5"):
         for event_id, amount in triggers.items():
@@ -464,7 +468,7 @@ def test_a_period_closed_after_a_later_one_bills_no_credit_for_the_later_ones_da
     h.row(code, "entry", 2, entry(2, code, "4.00", day=date(2026, 4, 7)))
     h.period(BillingPeriod(2, date(2026, 4, 1), date(2026, 4, 30), "closed"))
     h.period(BillingPeriod(1, date(2026, 3, 1), date(2026, 3, 31), "closed"))
-    triggers = [(v["billing_event_id"], v["amount"]) for t, _, v in h.events if t == "derived.billing_triggers"]
+    triggers = h.triggers()
     assert triggers == [("PRJ-7-P2", D("750.00"))]
 
 
@@ -485,7 +489,7 @@ def test_a_later_period_closed_by_mistake_then_reopened_or_deleted_leaves_no_cre
         h.take(h.stage.on_period(3, None))
     h.period(BillingPeriod(2, date(2026, 2, 1), date(2026, 2, 28), "closed"))
     h.period(march)
-    triggers = {(v["billing_event_id"], v["amount"]) for t, _, v in h.events if t == "derived.billing_triggers"}
+    triggers = set(h.triggers())
     assert triggers == {("PRJ-7-P3", D("2100.00"))}
     h.row(code, "billing_event", "PRJ-7-P3", BillingEvent("PRJ-7-P3", code, "period_close", D("2100.00"), 3))
     assert financials(h, code)["wip"] == D("0.00")
@@ -500,7 +504,7 @@ def test_triggers_recorded_before_billed_through_was_take_the_end_of_their_perio
     st = h.stage.projects[code]
     st.meta = {k: v for k, v in st.meta.items() if k != "billed_through"}  # as a version before it was recorded
     h.period(BillingPeriod(1, date(2026, 3, 1), date(2026, 3, 31), "closed"))
-    triggers = [(v["billing_event_id"], v["amount"]) for t, _, v in h.events if t == "derived.billing_triggers"]
+    triggers = h.triggers()
     assert triggers == [("PRJ-7-P2", D("750.00"))]  # not a credit of April's 600 by March's close
 
 
@@ -535,7 +539,7 @@ def test_a_later_close_after_the_erp_wrote_the_first_event_bills_only_the_remain
     h.period(BillingPeriod(2, date(2026, 4, 1), date(2026, 4, 30), "closed"))
     h.period(BillingPeriod(3, date(2026, 5, 1), date(2026, 5, 31), "closed"))  # nothing new: no trigger
 
-    triggers = [(v["billing_event_id"], v["amount"]) for t, _, v in h.events if t == "derived.billing_triggers"]
+    triggers = h.triggers()
     assert triggers == [("PRJ-8-P1", D("1500.00")), ("PRJ-8-P2", D("150.00"))]
 
 
@@ -557,7 +561,7 @@ def test_a_time_and_materials_projects_milestone_bills_and_its_closes_bill_only_
     h.row(code, "entry", 1, entry(1, code, "10.00", day=date(2026, 3, 10)))
     h.row(code, "billing_milestone", 3, BillingMilestone(3, code, D("1000.00"), "completed"))
     h.period(BillingPeriod(1, date(2026, 3, 1), date(2026, 3, 31), "closed"))
-    triggers = [(v["billing_event_id"], v["amount"]) for t, _, v in h.events if t == "derived.billing_triggers"]
+    triggers = h.triggers()
     assert triggers == [("PRJ-9-M3", D("1000.00")), ("PRJ-9-P1", D("500.00"))]
     h.row(code, "billing_event", "PRJ-9-M3", BillingEvent("PRJ-9-M3", code, "milestone_completed", D("1000.00"),
                                                           milestone_id=3))
