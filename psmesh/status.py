@@ -171,11 +171,16 @@ def _captures(settings: Settings, topology: Topology, thresholds: Thresholds, ch
             figures["lag_seconds"] = _value(scraped, "psmesh_cdc_replication_lag_seconds")
             figures["events_produced"] = _sum(scraped, "psmesh_cdc_events_produced_total")
         status_file = settings.home / "cdc" / f"{source.name}.status.json"
+        held: list[str] = []
+        errors: dict[str, str] = {}
         if status_file.exists():
             try:
-                figures["last_event_at"] = json.loads(status_file.read_text()).get("last_event_at")
-            except ValueError:
+                data = json.loads(status_file.read_text())
+                figures["last_event_at"] = data.get("last_event_at")
+                held, errors = list(data.get("held") or ()), dict(data.get("errors") or {})
+            except (OSError, ValueError, TypeError):  # being rewritten, or cut short
                 pass
+        figures["stopped_tables"] = held
         lag = f"slot lag {_bytes(figures['lag_bytes'])}"
         if figures["lag_seconds"] is not None:
             lag += f", {figures['lag_seconds']:.1f} s behind"
@@ -186,6 +191,10 @@ def _captures(settings: Settings, topology: Topology, thresholds: Thresholds, ch
                                      "lost; the capture's log says how to snapshot again")
         elif not figures["active"]:
             state, detail = "fail", f"slot {source.slot} inactive: no capture attached ({lag})"
+        elif held:
+            reasons = "; ".join(errors.get(t, t) for t in held)
+            state, detail = "fail", (f"capture of {', '.join(held)} stopped by a refused schema change, its changes "
+                                     f"held in slot {source.slot} ({lag}): {reasons}")
         elif figures["lag_bytes"] > thresholds.slot_lag_bytes:
             state, detail = "warn", f"slot {source.slot} {lag}: above {_bytes(thresholds.slot_lag_bytes)}"
         elif port and scraped is None:

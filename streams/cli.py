@@ -83,7 +83,7 @@ def run(source: str, topology_file: Path | None, metrics_port: int | None) -> No
 
     from psmesh.metrics_http import serve_metrics
     from psmesh.ports import capture_metrics_port
-    from streams.exceptions import RegistryUnavailable, ReplicationError, StreamsError
+    from streams.exceptions import RegistryUnavailable, ReplicationError, SchemaNowAccepted, StreamsError
     from streams.source import CaptureSource
 
     config = capture_config(source, topology_file)
@@ -101,10 +101,14 @@ def run(source: str, topology_file: Path | None, metrics_port: int | None) -> No
             finally:  # before a new capture starts: none of this one's events may land after the new one's
                 capture.close()
             break
+        except SchemaNowAccepted as exc:
+            # a table stopped by a refused schema can go on: its changes are in the slot, from where a new run starts
+            logger.warning("%s", exc)
+            delay = 1.0
         except StreamsError as exc:
             # PostgreSQL or the registry went away (restart, failover, network): resume from the slot,
             # which still holds everything not confirmed; nothing is lost, a few events may repeat.
-            # Any other capture error (a refused schema, a bad configuration) stops the capture.
+            # Any other capture error (a schema refused in a snapshot, a bad configuration) stops the capture.
             registry = isinstance(exc, RegistryUnavailable)
             lost = registry or isinstance(exc, ReplicationError) or isinstance(exc.__cause__, psycopg.OperationalError)
             if not lost:

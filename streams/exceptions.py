@@ -60,8 +60,9 @@ class RegistryUnavailable(StreamsError):
 class SchemaRefused(StreamsError):
     """The registry refused a table's new schema under the subject's compatibility rule.
 
-    The capture stops before publishing anything with it: nothing after it is
-    published out of order and nothing is confirmed past it, so nothing is lost.
+    Nothing is published with it. In the stream, that table's capture stops and its changes stay in the slot,
+    which is confirmed no further; the source's other tables go on (``CaptureSource._hold``). In a snapshot, the
+    capture stops.
     """
 
     def __init__(self, table: str, subject: str, columns: list[str], rule: str, detail: str) -> None:
@@ -74,6 +75,11 @@ class SchemaRefused(StreamsError):
             f"table {table}: schema change refused by the registry under {rule} compatibility "
             f"(subject {subject}); column(s): {named}; {detail}"
         )
+
+
+class SchemaNowAccepted(StreamsError):
+    """The registry now accepts the schema of a table whose capture a refusal stopped: the run ends so that the next
+    one, from the slot, publishes the changes that were held (``psmesh cdc run`` starts it at once)."""
 
 
 class UnencodableValue(StreamsError, ValueError):

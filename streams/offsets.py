@@ -5,7 +5,11 @@ gets Kafka's acknowledgements later, out of band. A transaction's end LSN is
 *flushable* once Kafka has acknowledged every event of it **and of every
 transaction before it**; only then may the standby status update report it as
 flushed, so that after a crash PostgreSQL replays from there. A failed
-delivery poisons the tracker: nothing after it is ever confirmed.
+delivery poisons the tracker: nothing after it is ever confirmed. A held
+transaction (:meth:`FlushTracker.hold`: a table whose schema change the
+registry refused, whose changes from there on are left in the slot) caps the
+position below it for the rest of the run, while the transactions after it
+still settle as usual.
 
 Delivery callbacks run inside ``Producer.poll()`` / ``flush()`` on the
 capture's own thread, so no locking is needed.
@@ -25,6 +29,8 @@ class PendingTransaction:
     pending: int = 0
     sealed: bool = False
     events: int = field(default=0)
+    #: not to be confirmed, nor anything after it (see FlushTracker.hold)
+    held: bool = False
 
 
 class DeliveryFailed(RuntimeError):
@@ -36,6 +42,8 @@ class FlushTracker:
         self._open: deque[PendingTransaction] = deque()
         self._flushable = start_lsn
         self.failure: str | None = None
+        #: the position the tracker may not pass once a held transaction settled (None: no hold)
+        self._ceiling: int | None = None
 
     def begin(self) -> PendingTransaction:
         txn = PendingTransaction()
@@ -68,6 +76,22 @@ class FlushTracker:
         txn.sealed = True
         self._advance()
 
+    def hold(self, txn: PendingTransaction | None) -> None:
+        """Never confirm ``txn`` (the transaction being decoded) nor anything after it, for as long as this tracker
+        lives: some of its changes were left unpublished, and must come again from the slot on the next run. With
+        no transaction open, the position stops where it stands."""
+        if txn is None:
+            if self._ceiling is None:
+                self._ceiling = self._flushable
+            return
+        txn.held = True
+        self._advance()
+
+    @property
+    def held(self) -> bool:
+        """A hold was asked for (:meth:`hold`): the position will not pass it in this run."""
+        return self._ceiling is not None or any(t.held for t in self._open)
+
     def idle(self, lsn: int) -> None:
         """No transaction is open and the server says the WAL reached ``lsn``: an idle source.
 
@@ -82,6 +106,8 @@ class FlushTracker:
             return
         while self._open and self._open[0].sealed and self._open[0].pending == 0:
             done = self._open.popleft()
+            if done.held and self._ceiling is None:
+                self._ceiling = self._flushable
             if done.end_lsn > self._flushable:
                 self._flushable = done.end_lsn
 
@@ -89,6 +115,8 @@ class FlushTracker:
     def flushable(self) -> int:
         if self.failure is not None:
             raise DeliveryFailed(self.failure)
+        if self._ceiling is not None and self._ceiling < self._flushable:
+            return self._ceiling
         return self._flushable
 
     @property

@@ -13,8 +13,13 @@ Guarantees (DESIGN.md "Semantics that must hold"):
   streamed in-progress ones are spilled to disk and published at their
   Stream Commit, never before (:mod:`streams.spill`).
 * **Schema first.** A Relation message registers the table's schemas before
-  any event uses them; a refusal stops the capture (SchemaRefused) with
-  nothing after it published and nothing confirmed past it.
+  any event uses them. A refusal (SchemaRefused) stops that table's capture:
+  nothing of it is published from there on and the slot is confirmed no
+  further (the tracker holds the transaction), while the source's other
+  tables go on. Their events since then come again on the next run: duplicates,
+  not loss. Once the registry accepts the schema, the run ends with
+  :class:`~streams.exceptions.SchemaNowAccepted` and the next one publishes
+  the table's held changes from the slot.
 * **Every table snapshotted once.** A table added to a source whose slot
   exists is snapshotted inside a temporary slot's exported snapshot, before
   the stream starts; the stream then skips that table's changes committed
@@ -53,7 +58,14 @@ from psmesh import __version__
 from streams import metrics
 from streams.avrocodegen import compile_encoder
 from streams.envelope import CONNECTOR, ColumnSpec, avro_type
-from streams.exceptions import ReplicationError, StreamsError, UnencodableValue, ValueConversionError
+from streams.exceptions import (
+    ReplicationError,
+    SchemaNowAccepted,
+    SchemaRefused,
+    StreamsError,
+    UnencodableValue,
+    ValueConversionError,
+)
 from streams.offsets import FlushTracker, PendingTransaction
 from streams.pgoutput import (
     UNCHANGED_TOAST,
@@ -154,6 +166,8 @@ class CaptureConfig:
     create_topics: bool = True
     status_interval: float = 1.0
     heartbeat_interval: float = 10.0
+    #: How often the schemas of a table stopped by a refusal are offered to the registry again.
+    held_retry_interval: float = 30.0
     snapshot: bool = True
     snapshot_chunk_rows: int = 5000
     topic_partitions: dict[str, int] = field(default_factory=dict)
@@ -250,6 +264,10 @@ class CaptureSource:
         self._pk_cache: dict[str, frozenset[str]] = {}
         #: Relations of the publication that are not among the source's tables (added to it by hand): skipped.
         self._ignored: set[int] = set()
+        #: Tables whose schema change the registry refused, by name: their changes are left in the slot for the rest
+        #: of the run (the tracker holds the position), with the refused columns to offer the registry again.
+        self._held: dict[str, tuple[TableRef, tuple[ColumnSpec, ...]]] = {}
+        self._held_ids: set[int] = set()
         self._configured = frozenset(r.qualified for r in config.table_refs())
         self._txn: PendingTransaction | None = None
         self._stream: ReplicationStream | None = None
@@ -582,6 +600,11 @@ class CaptureSource:
             self.tables.pop(rel.relation_id, None)
             return
         self._ignored.discard(rel.relation_id)
+        if ref.qualified in self._held:
+            # stopped earlier in this run: its changes stay in the slot, whatever shape it has now
+            self._held_ids.add(rel.relation_id)
+            self.tables.pop(rel.relation_id, None)
+            return
         if rel.replica_identity == ReplicaIdentity.FULL:
             # Under REPLICA IDENTITY FULL pgoutput flags every column as identity;
             # the event key stays the primary key, as in the snapshot.
@@ -592,12 +615,45 @@ class CaptureSource:
         if not any(c.key for c in columns):
             raise StreamsError(f"table {ref.qualified} has no replica identity key; give it a primary key")
         codec = RowCodec(columns) if self.fast_path else None
-        self.tables[rel.relation_id] = self._table(ref, columns, RowConverter(rel.columns), codec)
+        try:
+            self.tables[rel.relation_id] = self._table(ref, columns, RowConverter(rel.columns), codec)
+        except SchemaRefused as exc:
+            self._hold(ref, rel.relation_id, columns, exc)
+
+    def _hold(self, ref: TableRef, relation_id: int, columns: Sequence[ColumnSpec], exc: SchemaRefused) -> None:
+        """Stop the capture of one table whose new schema the registry refused; the other tables go on.
+
+        Its changes from here on are not published, and the slot is confirmed no further than the transactions
+        before this one (:meth:`FlushTracker.hold`), so they all come again from the slot on a later run: the
+        table loses nothing, the others publish theirs again (duplicates, as after a crash). The table is ERRORED
+        in the state file with the reason (:meth:`_table`), which ``psmesh status`` and ``cdc status`` show."""
+        self._held[ref.qualified] = (ref, tuple(columns))
+        self._held_ids.add(relation_id)
+        self.tables.pop(relation_id, None)
+        self.tracker.hold(self._txn)
+        logger.error("%s. The capture of %s stops here; its changes stay in slot %s, which is confirmed no further "
+                     "from now on (PostgreSQL keeps the WAL), while the source's other tables go on. Once the subject's "
+                     "rule accepts the new schema, the capture publishes them by itself within %.0f s (docs/capture.md, "
+                     "\"Schema changes\")", exc, ref.qualified, self.config.slot, self.config.held_retry_interval)
+
+    def _retry_held(self) -> None:
+        """Offer the held tables' schemas to the registry again; once one is accepted, end the run
+        (:class:`SchemaNowAccepted`) so that the next one publishes its changes from the slot. A registry that
+        refuses still, or does not answer, leaves things as they are."""
+        for qualified, (ref, columns) in self._held.items():
+            try:
+                self.registrar.schemas_for(self.config.topic(ref.schema, ref.table), qualified, columns)
+            except StreamsError as exc:
+                logger.debug("schemas of %s still not registered: %s", qualified, exc)
+                continue
+            raise SchemaNowAccepted(f"the schema registry now accepts the schema of {qualified}: the capture starts "
+                                    f"again from slot {self.config.slot} to publish the changes it held")
 
     # --- the stream -------------------------------------------------------------
     def _stream_loop(self, stream: ReplicationStream, until) -> None:
         next_status = time.monotonic() + self.config.status_interval
         next_heartbeat = time.monotonic() + self.config.heartbeat_interval
+        next_retry = time.monotonic() + self.config.held_retry_interval
         read_raw = stream.read_raw
         on_wal = self._on_wal
         poll = self.publisher.poll
@@ -630,6 +686,9 @@ class CaptureSource:
             if now >= next_heartbeat:
                 self._heartbeat()
                 next_heartbeat = now + self.config.heartbeat_interval
+            if self._held and now >= next_retry:
+                self._retry_held()
+                next_retry = now + self.config.held_retry_interval
 
     def _on_wal(self, payload: bytes, wal_start: int, wal_end: int) -> None:
         """One pgoutput message of an XLogData: changes outside stream blocks take the fast path."""
@@ -807,7 +866,7 @@ class CaptureSource:
 
     def _change(self, m: Insert | Update | Delete, lsn: int) -> None:
         info = self.tables.get(m.relation_id)
-        if info is None and m.relation_id in self._ignored:
+        if info is None and (m.relation_id in self._ignored or m.relation_id in self._held_ids):
             return
         if info is None:
             raise ReplicationError(f"change for relation {m.relation_id} before its Relation message")
@@ -1035,6 +1094,8 @@ class CaptureSource:
             "last_event_at": datetime.fromtimestamp(self._last_event_at, timezone.utc).isoformat() if self._last_event_at else None,
             "tables": {t: s.value for t, s in self.state.tables.items()},
             "errors": self.state.errors,
+            #: tables stopped in this run by a refused schema: their changes wait in the slot
+            "held": sorted(self._held),
             "updated_at": datetime.now(timezone.utc).isoformat(),
             "pid": os.getpid(),
         }

@@ -32,7 +32,7 @@ from psmesh.firm.model import (
     next_open_stage,
     week_start,
 )
-from psmesh.firm.params import REGIONS, ROLES, SERVICE_LINES, SKILLS, FirmParams
+from psmesh.firm.params import REGIONS, SERVICE_LINES, SKILLS, FirmParams
 
 SKILLS_BY_SERVICE_LINE = {
     "cloud_migration": ("aws", "azure", "gcp"),

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from tests.integration.capture_support import RunningCapture, ScratchSource, TopicReader, wait_for
-from streams.exceptions import RegistryUnavailable, SchemaRefused, StreamsError
+from streams.exceptions import RegistryUnavailable, SchemaNowAccepted, StreamsError
 from streams.source import CaptureSource
 
 pytestmark = pytest.mark.integration
@@ -179,25 +179,59 @@ def test_added_column_flows_on_with_a_new_schema_version(source, reader):
     assert len(versions) == 2
 
 
-def test_incompatible_change_stops_capture_naming_table_column_and_rule(source, reader):
-    reader.registry.set_compatibility(f"{source.topic('accounts')}-value", "BACKWARD")
-    with RunningCapture(source.config(snapshot=False)) as run:
+def test_a_refused_schema_change_stops_that_table_only_and_its_changes_follow_once_the_rule_allows(source, reader):
+    """DESIGN.md: a change the rule refuses stops that table's capture, with an error naming table, column and rule,
+    and loses nothing. The source's other tables go on; the table's changes wait in the slot."""
+    subject = f"{source.topic('accounts')}-value"
+    reader.registry.set_compatibility(subject, "BACKWARD")
+    with RunningCapture(source.config(snapshot=False, held_retry_interval=1.0)) as run:
         _account(source, 1)
         assert len(reader.read(source.topic("accounts"), 1)) == 1
         source.execute("alter table accounts alter column payment_terms_days type text")
+        refused_at = _current_lsn(source)  # the refused change's transaction starts past it
         source.execute("insert into accounts values (2, 'B', null, 'NA', 'USD', 'net 30', now())")
+        source.execute("insert into resources values (1, 'A', 'a@x', 'analyst', 'aws', '{}', 'NA', 'employee', 1, 2, 40, "
+                       "true, '2025-01-01', now())")
+        assert len(reader.read(source.topic("resources"), 1)) == 1, "the other tables go on"
+        assert wait_for(lambda: "public.accounts" in _status(run).get("held", ()), timeout=10)
+        error = _status(run)["errors"]["public.accounts"]
+        assert "payment_terms_days" in error and "BACKWARD" in error
+        assert run.thread.is_alive() and run.error is None
+        # Nothing of the refused shape was published, and the slot was not confirmed past it, while the other
+        # table's later change was acknowledged (and a status update or more went out since: every 0.2 s)
+        assert len(reader.read(source.topic("accounts"), 2, timeout=5)) == 1
+        assert 0 < _confirmed_lsn(source) <= refused_at
+        reader.registry.set_compatibility(subject, "NONE")
         assert wait_for(lambda: not run.thread.is_alive(), timeout=30)
-    assert isinstance(run.error, SchemaRefused)
-    message = str(run.error)
-    assert "public.accounts" in message and "payment_terms_days" in message and "BACKWARD" in message
-    # Nothing of the refused shape was published, and the slot was not confirmed past it:
-    assert len(reader.read(source.topic("accounts"), 2, timeout=5)) == 1
+    assert isinstance(run.error, SchemaNowAccepted), run.error
+    with RunningCapture(source.config(snapshot=False)) as run:
+        records = reader.read(source.topic("accounts"), 2)
+        resources = reader.read(source.topic("resources"), 2)
+    assert run.error is None
+    assert [r[1]["after"]["account_id"] for r in records] == [1, 2]
+    assert records[1][1]["after"]["payment_terms_days"] == "net 30"
+    # the other table's change since the refusal came again: a duplicate, not a loss
+    assert [r[1]["after"]["resource_id"] for r in resources] == [1, 1]
+
+
+def _status(run: RunningCapture) -> dict:
+    import json
+
+    try:
+        return json.loads(run.capture.status_path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _current_lsn(source) -> int:
     with psycopg.connect(source.dsn) as conn:
-        pending = conn.execute(
-            "select count(*) from pg_logical_slot_peek_binary_changes(%s, null, null, 'proto_version', '1', 'publication_names', %s)",
-            (f"slot_{source.name}", f"pub_{source.name}"),
-        ).fetchone()[0]
-    assert pending > 0, "the refused change must still be in the slot"
+        return conn.execute("select pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()[0]
+
+
+def _confirmed_lsn(source) -> int:
+    with psycopg.connect(source.dsn) as conn:
+        return conn.execute("select confirmed_flush_lsn - '0/0'::pg_lsn from pg_replication_slots where slot_name = %s",
+                            (f"slot_{source.name}",)).fetchone()[0]
 
 
 def test_a_registry_down_at_a_schema_change_stops_the_run_as_unavailable_and_the_next_run_resumes_from_the_slot(

@@ -71,3 +71,40 @@ def test_a_kafka_error_mid_report_fails_that_part_and_the_report_goes_on(monkeyp
                                                            ("dead letters", "dlq.sinks", "fail")]
     assert "cannot read the end offsets of its topics" in checks[0].detail
     assert "cannot read its offsets" in checks[1].detail
+
+
+def test_a_table_stopped_by_a_refused_schema_fails_its_capture_naming_table_and_reason(monkeypatch, tmp_path):
+    """The capture goes on with its other tables (streams/source.py, ``_hold``) and its slot stays active: status must
+    not call it healthy while the table's changes wait in the slot."""
+    import json
+    from types import SimpleNamespace
+
+    import psycopg
+
+    from psmesh import status
+    from psmesh.config import Settings
+
+    class Connection:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def execute(self, sql, params=None):
+            return SimpleNamespace(fetchone=lambda: (True, "0/16B3790", 4096, "reserved"))
+
+    monkeypatch.setattr(psycopg, "connect", lambda *args, **kwargs: Connection())
+    (tmp_path / "cdc").mkdir()
+    (tmp_path / "cdc" / "crm.status.json").write_text(json.dumps({
+        "last_event_at": None, "held": ["public.accounts"],
+        "errors": {"public.accounts": "table public.accounts: schema change refused under BACKWARD compatibility"}}))
+    topology = SimpleNamespace(sources=[SimpleNamespace(name="crm", slot="psmesh_crm", database="crm", metrics_port=0)])
+    monkeypatch.setattr(status, "capture_metrics_port", lambda settings, topology, name: 0)
+    checks: list = []
+    status._captures(Settings(home=tmp_path), topology, status.Thresholds(), checks)
+    assert [(c.name, c.state) for c in checks] == [("crm", "fail")]
+    assert checks[0].detail.startswith("capture of public.accounts stopped by a refused schema change, its changes "
+                                       "held in slot psmesh_crm (slot lag 4.0 KiB)")
+    assert "under BACKWARD compatibility" in checks[0].detail
+    assert checks[0].figures["stopped_tables"] == ["public.accounts"]

@@ -55,3 +55,29 @@ def test_idle_source_advances_to_the_server_position_when_nothing_is_in_flight()
     assert tracker.flushable == 80
     tracker.idle(40)
     assert tracker.flushable == 80
+
+
+def test_a_held_transaction_caps_the_position_while_later_ones_still_settle():
+    tracker = FlushTracker(start_lsn=5)
+    first, held, later = tracker.begin(), tracker.begin(), tracker.begin()
+    for txn, end in ((first, 10), (held, 20), (later, 30)):
+        tracker.sent(txn)
+        tracker.seal(txn, end)
+    tracker.hold(held)
+    assert tracker.held
+    for txn in (first, held, later):
+        tracker.delivered(txn, None)
+    assert tracker.flushable == 10, "the held transaction and every one after it stay unconfirmed"
+    assert tracker.in_flight == 0, "the transactions after the hold settled: no memory grows with them"
+    tracker.idle(500)
+    assert tracker.flushable == 10, "an idle source does not move a held position either"
+
+
+def test_a_hold_with_no_transaction_open_stops_the_position_where_it_stands():
+    tracker = FlushTracker(start_lsn=40)
+    tracker.hold(None)
+    txn = tracker.begin()
+    tracker.sent(txn)
+    tracker.seal(txn, 90)
+    tracker.delivered(txn, None)
+    assert tracker.flushable == 40
