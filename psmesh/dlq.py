@@ -1,10 +1,13 @@
-"""``psmesh dlq``: read what the processors and sinks set aside, with the reason and the original bytes.
+"""``psmesh dlq``: read what the captures, processors and sinks set aside, with the reason and the original bytes.
 
 A processor or sink that cannot handle an event sends it to its dead-letter
 topic (topology.yaml's ``dead_letter``: ``dlq.processors``, ``dlq.sinks``)
 in the contract of schemas/dlq/: where the event came from (topic,
 partition, offset), which stage refused it, why, when, and its key and
-value as they were. The topics keep them for good (``retention_ms: -1``).
+value as they were. A capture sets aside a change it cannot publish (a value
+with no Avro form) on ``dlq.capture``: the change topic it was bound for,
+partition -1, its LSN as the offset (-1 in a snapshot), and the row as
+PostgreSQL sent it. The topics keep them for good (``retention_ms: -1``).
 
 An operator reads the letters waiting with ``psmesh dlq list``, deals with
 them (fixes the source row or the target's constraint:
@@ -50,6 +53,10 @@ class Letter:
 
     @property
     def origin(self) -> str:
+        if self.record["partition"] == -1:  # a capture's letter: the change never reached a partition
+            offset = self.record["offset"]
+            where = "snapshot" if offset < 0 else f"LSN {offset >> 32:X}/{offset & 0xFFFFFFFF:X}"
+            return f"{self.record['topic']}@{where}"
         return f"{self.record['topic']}[{self.record['partition']}]@{self.record['offset']}"
 
 
@@ -214,8 +221,13 @@ class Republish:
         self.other = False
         #: a sink's letter of a change event (the reporting sink mirrors some source tables): no republish sends it
         self.changes = False
+        #: a capture's letter: the row comes again only when it is corrected at the source
+        self.captured = False
 
     def add(self, decoder: "_Decoder", record: dict[str, Any]) -> None:
+        if record["stage"].startswith("capture_"):
+            self.captured = True
+            return
         if not record["stage"].endswith("_sink"):
             return  # a processor stage's letter, of a source's change event: read again only when it changes
         if record.get("topic") in self.ROLLUP_TOPICS:
@@ -239,6 +251,10 @@ class Republish:
         said = []
         if self.projects or self.resources or self.rollup or self.other:
             said.append(self._republish())
+        if self.captured:
+            said.append("a capture's letter is a row whose value has no Avro form (a date of infinity, a NaN amount): "
+                        "correct the row in its source database, whose next version the capture publishes as usual; "
+                        "then `psmesh dlq ack`")
         if self.changes:
             said.append("a sink's letter of a change topic comes again only with its row's next version: once the "
                         "target is fixed, update the row in its source database (the capture publishes it), then "
@@ -271,7 +287,7 @@ def _json_default(value: Any) -> Any:
 
 @click.group()
 def dlq() -> None:
-    """Dead letters: what a processor or sink could not handle, with the reason."""
+    """Dead letters: what a capture, processor or sink could not handle, with the reason."""
 
 
 @dlq.command("list")

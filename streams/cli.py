@@ -39,8 +39,7 @@ def capture_config(source_name: str, topology_file: Path | None = None):
         raise click.ClickException(f"no source {source_name!r} in the topology (sources: {names})")
     partitions, replication, configs = {}, {}, {}
     cluster = os.environ.get("PSMESH_CLUSTER")
-    for table in source.tables:
-        name = source.change_topic(table)
+    for name in [*source.change_topics, *([source.dead_letter] if source.dead_letter else [])]:
         try:
             topic = topology.topic(name)
         except KeyError:
@@ -62,6 +61,7 @@ def capture_config(source_name: str, topology_file: Path | None = None):
         topic_partitions=partitions,
         topic_replication=replication,
         topic_configs=configs,
+        dead_letter_topic=source.dead_letter,
     )
 
 

@@ -29,5 +29,9 @@ COMMIT_TO_ACK = Histogram(
     ["source"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+DEAD_LETTERS = Counter(
+    "psmesh_cdc_dead_letters_total", "Changes set aside on the source's dead-letter topic (a value with no Avro form)",
+    ["source", "table"]
+)
 SNAPSHOT_ROWS = Counter("psmesh_cdc_snapshot_rows_total", "Rows read by the initial snapshot", ["source", "table"])
 SPILLED_BYTES = Gauge("psmesh_cdc_spilled_bytes", "Bytes of streamed transactions buffered on disk", ["source"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Sequence
 
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
@@ -35,6 +36,10 @@ class TableSchemas:
         self.key_names = tuple(c.name for c in columns if c.key)
 
 
+#: The contract of a capture's dead-letter topic (topology.yaml ``sources[].dead_letter``).
+LETTER_SCHEMAS = Path(__file__).resolve().parent.parent / "schemas" / "dlq"
+
+
 class SchemaRegistrar:
     """Registers (and caches) schemas per table shape."""
 
@@ -58,6 +63,24 @@ class SchemaRegistrar:
             logger.info("table %s changed shape; registered value schema id %d", table, value_id)
         self._current[topic] = shape[1]
         return schemas
+
+    def letter_encoders(self, topic: str) -> tuple[AvroEncoder, AvroEncoder]:
+        """The key and value encoders of dead-letter topic ``topic`` (schemas/dlq/capture-*.avsc), registered under
+        ``<topic>-key`` and ``<topic>-value`` as ``psmesh topology apply`` registers them."""
+        encoders = []
+        for part in ("key", "value"):
+            schema = json.loads((LETTER_SCHEMAS / f"capture-{part}.avsc").read_text())
+            subject = f"{topic}-{part}"
+            try:
+                schema_id = self.client.register_schema(subject, Schema(json.dumps(schema), "AVRO"))
+            except SchemaRegistryError as exc:
+                if exc.http_status_code is None or exc.http_status_code >= 500:
+                    raise RegistryUnavailable(f"cannot register subject {subject}: the schema registry failed ({exc})") from exc
+                raise StreamsError(f"the schema registry refused subject {subject} of dead-letter topic {topic}: {exc}") from exc
+            except Exception as exc:  # noqa: BLE001 - transport errors of the registry client
+                raise RegistryUnavailable(f"cannot register subject {subject}: schema registry unreachable ({exc})") from exc
+            encoders.append(AvroEncoder(schema, schema_id))
+        return encoders[0], encoders[1]
 
     def _register(self, subject: str, schema: dict, table: str, columns: Sequence[ColumnSpec]) -> int:
         try:

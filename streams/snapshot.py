@@ -15,6 +15,8 @@ from typing import Any, Callable, Iterator
 
 import psycopg
 from psycopg import sql
+from psycopg.adapt import Loader
+from psycopg.pq import Format
 from psycopg.types.string import TextLoader
 
 from streams.envelope import ColumnSpec
@@ -32,6 +34,40 @@ left join pg_index i on i.indrelid = c.oid
 where n.nspname = %s and c.relname = %s and a.attnum > 0 and not a.attisdropped
 order by a.attnum
 """
+
+
+class Unrepresentable:
+    """A value PostgreSQL holds and Python cannot (a date or timestamp of infinity, before year 1 or after 9999), read
+    as its text, so that the snapshot can set its row aside instead of failing on the whole table."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+    __repr__ = __str__
+
+
+def _tolerant(base: type, seen: list[int]) -> type:
+    """A loader that reads what ``base`` reads, and an :class:`Unrepresentable` where ``base`` fails (counted in
+    ``seen[0]``). psycopg's C loaders cannot be subclassed, hence the delegation."""
+
+    class Tolerant(Loader):
+        def __init__(self, oid: int, context: Any = None) -> None:
+            super().__init__(oid, context)
+            self._load = base(oid, context).load
+
+        def load(self, data: Any) -> Any:
+            try:
+                return self._load(data)
+            except psycopg.DataError:
+                seen[0] += 1
+                return Unrepresentable(bytes(data).decode("utf-8", "replace"))
+
+    return Tolerant
 
 
 @dataclass(frozen=True)
@@ -69,6 +105,12 @@ class Snapshotter:
         # Change events carry json/jsonb as their text, exactly as streaming does.
         for name in ("json", "jsonb"):
             self.conn.adapters.register_loader(name, TextLoader)
+        #: values read as Unrepresentable since the last batch; ``odd`` is true while a batch that had one is yielded
+        self._seen = [0]
+        self.odd = False
+        for name in ("date", "timestamp", "timestamptz"):
+            oid = self.conn.adapters.types[name].oid
+            self.conn.adapters.register_loader(oid, _tolerant(self.conn.adapters.get_loader(oid, Format.TEXT), self._seen))
         self.conn.execute("begin isolation level repeatable read read only")
         self.conn.execute(sql.SQL("set transaction snapshot {}").format(sql.Literal(snapshot_name)))
         self.chunk_rows = chunk_rows
@@ -87,6 +129,7 @@ class Snapshotter:
             cur.itersize = self.chunk_rows
             cur.execute(query)
             while batch := cur.fetchmany(self.chunk_rows):
+                self.odd, self._seen[0] = self._seen[0] > 0, 0
                 for row in batch:
                     yield dict(zip(names, row))
                 done += len(batch)

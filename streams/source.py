@@ -90,7 +90,7 @@ from streams.registration import SchemaRegistrar, TableSchemas
 from streams.lsn import Lsn
 from streams.replication import ReplicationStream, XLogData
 from streams.rowcodec import Fallback, RowCodec, encode_long, encode_string, tagged_long
-from streams.snapshot import Snapshotter, TableRef, table_columns
+from streams.snapshot import Snapshotter, TableRef, Unrepresentable, table_columns
 from streams.spill import SpilledTransaction
 from streams.state import CaptureState, TableState
 
@@ -168,6 +168,9 @@ class CaptureConfig:
     heartbeat_interval: float = 10.0
     #: How often the schemas of a table stopped by a refusal are offered to the registry again.
     held_retry_interval: float = 30.0
+    #: Where a change with a value that has no Avro form is set aside (topology.yaml ``sources[].dead_letter``);
+    #: None: such a change stops the capture.
+    dead_letter_topic: str | None = None
     snapshot: bool = True
     snapshot_chunk_rows: int = 5000
     topic_partitions: dict[str, int] = field(default_factory=dict)
@@ -230,14 +233,27 @@ def _confluent_header(encoder) -> bytes:
     return struct.pack(">bI", 0, encoder.schema_id)
 
 
-def _unloadable(ref: TableRef, columns: Sequence[ColumnSpec], exc: psycopg.DataError) -> StreamsError:
+def _unloadable(ref: TableRef, columns: Sequence[ColumnSpec]) -> StreamsError:
     """The snapshot's error for a value psycopg cannot load, naming the table and the columns it can be in (not the
     value: it is the firm's data), as a change stops the stream with UnencodableValue."""
     temporal = [c.name for c in columns if c.type_oid in (DATE, TIMESTAMP, TIMESTAMPTZ)]
     where = f" (one of its columns {', '.join(temporal)})" if temporal else ""
-    return StreamsError(f"snapshot of {ref.qualified}: a value Python cannot hold{where}: {type(exc).__name__}. "
-                        "Dates of infinity, before year 1 or after 9999 have no Avro date the consumers could read; "
-                        "correct the row (or leave the table out of the topology) and start the capture again")
+    return StreamsError(f"snapshot of {ref.qualified}: a value Python cannot hold{where}. Dates of infinity, before "
+                        "year 1 or after 9999 have no Avro date the consumers could read; correct the row (or leave "
+                        "the table out of the topology, or give the source a dead_letter topic, where such rows are "
+                        "set aside) and start the capture again")
+
+
+class _Unrepresentable(UnencodableValue):
+    """A snapshot row holds a value Python cannot (read as :class:`~streams.snapshot.Unrepresentable`)."""
+
+
+def _check_representable(ref: TableRef, columns: Sequence[ColumnSpec], row: dict[str, Any]) -> None:
+    odd = [name for name, value in row.items() if value.__class__ is Unrepresentable]
+    if odd:
+        raise _Unrepresentable(ref.qualified, ", ".join(odd), "a value Python cannot hold (a date or time of infinity, "
+                               "before year 1 or after 9999: no Avro date or timestamp the consumers could read)",
+                               "in the snapshot")
 
 
 class CaptureSource:
@@ -268,6 +284,7 @@ class CaptureSource:
         #: of the run (the tracker holds the position), with the refused columns to offer the registry again.
         self._held: dict[str, tuple[TableRef, tuple[ColumnSpec, ...]]] = {}
         self._held_ids: set[int] = set()
+        self._letter_encoders: tuple[Any, Any] | None = None
         self._configured = frozenset(r.qualified for r in config.table_refs())
         self._txn: PendingTransaction | None = None
         self._stream: ReplicationStream | None = None
@@ -390,6 +407,8 @@ class CaptureSource:
     def _ensure_topics(self) -> None:
         admin = AdminClient(self.config.kafka)
         topics = [self.config.topic(r.schema, r.table) for r in self.config.table_refs()]
+        if self.config.dead_letter_topic:
+            topics.append(self.config.dead_letter_topic)
         try:
             metadata = admin.list_topics(timeout=15)
         except KafkaException as exc:
@@ -553,10 +572,19 @@ class CaptureSource:
                 try:
                     for row in snap.rows(ref, columns, progress):
                         source = self._source_block(ref, ts_ms, None, None, "last" if last else "true")
-                        self._publish(info, txn, ack, "r", None, row, source, ())
+                        try:
+                            if snap.odd:
+                                _check_representable(ref, columns, row)
+                            self._publish(info, txn, ack, "r", None, row, source, ())
+                        except UnencodableValue as exc:
+                            if self.config.dead_letter_topic is None:
+                                if isinstance(exc, _Unrepresentable):
+                                    raise _unloadable(ref, columns) from None
+                                raise
+                            self._set_aside(info, txn, ack, exc, -1, "r", {"after": row}, row)
                         rows_counter.inc()
-                except psycopg.DataError as exc:  # psycopg could not load a value (a date of 'infinity', BC, past 9999)
-                    raise _unloadable(ref, columns, exc) from None  # its message quotes the value: a row's data
+                except psycopg.DataError:  # psycopg could not load a value of a type not read as Unrepresentable
+                    raise _unloadable(ref, columns) from None  # its message quotes the value: a row's data
                 self.publisher.poll(0)
                 info.flush_counts()
             self.tracker.seal(txn, consistent_lsn or 0)
@@ -875,6 +903,14 @@ class CaptureSource:
             raise ReplicationError("change outside a transaction on the replication stream")
         if self._skip is not None and info.qualified in self._skip:
             return
+        try:
+            self._publish_change(info, txn, m, lsn)
+        except (ValueConversionError, UnencodableValue) as exc:
+            if self.config.dead_letter_topic is None:
+                raise
+            self._dead_letter(info, txn, exc, m, lsn)
+
+    def _publish_change(self, info: _TableInfo, txn: PendingTransaction, m: Insert | Update | Delete, lsn: int) -> None:
         xid, commit_ts = self._txn_meta
         source = self._source_block(info.ref, commit_ts // 1000 + PG_EPOCH_MS, xid, lsn, "false")
         cls = m.__class__
@@ -898,6 +934,53 @@ class CaptureSource:
             before, _ = self._row(info, m.old if m.old is not None else m.key)
             self._publish(info, txn, self._ack, "d", before, None, source, ())
             self._tombstone(info, txn, before)
+
+    def _dead_letter(self, info: _TableInfo, txn: PendingTransaction, exc: Exception, m: Insert | Update | Delete,
+                     lsn: int) -> None:
+        """Set aside a change the capture cannot publish, as PostgreSQL sent it (each column's text)."""
+        old = getattr(m, "old", None)
+        if old is None:
+            old = getattr(m, "key", None)
+        new = getattr(m, "new", None)
+        texts = {"before": _texts(info.names, old), "after": _texts(info.names, new)}
+        key_row = None
+        converters = getattr(info.convert, "converters", ())
+        image = new if new is not None else old
+        if image is not None and converters:
+            try:  # the key alone: its columns convert even where another column's value does not
+                key_row = {info.names[i]: converters[i](image[i]) if image[i].__class__ is str else image[i]
+                           for i in info.key_idx}
+            except (ValueError, TypeError, ArithmeticError):
+                key_row = None
+        op = "c" if m.__class__ is Insert else "u" if m.__class__ is Update else "d"
+        self._set_aside(info, txn, self._ack, exc, lsn, op, texts, key_row)
+
+    def _set_aside(self, info: _TableInfo, txn: PendingTransaction, ack: Callable, exc: Exception, lsn: int, op: str,
+                   rows: dict[str, Any], key_row: dict[str, Any] | None) -> None:
+        """Send a letter for one change to the source's dead-letter topic instead of stopping the capture.
+
+        The letter counts in its transaction like an event: the slot is confirmed past the change only once Kafka
+        acknowledged it, so the change is never lost (DESIGN.md, "Bad input never vanishes"). Downstream keeps the
+        row's previous version until the row is corrected at the source, which publishes the correction."""
+        if self._letter_encoders is None:
+            self._letter_encoders = self.registrar.letter_encoders(self.config.dead_letter_topic)
+        key_encoder, value_encoder = self._letter_encoders
+        key = None
+        if key_row is not None:
+            try:
+                key = info.schemas.key.encode({n: key_row[n] for n in info.schemas.key_names})
+            except (KeyError, ValueError, TypeError, OverflowError):
+                key = None
+        where = {"topic": info.topic, "partition": -1, "offset": lsn}
+        original = json.dumps({"table": info.qualified, "op": op, **rows}, default=str, sort_keys=True).encode()
+        letter = {**where, "stage": f"capture_{self.config.name}", "reason": str(exc), "key": key, "value": original,
+                  "failed_at": datetime.now(timezone.utc)}
+        self.tracker.sent(txn)
+        self.publisher.send(self.config.dead_letter_topic, key_encoder.encode(where), value_encoder.encode(letter), ack)
+        metrics.DEAD_LETTERS.labels(self.config.name, info.ref.table).inc()
+        self._last_event_at = time.time()
+        logger.warning("%s: change set aside on %s (%s); the row's next version is captured as usual", info.qualified,
+                       self.config.dead_letter_topic, exc)
 
     def _fast_change(self, buf: bytes, lsn: int, base: int) -> bool:
         """Publish an Insert, Update or Delete straight from its bytes (:mod:`streams.rowcodec`).
@@ -1112,6 +1195,21 @@ class CaptureSource:
                 conn.execute("select pg_logical_emit_message(false, 'psmesh.heartbeat', '')")
         except psycopg.Error as exc:
             logger.warning("heartbeat on %s failed: %s", self.config.database, exc)
+
+
+def _texts(names: Sequence[str], values: Sequence[Any] | None) -> dict[str, Any] | None:
+    """A row image as pgoutput sent it: each column's text (bytes as text, an unchanged TOASTed value marked)."""
+    if values is None:
+        return None
+    out: dict[str, Any] = {}
+    for name, value in zip(names, values):
+        if value is UNCHANGED_TOAST:
+            out[name] = {"unchanged_toasted": True}
+        elif isinstance(value, (bytes, memoryview)):
+            out[name] = bytes(value).decode("utf-8", "replace")
+        else:
+            out[name] = value
+    return out
 
 
 def _located(exc: ValueConversionError, info: _TableInfo, values: Sequence[Any]) -> ValueConversionError:

@@ -77,7 +77,7 @@ def node_id(kind: NodeKind, name: str) -> str:
 def lineage(topology: Topology) -> Lineage:
     graph = Lineage()
     change_topics = {t for s in topology.sources for t in s.change_topics}
-    dead_letters = {x.dead_letter for x in (*topology.processors, *topology.sinks) if x.dead_letter}
+    dead_letters = {x.dead_letter for x in (*topology.sources, *topology.processors, *topology.sinks) if x.dead_letter}
     for source in topology.sources:
         graph.add(Node(node_id(NodeKind.SOURCE, source.name), f"{source.database} (PostgreSQL)", NodeKind.SOURCE))
     for topic in topology.topics:
@@ -90,6 +90,9 @@ def lineage(topology: Topology) -> Lineage:
     for source in topology.sources:
         for topic in source.change_topics:
             graph.connect(node_id(NodeKind.SOURCE, source.name), node_id(NodeKind.TOPIC, topic))
+        if source.dead_letter:
+            graph.connect(node_id(NodeKind.SOURCE, source.name), node_id(NodeKind.TOPIC, source.dead_letter),
+                          EdgeKind.DEAD_LETTER)
     for processor in topology.processors:
         pid = graph.add(Node(node_id(NodeKind.PROCESSOR, processor.name), processor.name, NodeKind.PROCESSOR))
         for topic in processor.inputs:

@@ -128,6 +128,9 @@ class Source(_Model):
     description: str = ""
     #: Where its capture (``psmesh cdc run``) serves Prometheus metrics; PSMESH_CDC_METRICS_PORT_BASE overrides.
     metrics_port: Port | None = None
+    #: Where the capture sets aside a change it cannot publish (a value with no Avro form); without one, such a
+    #: change stops the capture.
+    dead_letter: str | None = None
 
     def change_topic(self, table: str) -> str:
         """The topic a table's change events go to (DESIGN.md: ``<source>.<schema>.<table>``)."""
@@ -255,8 +258,8 @@ class Topology(_Model):
 
     @property
     def dead_letter_topics(self) -> list[str]:
-        """The dead-letter topics the processors and sinks name, sorted."""
-        return sorted({p.dead_letter for p in [*self.processors, *self.sinks] if p.dead_letter})
+        """The dead-letter topics the sources, processors and sinks name, sorted."""
+        return sorted({p.dead_letter for p in [*self.sources, *self.processors, *self.sinks] if p.dead_letter})
 
     def topic(self, name: str) -> Topic:
         for topic in self.topics:

@@ -188,8 +188,12 @@ def sources_are_captured_into_declared_topics(parts: Parts, loc: Locator) -> Ite
 
 
 def references_resolve(parts: Parts, loc: Locator) -> Iterator[Issue]:
-    """Processors and sinks read, write and dead-letter only declared topics, and read only where they are consumers."""
+    """Processors and sinks read, write and dead-letter only declared topics, and read only where they are consumers;
+    a source dead-letters only to a declared topic."""
     consumers = parts.consumers()
+    for index, source in parts.items["sources"]:
+        if source.dead_letter is not None and source.dead_letter not in consumers:
+            yield loc.issue(("sources", index, "dead_letter"), f"unknown topic {source.dead_letter!r}")
     for section in ("processors", "sinks"):
         for index, item in parts.items[section]:
             item: Processor | Sink
@@ -270,7 +274,7 @@ def dead_letters_are_kept(parts: Parts, loc: Locator) -> Iterator[Issue]:
     for _, processor in parts.items["processors"]:
         for topic in processor.outputs:
             written.setdefault(topic, f"an output of processor {processor.name!r}")
-    for section in ("processors", "sinks"):
+    for section in ("sources", "processors", "sinks"):
         for index, item in parts.items[section]:
             name = item.dead_letter
             if name is None:

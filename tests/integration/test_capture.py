@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import string
 from pathlib import Path
@@ -10,6 +11,7 @@ from decimal import Decimal
 
 import psycopg
 import pytest
+from confluent_kafka.serialization import MessageField, SerializationContext
 
 from tests.integration.capture_support import RunningCapture, ScratchSource, TopicReader, wait_for
 from streams.exceptions import RegistryUnavailable, SchemaNowAccepted, StreamsError
@@ -215,8 +217,6 @@ def test_a_refused_schema_change_stops_that_table_only_and_its_changes_follow_on
 
 
 def _status(run: RunningCapture) -> dict:
-    import json
-
     try:
         return json.loads(run.capture.status_path.read_text())
     except (OSError, ValueError):
@@ -401,3 +401,31 @@ def test_a_snapshot_value_python_cannot_hold_stops_the_capture_naming_table_and_
     message = str(caught.value)
     assert message.startswith("snapshot of public.accounts: a value Python cannot hold (one of its columns updated_at)")
     assert "'infinity'" not in message and caught.value.__cause__ is None  # psycopg's message quotes the value
+
+
+def test_rows_with_a_value_python_cannot_hold_are_set_aside_on_the_dead_letter_topic_and_the_capture_goes_on(
+        source, reader):
+    """DESIGN.md, "Bad input never vanishes": a date of infinity, in the snapshot and in the stream, goes to the
+    source's dead-letter topic with the row as PostgreSQL holds it; the rows around it are published."""
+    dlq = f"{source.name}.dlq"
+    source.execute("insert into accounts values (1, 'Odd', null, 'NA', 'USD', 30, 'infinity')")
+    source.execute("insert into accounts values (2, 'Fine', null, 'NA', 'USD', 30, now())")
+    config = source.config(snapshot=True, dead_letter_topic=dlq, topic_configs={dlq: {"cleanup.policy": "delete"}})
+    with RunningCapture(config) as run:
+        source.execute("insert into accounts values (3, 'Odd too', null, 'NA', 'USD', 30, '-infinity')")
+        source.execute("insert into accounts values (4, 'Fine too', null, 'NA', 'USD', 30, now())")
+        accounts = reader.read(source.topic("accounts"), 2)
+        letters = reader.read(dlq, 2)
+    assert run.error is None
+    assert [(v["op"], v["after"]["account_id"]) for _, v in accounts] == [("r", 2), ("c", 4)]
+    assert [(k["topic"], k["partition"]) for k, _ in letters] == [(source.topic("accounts"), -1)] * 2
+    snapshot, stream = (v for _, v in letters)
+    assert snapshot["offset"] == -1 and stream["offset"] > 0  # the change's LSN
+    assert {snapshot["stage"], stream["stage"]} == {f"capture_{source.name}"}
+    assert "column updated_at" in snapshot["reason"] and "in the snapshot" in snapshot["reason"]
+    assert "column updated_at" in stream["reason"]
+    rows = [json.loads(v["value"]) for v in (snapshot, stream)]
+    assert [(r["op"], r["after"]["account_id"], r["after"]["updated_at"]) for r in rows] == [
+        ("r", 1, "infinity"), ("c", "3", "-infinity")]
+    assert reader.deserializer(snapshot["key"], SerializationContext(source.topic("accounts"), MessageField.KEY)) == {
+        "account_id": 1}

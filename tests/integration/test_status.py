@@ -47,7 +47,7 @@ def test_status_shows_every_part_of_the_running_demo_with_real_lag_figures(runni
     assert "views.project_financials" in groups["psmesh-reporting_sink"]["figures"]["lag_by_topic"]
     assert all(isinstance(lag, int) and lag >= 0 for g in groups.values() for lag in g["figures"]["lag_by_topic"].values())
 
-    assert set(_checks(report, "dead letters")) == {"dlq.processors", "dlq.sinks"}
+    assert set(_checks(report, "dead letters")) == {"dlq.capture", "dlq.processors", "dlq.sinks"}
     services = _checks(report, "service")
     assert {"processors", "sink-erp", "sink-reporting", "page"} <= set(services)
     assert all(s["state"] == "ok" for s in services.values()), services

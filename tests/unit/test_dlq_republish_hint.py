@@ -76,3 +76,15 @@ def test_a_sink_s_letter_of_a_change_topic_asks_for_the_row_s_next_version_not_a
     both = _hint(project, ("erp_sink", None, {"project_code": "PRJ-2"})).splitlines()
     assert len(both) == 2 and "`psmesh processors republish --project PRJ-2` sends" in both[0]
     assert both[1].startswith("a sink's letter of a change topic")
+
+
+def test_a_capture_s_letter_asks_for_the_row_to_be_corrected_at_its_source_and_shows_its_lsn():
+    from psmesh.dlq import Letter
+
+    hint = _hint(("capture_psa", None, {"table": "public.assignments", "op": "u"}, "psa.public.assignments"))
+    assert hint.startswith("a capture's letter is a row whose value has no Avro form")
+    assert "correct the row in its source database" in hint and "republish" not in hint
+    letter = Letter("dlq.capture", 0, 7, {"topic": "psa.public.assignments", "partition": -1, "offset": 0x16B3730})
+    assert letter.origin == "psa.public.assignments@LSN 0/16B3730"
+    assert Letter("dlq.capture", 0, 8, {"topic": "psa.public.assignments", "partition": -1, "offset": -1}).origin == (
+        "psa.public.assignments@snapshot")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 from streams.envelope import key_schema, value_schema
 from streams.publisher import AvroEncoder
-from streams.registration import TableSchemas
+from streams.registration import LETTER_SCHEMAS, TableSchemas
 
 
 class MemoryRegistrar:
@@ -13,3 +15,8 @@ class MemoryRegistrar:
     def schemas_for(self, topic, table, columns):
         return TableSchemas(topic, columns, AvroEncoder(key_schema(topic, columns), 11),
                             AvroEncoder(value_schema(topic, columns), 12))
+
+    def letter_encoders(self, topic):
+        """The contract of a capture's dead-letter topic, under fixed ids 21 and 22."""
+        return tuple(AvroEncoder(json.loads((LETTER_SCHEMAS / f"capture-{part}.avsc").read_text()), schema_id)
+                     for part, schema_id in (("key", 21), ("value", 22)))

@@ -12,7 +12,7 @@ from psmesh.topology.contract import DOMAIN_TABLES
 def test_repository_topology_validates_without_warnings(docs):
     topology = load_topology(docs.repo / "topology.yaml")
     assert topology.warnings == []
-    assert topology.counts() == "5 domains, 4 sources, 27 topics, 6 processors, 2 sinks"
+    assert topology.counts() == "5 domains, 4 sources, 28 topics, 6 processors, 2 sinks"
 
 
 def test_repository_topology_captures_exactly_the_domain_tables(docs):
@@ -83,7 +83,7 @@ def test_cli_validate_of_the_repository_file(docs, monkeypatch):
     monkeypatch.chdir(docs.repo)
     result = CliRunner().invoke(topology_cli, ["validate"])
     assert result.exit_code == 0, result.output
-    assert result.output == "ok: 5 domains, 4 sources, 27 topics, 6 processors, 2 sinks\n"
+    assert result.output == "ok: 5 domains, 4 sources, 28 topics, 6 processors, 2 sinks\n"
 
 
 def test_cli_uses_the_repository_file_when_the_cwd_has_none_and_says_so(tmp_path, monkeypatch, docs):

@@ -491,3 +491,21 @@ def test_a_sink_reading_a_topic_nobody_writes_is_a_warning(doc, docs):
     topology, issues, _ = docs.check(doc)
     assert topology is not None
     assert ("sinks[reporting_sink].inputs[0]", Severity.WARNING) in {(i.location, i.severity) for i in issues}
+
+
+def test_a_source_s_dead_letter_topic_is_declared_and_kept_like_the_others(doc, docs):
+    doc["sources"][0]["dead_letter"] = "dlq.nowhere"
+    _, issues, _ = docs.check(doc)
+    error = docs.only_error(issues)
+    assert (error.location, error.message) == ("sources[crm].dead_letter", "unknown topic 'dlq.nowhere'")
+
+    doc["sources"][0]["dead_letter"] = "crm.public.accounts"
+    _, issues, _ = docs.check(doc)
+    found = {(i.location, i.message) for i in issues if i.is_error}
+    assert ("sources[crm].dead_letter", "dead-letter topic 'crm.public.accounts' is the change topic of source 'crm'; "
+                                        "letters need a topic of their own") in found
+
+    doc["sources"][0]["dead_letter"] = "dlq.processors"
+    topology, issues, _ = docs.check(doc)
+    assert topology is not None and not [i for i in issues if i.is_error]
+    assert "dlq.processors" in topology.dead_letter_topics
