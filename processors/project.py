@@ -50,7 +50,14 @@ from processors.formulas import (
     revenue_method,
     store,
 )
-from processors.formulas.billing import MILESTONE_COMPLETED, PERIOD_CLOSE, close_counts
+from processors.formulas.billing import (
+    MILESTONE_COMPLETED,
+    PERIOD_CLOSE,
+    close_counts,
+    milestone_adjustment,
+    milestone_adjustment_id,
+    parse_trigger_id,
+)
 from processors.formulas.rounding import quotient, store_ratio, wide
 from processors.formulas.risk import (
     BURN,
@@ -309,8 +316,11 @@ class ProjectStage:
         meta_before = st.meta
         previous = st.apply(kind, key, row)
         fx = Effects()
-        if kind == "billing_milestone" and row is not None:
-            self._milestone_trigger(st, row, previous, fx)
+        if kind == "billing_milestone":
+            if row is not None:
+                self._milestone_trigger(st, row, previous, fx)
+            elif previous is not None:
+                self._milestone_adjust(st, previous.milestone_id, None, fx)  # deleted: what it billed is taken back
         if kind == "line" and row is None:
             # always: a lost deletion would leave demand behind. Keyed by the project too: a line moved to another
             # opportunity is taken out here and put in by its new project's partition, and the two must not
@@ -431,11 +441,11 @@ class ProjectStage:
             for event_id, amount in sorted(st.meta["triggers"].items()):
                 if event_id in sent:
                     continue
-                head, _, tail = event_id.rpartition("-")
-                if tail.startswith("M"):
-                    self._send_trigger(st, fx, event_id, MILESTONE_COMPLETED, Decimal(amount), milestone_id=int(tail[1:]))
+                trigger_type, source_id = parse_trigger_id(event_id)
+                if trigger_type == MILESTONE_COMPLETED:
+                    self._send_trigger(st, fx, event_id, trigger_type, Decimal(amount), milestone_id=source_id)
                 else:
-                    self._send_trigger(st, fx, event_id, PERIOD_CLOSE, Decimal(amount), period_id=int(tail[1:]))
+                    self._send_trigger(st, fx, event_id, trigger_type, Decimal(amount), period_id=source_id)
 
     def _request(self, st: ProjectState, fx: Effects, resend: bool) -> None:
         o, row = st.opportunity, st.opportunity_row
@@ -540,18 +550,45 @@ class ProjectStage:
 
     def _milestone_trigger(self, st: ProjectState, m: BillingMilestone, previous: BillingMilestone | None,
                            fx: Effects) -> None:
-        if m.status != "completed" or st.opportunity_row is None:
+        if st.opportunity_row is None:
             return  # without the opportunity there is no currency yet: its arrival bills it
         event_id = milestone_event_id(st.project_code, m.milestone_id)
         recorded = st.meta["triggers"].get(event_id)
-        if recorded is None:
-            if previous is not None and previous.status in ("completed", "invoiced"):
-                return
-            if m.amount == 0:
-                return
-            recorded = str(m.amount)
-            st.meta = {**st.meta, "triggers": {**st.meta["triggers"], event_id: recorded}}
+        if recorded is not None:
+            if m.status == "completed":
+                self._send_trigger(st, fx, event_id, MILESTONE_COMPLETED, Decimal(recorded), milestone_id=m.milestone_id)
+            self._milestone_adjust(st, m.milestone_id, m, fx)
+            return
+        if m.status != "completed":
+            return
+        if previous is not None and previous.status in ("completed", "invoiced"):
+            return
+        if m.amount == 0:
+            return
+        recorded = str(m.amount)
+        st.meta = {**st.meta, "triggers": {**st.meta["triggers"], event_id: recorded}}
         self._send_trigger(st, fx, event_id, MILESTONE_COMPLETED, Decimal(recorded), milestone_id=m.milestone_id)
+
+    def _milestone_adjust(self, st: ProjectState, milestone_id: int, m: BillingMilestone | None, fx: Effects) -> None:
+        """A milestone the mesh billed follows its row: moved back from completed, deleted (``m`` None) or its amount
+        changed, it is adjusted by an event of its own, '<code>-M<id>-<n>' (a credit when negative), so that the
+        project's events keep summing to its delivered value (formulas.billing.milestone_adjustment). Recorded like
+        the other triggers: a replay finds nothing left to adjust and resends nothing new."""
+        if st.opportunity_row is None:
+            return
+        event_id = milestone_event_id(st.project_code, milestone_id)
+        triggers = st.meta["triggers"]
+        first = triggers.get(event_id)
+        if first is None:
+            return  # never billed by the mesh (an 'invoiced' milestone first seen so): nothing to follow
+        adjustments = [tid for tid in triggers if tid.startswith(event_id + "-")]
+        billed = Decimal(first) + sum((Decimal(triggers[tid]) for tid in adjustments), ZERO)
+        amount = milestone_adjustment(m, billed)
+        if amount == 0:
+            return
+        adjustment_id = milestone_adjustment_id(st.project_code, milestone_id, len(adjustments) + 1)
+        st.meta = {**st.meta, "triggers": {**triggers, adjustment_id: str(amount)}}
+        self._send_trigger(st, fx, adjustment_id, MILESTONE_COMPLETED, amount, milestone_id=milestone_id)
 
     def _period_trigger(self, st: ProjectState, period: BillingPeriod, fx: Effects) -> None:
         """Bill what the project delivered and was not billed yet; a negative amount is a credit.
@@ -577,7 +614,7 @@ class ProjectStage:
             counted = close_counts(o.contract_type)
             already = ZERO
             for tid, amount in st.meta["triggers"].items():
-                kind = MILESTONE_COMPLETED if tid.rpartition("-")[2].startswith("M") else PERIOD_CLOSE
+                kind = parse_trigger_id(tid)[0]
                 if kind in counted and tid != event_id and tid not in billed_events:
                     already += Decimal(amount)  # emitted, not yet back from the ERP
             already += sum((b.amount for b in billed_events.values()
@@ -601,7 +638,7 @@ class ProjectStage:
         recorded = st.meta.get("billed_through")
         if recorded is not None:
             return date.fromisoformat(recorded)
-        ids = {tid for tid in st.meta["triggers"] if "-P" in tid}
+        ids = {tid for tid in st.meta["triggers"] if parse_trigger_id(tid)[0] == PERIOD_CLOSE}
         ids.update(b.billing_event_id for b in st.table("billing_event").values() if b.trigger_type == PERIOD_CLOSE)
         ends = [p.end_date for p in self.periods.values() if period_event_id(st.project_code, p.period_id) in ids]
         return max(ends, default=None)

@@ -2,11 +2,14 @@
 
 Ids are '<project_code>-M<milestone_id>' and '<project_code>-P<period_id>', so
 re-deriving a trigger (a replay, a restart) yields the same event and an
-upsert on billing_event_id keeps it once.
+upsert on billing_event_id keeps it once. A milestone billed and then changed
+(moved back from completed, deleted, its amount changed) is adjusted by
+'<project_code>-M<milestone_id>-<n>', numbered 1, 2, ... in order.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -38,6 +41,32 @@ def milestone_event_id(project_code: str, milestone_id: int) -> str:
 
 def period_event_id(project_code: str, period_id: int) -> str:
     return f"{project_code}-P{period_id}"
+
+
+def milestone_adjustment_id(project_code: str, milestone_id: int, n: int) -> str:
+    return f"{milestone_event_id(project_code, milestone_id)}-{n}"
+
+
+_TRIGGER_ID = re.compile(r"-(?:M(?P<milestone>\d+)(?:-\d+)?|P(?P<period>\d+))$")
+
+
+def parse_trigger_id(event_id: str) -> tuple[str, int]:
+    """(trigger type, milestone or period id) of a billing event id of this module; ValueError for another."""
+    found = _TRIGGER_ID.search(event_id)
+    if found is None:
+        raise ValueError(f"not a billing trigger id: {event_id!r}")
+    if found["milestone"] is not None:
+        return MILESTONE_COMPLETED, int(found["milestone"])
+    return PERIOD_CLOSE, int(found["period"])
+
+
+def milestone_adjustment(milestone: BillingMilestone | None, billed: Decimal) -> Decimal:
+    """What a milestone the mesh billed needs billed now: its amount while it is 'completed' or 'invoiced' (0 once it
+    is planned again or deleted, ``milestone`` None) less what its events billed so far. DOMAIN.md section 2 counts
+    such milestones in milestones_done, so after this the project's events still sum to its delivered value
+    (section 5). Negative: a credit."""
+    target = milestone.amount if milestone is not None and milestone.status in ("completed", "invoiced") else ZERO
+    return target - billed
 
 
 def milestone_billing(milestone: BillingMilestone, previous_status: str | None) -> BillingTrigger | None:

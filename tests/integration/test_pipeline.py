@@ -105,6 +105,21 @@ def _take_away_billed_time(settings: Settings) -> tuple[str, str]:
     return moved, deleted
 
 
+def _take_back_a_billed_milestone(settings: Settings) -> str:
+    """A project manager moves a billed milestone of a fixed-fee project back to planned: its project delivered
+    that much less, and the milestone's billing must be taken back (docs/formulas.md, "milestones")."""
+    with psycopg.connect(settings.pg_dsn("erp"), autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT m.milestone_id, m.project_code FROM billing_milestones m JOIN projects p USING (project_code) "
+            "JOIN billing_events b ON b.billing_event_id = m.project_code || '-M' || m.milestone_id "
+            "WHERE p.contract_type = 'fixed_fee' AND m.status = 'completed' AND b.amount > 0 "
+            "ORDER BY m.milestone_id LIMIT 1").fetchone()
+        assert row is not None, "the demo firm billed no fixed-fee milestone"
+        conn.execute("UPDATE billing_milestones SET status = 'planned', completed_at = NULL WHERE milestone_id = %s",
+                     (row[0],))
+    return row[1]
+
+
 def test_demo_firm_reconciles_to_the_cent_after_a_processor_is_killed_mid_run(tmp_path_factory):
     home = tmp_path_factory.mktemp("pipeline")
     settings = Settings(home=home, **PORTS)
@@ -129,6 +144,7 @@ def test_demo_firm_reconciles_to_the_cent_after_a_processor_is_killed_mid_run(tm
         # deleted. Once the mesh has caught up, both have billed more than they delivered; the final close
         # must credit them (docs/formulas.md, "credits").
         taken = _take_away_billed_time(settings)
+        milestone_project = _take_back_a_billed_milestone(settings)
         on_topics, in_store = _wait_until_quiet(settings)
         assert on_topics == [] and in_store == [], (on_topics[:10], in_store[:10])
         before = reporting_views(settings)["project_financials"]
@@ -180,7 +196,8 @@ def test_demo_firm_reconciles_to_the_cent_after_a_processor_is_killed_mid_run(tm
             assert billed.get(key[0], Decimal(0)) == row["delivered_value"], key
 
         credits = {(code, trigger) for code, trigger, amount in billed_rows if amount < 0}
-        assert credits == {(code, "period_close") for code in taken}, billed_rows
+        assert credits == {(code, "period_close") for code in taken} | {(milestone_project, "milestone_completed")}, (
+            billed_rows)
 
         assert _records(settings, "dlq.processors") == 0
         assert _records(settings, "dlq.capture") == 0  # the demo firm's rows all have an Avro form

@@ -155,3 +155,30 @@ def test_fixed_fee_period_close_bills_billable_expenses_only_beside_milestone_ev
 
 def test_period_close_bills_nothing_when_nothing_is_delivered():
     assert period_close_billing("PRJ-1", "time_and_materials", P1, [], [], []) is None
+
+
+def test_a_billed_milestone_is_adjusted_to_its_amount_while_done_and_to_nothing_once_not():
+    from processors.formulas.billing import BillingMilestone, milestone_adjustment
+
+    code = "PRJ-4"
+    assert milestone_adjustment(BillingMilestone(1, code, D("900.00"), "planned"), D("900.00")) == D("-900.00")
+    assert milestone_adjustment(None, D("900.00")) == D("-900.00")  # deleted
+    assert milestone_adjustment(BillingMilestone(1, code, D("950.00"), "invoiced"), D("900.00")) == D("50.00")
+    assert milestone_adjustment(BillingMilestone(1, code, D("900.00"), "completed"), D("900.00")) == 0
+
+
+@pytest.mark.parametrize("event_id, parsed", [
+    ("PRJ-4-M12", ("milestone_completed", 12)), ("PRJ-4-M12-3", ("milestone_completed", 12)),
+    ("PRJ-4-P7", ("period_close", 7)),
+])
+def test_billing_event_ids_read_back_as_their_trigger_type_and_source_id(event_id, parsed):
+    from processors.formulas.billing import parse_trigger_id
+
+    assert parse_trigger_id(event_id) == parsed
+
+
+def test_an_id_that_is_no_billing_trigger_is_refused():
+    from processors.formulas.billing import parse_trigger_id
+
+    with pytest.raises(ValueError, match="not a billing trigger id"):
+        parse_trigger_id("PRJ-4-X1")

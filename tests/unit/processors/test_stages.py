@@ -570,6 +570,44 @@ def test_a_time_and_materials_projects_milestone_bills_and_its_closes_bill_only_
     assert (row["delivered_value"], row["billed"], row["wip"]) == (D("1500.00"), D("1500.00"), D("0.00"))
 
 
+def _bill_back(h: ProjectHarness, code: str) -> None:
+    """The ERP sink's rows for every trigger so far, as they come back from the ERP's capture."""
+    for t, _, v in h.events:
+        if t == "derived.billing_triggers":
+            h.row(code, "billing_event", v["billing_event_id"], BillingEvent(
+                v["billing_event_id"], code, v["trigger_type"], v["amount"], v["period_id"], v["milestone_id"]))
+
+
+@pytest.mark.parametrize("contract_type", ["fixed_fee", "time_and_materials"])
+def test_a_billed_milestone_moved_back_changed_or_deleted_is_adjusted_and_the_project_bills_its_delivered_value(
+        contract_type):
+    h, code = ProjectHarness(), "PRJ-9"
+    h.row(code, "opportunity", 9, opportunity(9, contract_type=contract_type))
+    h.row(code, "entry", 1, entry(1, code, "10.00", day=date(2026, 3, 10)))
+    h.row(code, "billing_milestone", 3, BillingMilestone(3, code, D("1000.00"), "completed"))
+    h.row(code, "billing_milestone", 3, BillingMilestone(3, code, D("1000.00"), "planned"))  # completed by mistake
+    h.row(code, "billing_milestone", 3, BillingMilestone(3, code, D("1200.00"), "completed"))  # at its new amount
+    h.row(code, "billing_milestone", 3, BillingMilestone(3, code, D("1200.00"), "invoiced"))  # nothing to adjust
+    h.row(code, "billing_milestone", 4, BillingMilestone(4, code, D("300.00"), "completed"))
+    h.row(code, "billing_milestone", 4, None)  # deleted once billed
+    # each id once (a completed milestone's first event is sent again with each change of its row: an upsert)
+    assert [t for t in dict(h.triggers()).items() if "-M" in t[0]] == [
+        ("PRJ-9-M3", D("1000.00")), ("PRJ-9-M3-1", D("-1000.00")), ("PRJ-9-M3-2", D("1200.00")),
+        ("PRJ-9-M4", D("300.00")), ("PRJ-9-M4-1", D("-300.00"))]
+    _bill_back(h, code)
+    h.period(BillingPeriod(1, date(2026, 3, 1), date(2026, 3, 31), "closed"))
+    _bill_back(h, code)
+    row = financials(h, code)
+    # fixed fee: the milestone is the revenue; time and materials: the time is, and the close credits the advance
+    assert row["delivered_value"] == (D("1200.00") if contract_type == "fixed_fee" else D("1500.00"))
+    assert (row["billed"], row["wip"]) == (row["delivered_value"], D("0.00"))
+    # a replay of the same rows adjusts nothing again
+    sent = set(dict(h.triggers()))
+    h.row(code, "billing_milestone", 3, BillingMilestone(3, code, D("1200.00"), "invoiced"))
+    h.row(code, "billing_milestone", 4, None)
+    assert set(dict(h.triggers())) == sent
+
+
 def _requests(h: ProjectHarness) -> list[dict[str, Any]]:
     return [v for t, _, v in h.events if t == "derived.project_requests"]
 
