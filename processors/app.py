@@ -978,7 +978,7 @@ class Processors:
             out.write("project_rows", f"{partition}|~|{kind}|{ident}".encode(), cause.event, row)
         else:
             parsed = _parse_project(kind, row) if row is not None else None
-            fx = stage.on_row(code, kind, ident, parsed, settle=False)
+            fx = stage.on_row(code, kind, ident, parsed, settle=False, commit_ms=item[4] if len(item) > 4 else None)
             out.write("project_rows", f"{partition}|{code}|{kind}|{ident}".encode(), cause.event, row)
             touched[code] = cause
         out.add(fx, cause, "project_rows", partition)

@@ -301,7 +301,8 @@ class ProjectStage:
             self.state(project_code).apply(kind, key, row)
 
     # ---- folding with effects
-    def on_row(self, project_code: str, kind: str, key: Any, row: Any, *, settle: bool = True) -> Effects:
+    def on_row(self, project_code: str, kind: str, key: Any, row: Any, *, settle: bool = True,
+               commit_ms: str | None = None) -> Effects:
         """Fold a row change of ``project_code`` and return what it changes downstream.
 
         With ``settle=False`` the project's derivations (its view row, request, demand, rollup contribution and
@@ -318,9 +319,11 @@ class ProjectStage:
         fx = Effects()
         if kind == "billing_milestone":
             if row is not None:
-                self._milestone_trigger(st, row, previous, fx)
+                self._milestone_trigger(st, row, previous, fx, commit_ms)
             elif previous is not None:
-                self._milestone_adjust(st, previous.milestone_id, None, fx)  # deleted: what it billed is taken back
+                # deleted: what it billed is taken back
+                if st.opportunity_row is not None and not self._stale_milestone(st, previous.milestone_id, commit_ms):
+                    self._milestone_adjust(st, previous.milestone_id, None, fx)
         if kind == "line" and row is None:
             # always: a lost deletion would leave demand behind. Keyed by the project too: a line moved to another
             # opportunity is taken out here and put in by its new project's partition, and the two must not
@@ -549,9 +552,11 @@ class ProjectStage:
             st.meta = {**st.meta, "risks": risks}
 
     def _milestone_trigger(self, st: ProjectState, m: BillingMilestone, previous: BillingMilestone | None,
-                           fx: Effects) -> None:
+                           fx: Effects, commit_ms: str | None = None) -> None:
         if st.opportunity_row is None:
             return  # without the opportunity there is no currency yet: its arrival bills it
+        if self._stale_milestone(st, m.milestone_id, commit_ms):
+            return
         event_id = milestone_event_id(st.project_code, m.milestone_id)
         recorded = st.meta["triggers"].get(event_id)
         if recorded is not None:
@@ -568,6 +573,22 @@ class ProjectStage:
         recorded = str(m.amount)
         st.meta = {**st.meta, "triggers": {**st.meta["triggers"], event_id: recorded}}
         self._send_trigger(st, fx, event_id, MILESTONE_COMPLETED, Decimal(recorded), milestone_id=m.milestone_id)
+
+    @staticmethod
+    def _stale_milestone(st: ProjectState, milestone_id: int, commit_ms: str | None) -> bool:
+        """True for a version of a milestone's row committed before the last one its billing followed: the capture
+        sending again from its slot what it published before (after a restart). Billing follows versions in commit
+        order only, so a replay adds no invoice and credit note of its own, and the newer versions after it find
+        nothing to adjust. Otherwise the version's commit time (None for a snapshot row) is recorded."""
+        if commit_ms is None:
+            return False
+        followed = st.meta.get("milestone_ms", {})
+        last = followed.get(str(milestone_id))
+        if last is not None and int(commit_ms) < int(last):
+            return True
+        if last != commit_ms:
+            st.meta = {**st.meta, "milestone_ms": {**followed, str(milestone_id): commit_ms}}
+        return False
 
     def _milestone_adjust(self, st: ProjectState, milestone_id: int, m: BillingMilestone | None, fx: Effects) -> None:
         """A milestone the mesh billed follows its row: moved back from completed, deleted (``m`` None) or its amount

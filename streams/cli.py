@@ -103,6 +103,8 @@ def run(source: str, topology_file: Path | None, metrics_port: int | None) -> No
             break
         except SchemaNowAccepted as exc:
             # a table stopped by a refused schema can go on: its changes are in the slot, from where a new run starts
+            if capture.stopping:
+                break
             logger.warning("%s", exc)
             delay = 1.0
         except StreamsError as exc:

@@ -35,6 +35,7 @@ is logged and counted, since compaction cannot hold a keyless record).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -249,7 +250,8 @@ class _Unrepresentable(UnencodableValue):
 
 
 def _check_representable(ref: TableRef, columns: Sequence[ColumnSpec], row: dict[str, Any]) -> None:
-    odd = [name for name, value in row.items() if value.__class__ is Unrepresentable]
+    odd = [name for name, value in row.items() if value.__class__ is Unrepresentable
+           or (value.__class__ is list and any(v.__class__ is Unrepresentable for v in value))]
     if odd:
         raise _Unrepresentable(ref.qualified, ", ".join(odd), "a value Python cannot hold (a date or time of infinity, "
                                "before year 1 or after 9999: no Avro date or timestamp the consumers could read)",
@@ -906,17 +908,27 @@ class CaptureSource:
         try:
             self._publish_change(info, txn, m, lsn)
         except (ValueConversionError, UnencodableValue) as exc:
+            if getattr(m, "old", None) is not None:
+                # Under REPLICA IDENTITY FULL the old row may be what holds the value (an update that corrects it, a
+                # deletion of such a row): the change is published with the old row's key alone, as under the
+                # default identity, rather than set aside.
+                try:
+                    self._publish_change(info, txn, _keyed(m, info.key_idx), lsn)
+                    return
+                except (ValueConversionError, UnencodableValue):
+                    pass
             if self.config.dead_letter_topic is None:
                 raise
             self._dead_letter(info, txn, exc, m, lsn)
 
     def _publish_change(self, info: _TableInfo, txn: PendingTransaction, m: Insert | Update | Delete, lsn: int) -> None:
+        """The change's events, every one encoded before any is sent: one that cannot be encoded sends nothing."""
         xid, commit_ts = self._txn_meta
         source = self._source_block(info.ref, commit_ts // 1000 + PG_EPOCH_MS, xid, lsn, "false")
         cls = m.__class__
         if cls is Insert:
             after, unchanged = self._row(info, m.new)
-            self._publish(info, txn, self._ack, "c", None, after, source, unchanged)
+            events = [("c", *self._encode(info, "c", None, after, source, unchanged))]
         elif cls is Update:
             after, unchanged = self._row(info, m.new)
             old_values = m.old if m.old is not None else m.key
@@ -925,15 +937,18 @@ class CaptureSource:
                 unchanged = _carry_toasted(before, after, unchanged)
             if before is not None and any(before[info.names[i]] != after[info.names[i]] for i in info.key_idx):
                 # Primary key changed: the old key is deleted (and forgotten), the new one created.
-                self._publish(info, txn, self._ack, "d", before, None, source, ())
-                self._tombstone(info, txn, before)
-                self._publish(info, txn, self._ack, "c", None, after, source, unchanged)
+                deleted = self._encode(info, "d", before, None, source, ())
+                events = [("d", *deleted), (None, deleted[0], None),
+                          ("c", *self._encode(info, "c", None, after, source, unchanged))]
             else:
-                self._publish(info, txn, self._ack, "u", before if m.old is not None else None, after, source, unchanged)
+                events = [("u", *self._encode(info, "u", before if m.old is not None else None, after, source,
+                                              unchanged))]
         else:
             before, _ = self._row(info, m.old if m.old is not None else m.key)
-            self._publish(info, txn, self._ack, "d", before, None, source, ())
-            self._tombstone(info, txn, before)
+            deleted = self._encode(info, "d", before, None, source, ())
+            events = [("d", *deleted), (None, deleted[0], None)]
+        for op, key, value in events:
+            self._send(info, txn, self._ack, op, key, value)
 
     def _dead_letter(self, info: _TableInfo, txn: PendingTransaction, exc: Exception, m: Insert | Update | Delete,
                      lsn: int) -> None:
@@ -969,7 +984,7 @@ class CaptureSource:
         if key_row is not None:
             try:
                 key = info.schemas.key.encode({n: key_row[n] for n in info.schemas.key_names})
-            except (KeyError, ValueError, TypeError, OverflowError):
+            except (KeyError, ValueError, TypeError, OverflowError, AttributeError):
                 key = None
         where = {"topic": info.topic, "partition": -1, "offset": lsn}
         original = json.dumps({"table": info.qualified, "op": op, **rows}, default=str, sort_keys=True).encode()
@@ -1116,6 +1131,11 @@ class CaptureSource:
 
     def _publish(self, info: _TableInfo, txn: PendingTransaction, ack: Callable, op: str,
                  before: dict | None, after: dict | None, source: dict, unchanged: tuple[str, ...]) -> None:
+        self._send(info, txn, ack, op, *self._encode(info, op, before, after, source, unchanged))
+
+    def _encode(self, info: _TableInfo, op: str, before: dict | None, after: dict | None, source: dict,
+                unchanged: tuple[str, ...]) -> tuple[bytes, bytes]:
+        """An event's key and value; :class:`UnencodableValue` for a value with no form in its Avro type."""
         row = after if after is not None else before
         try:
             key = info.schemas.key.encode({n: row[n] for n in info.schemas.key_names})
@@ -1123,12 +1143,18 @@ class CaptureSource:
                 "before": before, "after": after, "source": source, "op": op,
                 "ts_ms": int(time.time() * 1000), "unchanged_toasted": list(unchanged),
             })
-        except (ValueError, TypeError, OverflowError) as exc:
+        except (ValueError, TypeError, OverflowError, AttributeError) as exc:
             raise self._unencodable(exc, info, (before, after), source) from exc
+        return key, value
+
+    def _send(self, info: _TableInfo, txn: PendingTransaction, ack: Callable, op: str | None, key: bytes,
+              value: bytes | None) -> None:
+        """One event (``op`` None: the tombstone after a delete) to the table's topic, counted in ``txn``."""
         self.tracker.sent(txn)
         self.publisher.send(info.topic, key, value, ack)
-        info.unflushed[op] += 1
-        self._last_event_at = time.time()
+        if op is not None:
+            info.unflushed[op] += 1
+            self._last_event_at = time.time()
 
     def _unencodable(self, exc: Exception, info: _TableInfo, rows: tuple[dict | None, ...], source: dict) -> UnencodableValue:
         """The encoding error, naming the table, the column (found again, on this error path only) and where."""
@@ -1140,7 +1166,7 @@ class CaptureSource:
                 for row in rows:
                     if row is not None:
                         probe({"v": row.get(c.name)})
-            except (ValueError, TypeError, OverflowError):
+            except (ValueError, TypeError, OverflowError, AttributeError):
                 column = c.name
                 break
         if source["lsn"] is None:
@@ -1148,11 +1174,6 @@ class CaptureSource:
         else:
             where = f"change at LSN {Lsn(source['lsn'])} of transaction {source['txId']} (commit LSN {Lsn(self._commit_lsn)})"
         return UnencodableValue(info.qualified, column, str(exc), where)
-
-    def _tombstone(self, info: _TableInfo, txn: PendingTransaction, before: dict) -> None:
-        key = info.schemas.key.encode({n: before[n] for n in info.schemas.key_names})
-        self.tracker.sent(txn)
-        self.publisher.send(info.topic, key, None, self._ack)
 
     # --- status -----------------------------------------------------------------
     def _send_status(self, stream: ReplicationStream, force: bool = False) -> None:
@@ -1195,6 +1216,12 @@ class CaptureSource:
                 conn.execute("select pg_logical_emit_message(false, 'psmesh.heartbeat', '')")
         except psycopg.Error as exc:
             logger.warning("heartbeat on %s failed: %s", self.config.database, exc)
+
+
+def _keyed(m: Update | Delete, key_idx: Sequence[int]) -> Update | Delete:
+    """The change with its old row cut down to the key columns, as pgoutput sends it under the default identity."""
+    key = tuple(v if i in key_idx else None for i, v in enumerate(m.old))
+    return dataclasses.replace(m, old=None, key=key)
 
 
 def _texts(names: Sequence[str], values: Sequence[Any] | None) -> dict[str, Any] | None:

@@ -140,15 +140,15 @@ class ProjectHarness:
             self.meta[code] = meta
         return fx
 
-    def row(self, code: str, kind: str, key: Any, row: Any) -> Effects:
+    def row(self, code: str, kind: str, key: Any, row: Any, commit_ms: str | None = None) -> Effects:
         if row is None:
             self.rows.pop((code, kind, key), None)
         else:
             self.rows[(code, kind, key)] = row
         if self.batched is not None:
             self.batched.append(code)
-            return self.take(self.stage.on_row(code, kind, key, row, settle=False))
-        return self.take(self.stage.on_row(code, kind, key, row))
+            return self.take(self.stage.on_row(code, kind, key, row, settle=False, commit_ms=commit_ms))
+        return self.take(self.stage.on_row(code, kind, key, row, commit_ms=commit_ms))
 
     @contextmanager
     def batch(self):
@@ -606,6 +606,26 @@ def test_a_billed_milestone_moved_back_changed_or_deleted_is_adjusted_and_the_pr
     h.row(code, "billing_milestone", 3, BillingMilestone(3, code, D("1200.00"), "invoiced"))
     h.row(code, "billing_milestone", 4, None)
     assert set(dict(h.triggers())) == sent
+
+
+def test_a_capture_sending_a_milestone_s_versions_again_adds_no_billing_events():
+    """After a capture restart its slot sends again what it published since its last confirmation: older versions
+    of a milestone's row, then the newer ones. Billing follows versions in commit order, so the replay adds no
+    invoice and credit note of its own."""
+    h, code = ProjectHarness(), "PRJ-9"
+    h.row(code, "opportunity", 9, opportunity(9, contract_type="fixed_fee"))
+    versions = [(BillingMilestone(3, code, D("1000.00"), "planned"), "1000"),
+                (BillingMilestone(3, code, D("1000.00"), "completed"), "2000"),
+                (BillingMilestone(3, code, D("1000.00"), "planned"), "3000"),
+                (None, "4000")]
+    for row, ms in versions:
+        h.row(code, "billing_milestone", 3, row, ms)
+    billed = dict(h.triggers())
+    assert billed == {"PRJ-9-M3": D("1000.00"), "PRJ-9-M3-1": D("-1000.00")}
+    for row, ms in versions[:3]:  # the slot sends them again, and then the deletion
+        h.row(code, "billing_milestone", 3, row, ms)
+    h.row(code, "billing_milestone", 3, None, "4000")
+    assert dict(h.triggers()) == billed
 
 
 def _requests(h: ProjectHarness) -> list[dict[str, Any]]:

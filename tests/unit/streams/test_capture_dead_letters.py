@@ -8,11 +8,12 @@ import io
 import json
 import struct
 from decimal import Decimal
+from decimal import Decimal as D
 
 import fastavro
 import pytest
 
-from streams.envelope import ColumnSpec
+from streams.envelope import ColumnSpec, value_schema
 from streams.registration import LETTER_SCHEMAS
 from streams.snapshot import TableRef
 from streams.source import CaptureConfig, CaptureSource
@@ -127,3 +128,39 @@ def test_a_snapshot_row_with_no_avro_form_is_set_aside_and_the_rows_after_it_pub
     letter = _letter(value, "value")
     assert topic == "dlq.capture" and letter["offset"] == -1 and "in the snapshot" in letter["reason"]
     assert json.loads(letter["value"])["after"] == {"assignment_id": 9, "hours": "NaN"}
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast path", "reference path"])
+def test_under_full_identity_a_change_whose_old_row_holds_the_value_is_published_with_the_old_key(tmp_path, fast):
+    """The correction of a NaN, and the deletion of a row that holds one, reach downstream (as under the default
+    identity, with the old row's key alone); a key change whose new row cannot be encoded sends nothing of itself."""
+    capture, publisher = _capture(tmp_path, fast)
+    capture._pk_cache["public.assignments"] = frozenset({"assignment_id"})  # what the catalog would say
+    relation = _relation(16600, "assignments", [(n, o, t, True) for n, o, t, _ in _COLUMNS])
+    relation = relation.replace(b"assignments\x00d", b"assignments\x00f")  # REPLICA IDENTITY FULL
+    old = _text_tuple(["1", "2026-03-31", "NaN"])
+    messages = [
+        b"B" + struct.pack("!QqI", 0x5000, 849_000_000_000_000, 77),
+        relation,
+        b"U" + struct.pack("!I", 16600) + b"O" + old + b"N" + _text_tuple(["1", "2026-03-31", "8.00"]),
+        b"D" + struct.pack("!I", 16600) + b"O" + old,
+        b"U" + struct.pack("!I", 16600) + b"O" + _text_tuple(["2", "2026-03-31", "1.00"])
+        + b"N" + _text_tuple(["5", "2026-03-31", "NaN"]),
+        b"C" + struct.pack("!BQQq", 0, 0x5000, 0x5008, 849_000_000_000_000),
+    ]
+    for n, payload in enumerate(messages):
+        capture._on_wal(payload, 0x4F00 + 0x10 * n, 0x4F08 + 0x10 * n)
+    info = capture._by_name["public.assignments"]
+    schema = fastavro.parse_schema(value_schema(info.topic, info.columns))
+
+    def event(value):
+        if value is None:
+            return None
+        envelope = fastavro.schemaless_reader(io.BytesIO(value[5:]), schema)
+        return envelope["op"], envelope["before"], (envelope["after"] or {}).get("hours")
+
+    assert [(topic, "letter" if topic == "dlq.capture" else event(value)) for topic, _, value in publisher.sent] == [
+        ("psa.public.assignments", ("u", None, D("8.00"))),  # the correction, without the old row
+        ("psa.public.assignments", ("d", {"assignment_id": 1, "end_date": None, "hours": None}, None)),
+        ("psa.public.assignments", None),  # the deletion's tombstone
+        ("dlq.capture", "letter")]  # the key change to a NaN: nothing of it but the letter
