@@ -88,6 +88,14 @@ class FlushTracker:
         self._advance()
 
     @property
+    def acknowledged(self) -> int:
+        """The end LSN of the last transaction Kafka acknowledged in full, with every one before it, a hold or not:
+        what :attr:`flushable` would be without the hold."""
+        if self.failure is not None:
+            raise DeliveryFailed(self.failure)
+        return self._flushable
+
+    @property
     def held(self) -> bool:
         """A hold was asked for (:meth:`hold`): the position will not pass it in this run."""
         return self._ceiling is not None or any(t.held for t in self._open)

@@ -67,7 +67,7 @@ from streams.exceptions import (
     UnencodableValue,
     ValueConversionError,
 )
-from streams.offsets import FlushTracker, PendingTransaction
+from streams.offsets import DeliveryFailed, FlushTracker, PendingTransaction
 from streams.pgoutput import (
     UNCHANGED_TOAST,
     Begin,
@@ -326,6 +326,25 @@ class CaptureSource:
         if left:
             logger.warning("%s: %d events not acknowledged by Kafka were dropped; the next capture sends them again "
                            "from slot %s", self.config.name, left, self.config.slot)
+        if self._held:
+            self._remember_published()
+
+    def _remember_published(self) -> None:
+        """After a run that held a table: the slot resumes from before the refused change, so the next run would
+        publish again everything the other tables published since (hours of it, if the table stayed held). Their
+        position is saved instead (:attr:`CaptureState.published_lsn`) and the next run skips what Kafka
+        acknowledged of them. Only what was acknowledged in full counts, and only after the producer let go: the
+        rest comes again as after a crash."""
+        try:
+            acknowledged = self.tracker.acknowledged
+        except DeliveryFailed:
+            return
+        for ref in self.config.table_refs():
+            table = ref.qualified
+            if table in self._held or acknowledged <= self.state.published_lsn.get(table, 0):
+                continue
+            self.state.published_lsn[table] = Lsn(acknowledged)
+        self.state.save()
 
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -481,7 +500,7 @@ class CaptureSource:
             owed = [r for r in self.config.table_refs() if self.state.needs_snapshot(r.qualified)] if self.config.snapshot else []
             if owed:
                 self._catch_up(owed)
-            self._skip_before = dict(self.state.snapshot_lsn)
+            self._skip_before = self.state.skip_points()
             self.state.move_all(TableState.STREAMING)
             self.state.save()
             stream = ReplicationStream(self.config.dsn)
@@ -795,8 +814,8 @@ class CaptureSource:
         for table, lsn in list(self._skip_before.items()):
             if commit_lsn >= lsn:
                 del self._skip_before[table]
-                logger.info("%s: the stream reached its snapshot's consistent point %s; its changes are published",
-                            table, Lsn(lsn))
+                logger.info("%s: the stream reached %s, before which its changes were in a snapshot or published "
+                            "already; its changes are published", table, Lsn(lsn))
         return frozenset(self._skip_before) or None
 
     def _flush_counts(self) -> None:
@@ -1181,7 +1200,7 @@ class CaptureSource:
         if flushed != self._confirmed or force:
             stream.send_status(max(self._written, flushed), flushed)
             self._confirmed = flushed
-            if self.state.snapshot_lsn and self.state.forget_snapshot_lsns(flushed):
+            if (self.state.snapshot_lsn or self.state.published_lsn) and self.state.forget_snapshot_lsns(flushed):
                 self.state.save()
         metrics.CONFIRMED_LSN.labels(self._labels).set(flushed)
         metrics.LAG_BYTES.labels(self._labels).set(max(0, self._server_lsn - flushed))

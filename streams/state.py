@@ -62,6 +62,10 @@ class CaptureState:
     snapshot_lsn: dict[str, Lsn] = field(default_factory=dict)
     #: tables whose snapshot started and has not completed: kept through ERRORED, cleared by STREAMING or INIT
     snapshot_pending: set[str] = field(default_factory=set)
+    #: per table, saved when a run that held another table (a refused schema: its changes left in the slot) stops
+    #: cleanly: the end of the transactions whose events of this table Kafka acknowledged. The next run, which
+    #: starts from the held position, skips this table's changes committed before it (published already).
+    published_lsn: dict[str, Lsn] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path, tables: list[str]) -> "CaptureState":
@@ -72,6 +76,7 @@ class CaptureState:
             state.errors = dict(raw.get("errors", {}))
             state.snapshot_lsn = {t: Lsn.parse(s) for t, s in raw.get("snapshot_lsn", {}).items()}
             state.snapshot_pending = set(raw.get("snapshot_pending", ()))
+            state.published_lsn = {t: Lsn.parse(s) for t, s in raw.get("published_lsn", {}).items()}
         for table in tables:
             state.tables.setdefault(table, TableState.INIT)
         return state
@@ -103,13 +108,23 @@ class CaptureState:
                 or table in self.snapshot_pending)
 
     def forget_snapshot_lsns(self, confirmed: int) -> bool:
-        """Drop the consistent points the slot has confirmed: a restart resumes past them, so nothing below
-        them comes again (PostgreSQL skips transactions committed before the slot's confirmed position).
-        True when something was dropped (the caller saves)."""
-        done = [t for t, lsn in self.snapshot_lsn.items() if lsn <= confirmed]
-        for table in done:
-            del self.snapshot_lsn[table]
-        return bool(done)
+        """Drop the consistent points (and published positions) the slot has confirmed: a restart resumes past
+        them, so nothing below them comes again (PostgreSQL skips transactions committed before the slot's
+        confirmed position). True when something was dropped (the caller saves)."""
+        done = False
+        for points in (self.snapshot_lsn, self.published_lsn):
+            for table in [t for t, lsn in points.items() if lsn <= confirmed]:
+                del points[table]
+                done = True
+        return done
+
+    def skip_points(self) -> dict[str, int]:
+        """Per table, the position before which the stream skips its changes (in a snapshot, or published already):
+        the later of its consistent point and its published position."""
+        points: dict[str, int] = dict(self.snapshot_lsn)
+        for table, lsn in self.published_lsn.items():
+            points[table] = max(points.get(table, 0), lsn)
+        return points
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -119,5 +134,6 @@ class CaptureState:
             "errors": self.errors,
             "snapshot_lsn": {t: str(Lsn(lsn)) for t, lsn in self.snapshot_lsn.items()},
             "snapshot_pending": sorted(self.snapshot_pending),
+            "published_lsn": {t: str(Lsn(lsn)) for t, lsn in self.published_lsn.items()},
         }, indent=2))
         os.replace(tmp, self.path)

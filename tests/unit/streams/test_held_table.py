@@ -49,6 +49,9 @@ class _Publisher:
     def poll(self, timeout: float = 0.0) -> int:
         return 0
 
+    def close(self, timeout: float = 10.0) -> int:
+        return 0
+
 
 def _begin(final_lsn: int, xid: int) -> bytes:
     return b"B" + struct.pack("!QqI", final_lsn, 849_000_000_000_000, xid)
@@ -111,3 +114,20 @@ def test_a_refused_schema_stops_its_table_only_and_the_slot_is_confirmed_no_furt
     registrar.accept = True
     with pytest.raises(SchemaNowAccepted, match=r"public\.invoices.*slot s"):
         capture._retry_held()
+
+    # The run stops (psmesh cdc run closes it, then starts the next from the slot's confirmed position): what the
+    # other tables published is remembered, and the next run publishes only the held table's changes again.
+    capture.close()
+    assert capture.state.published_lsn == {"public.payments": 0x5008}
+    again = _Publisher()
+    resumed = CaptureSource(config, registrar=registrar, publisher=again, fast_path=fast)
+    resumed._skip_before = resumed.state.skip_points()  # as _open_stream sets it
+    lsn = iter(range(0x2000, 0x100000, 0x10))
+    capture = resumed
+    feed(_begin(0x3000, 2), _PAYMENTS, _insert(PAYMENTS, "1", "5.00"), _invoices(TEXT, -1),
+         _insert(INVOICES, "2", "net 30"), _insert(PAYMENTS, "2", "6.00"), _commit(0x3000))
+    feed(_begin(0x4000, 3), _insert(INVOICES, "3", "net 60"), _insert(PAYMENTS, "3", "7.00"), _commit(0x4000))
+    feed(_begin(0x5000, 4), _invoices(INT8, -1), _insert(INVOICES, "4", "8"), _commit(0x5000))
+    feed(_begin(0x6000, 5), _insert(PAYMENTS, "4", "9.00"), _commit(0x6000))  # new since: published
+    assert [topic for topic, _ in again.sent] == ["erp.public.invoices"] * 3 + ["erp.public.payments"]
+    assert resumed.tracker.flushable == 0x6008
