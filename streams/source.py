@@ -16,10 +16,11 @@ Guarantees (DESIGN.md "Semantics that must hold"):
   any event uses them. A refusal (SchemaRefused) stops that table's capture:
   nothing of it is published from there on and the slot is confirmed no
   further (the tracker holds the transaction), while the source's other
-  tables go on. Their events since then come again on the next run: duplicates,
-  not loss. Once the registry accepts the schema, the run ends with
+  tables go on. Once the registry accepts the schema, the run ends with
   :class:`~streams.exceptions.SchemaNowAccepted` and the next one publishes
-  the table's held changes from the slot.
+  the table's held changes from the slot; it skips what the other tables
+  published meanwhile (saved when the run stopped; after a crash they come
+  again: duplicates, not loss).
 * **Every table snapshotted once.** A table added to a source whose slot
   exists is snapshotted inside a temporary slot's exported snapshot, before
   the stream starts; the stream then skips that table's changes committed
@@ -674,8 +675,9 @@ class CaptureSource:
 
         Its changes from here on are not published, and the slot is confirmed no further than the transactions
         before this one (:meth:`FlushTracker.hold`), so they all come again from the slot on a later run: the
-        table loses nothing, the others publish theirs again (duplicates, as after a crash). The table is ERRORED
-        in the state file with the reason (:meth:`_table`), which ``psmesh status`` and ``cdc status`` show."""
+        table loses nothing, and the others skip there what they published (:meth:`_remember_published`). The
+        table is ERRORED in the state file with the reason (:meth:`_table`), which ``psmesh status`` and
+        ``cdc status`` show."""
         self._held[ref.qualified] = (ref, tuple(columns))
         self._held_ids.add(relation_id)
         self.tables.pop(relation_id, None)
@@ -683,7 +685,7 @@ class CaptureSource:
         logger.error("%s. The capture of %s stops here; its changes stay in slot %s, which is confirmed no further "
                      "from now on (PostgreSQL keeps the WAL), while the source's other tables go on. Once the subject's "
                      "rule accepts the new schema, the capture publishes them by itself within %.0f s (docs/capture.md, "
-                     "\"Schema changes\")", exc, ref.qualified, self.config.slot, self.config.held_retry_interval)
+                     "\"Schemas before data\")", exc, ref.qualified, self.config.slot, self.config.held_retry_interval)
 
     def _retry_held(self) -> None:
         """Offer the held tables' schemas to the registry again; once one is accepted, end the run

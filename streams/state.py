@@ -13,8 +13,9 @@ snapshot of a temporary slot, whose consistent point is kept per table in
 are in the snapshot, and the stream skips them. The slot is never dropped
 for it, so the other tables lose nothing.
 
-ERRORED is left only by an operator's restart after fixing the cause; the
-state file says why it stopped. A table that errored before its snapshot
+ERRORED is left by the next run: an operator's restart after fixing the
+cause, or the capture's own once the registry accepts the schema of a table
+a refusal stopped; the state file says why it stopped. A table that errored before its snapshot
 completed (the registry unreachable or refusing its schema) stays in
 ``snapshot_pending`` and is snapshotted on that restart: its rows are not
 in the stream.
