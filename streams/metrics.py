@@ -29,6 +29,10 @@ COMMIT_TO_ACK = Histogram(
     ["source"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+TABLES_HELD = Gauge(
+    "psmesh_cdc_tables_held", "Tables whose capture a refused schema change stopped in this run (their changes wait in "
+    "the slot, which is confirmed no further)", ["source"]
+)
 DEAD_LETTERS = Counter(
     "psmesh_cdc_dead_letters_total", "Changes set aside on the source's dead-letter topic (a value with no Avro form)",
     ["source", "table"]

@@ -307,6 +307,7 @@ class CaptureSource:
         self._tails: dict[str, bytes] = {}
         self._labels = config.name
         self.status_path = config.state_dir / f"{config.name}.status.json"
+        metrics.TABLES_HELD.labels(self._labels).set(0)
 
     # --- lifecycle --------------------------------------------------------------
     def stop(self) -> None:
@@ -682,6 +683,7 @@ class CaptureSource:
         self._held_ids.add(relation_id)
         self.tables.pop(relation_id, None)
         self.tracker.hold(self._txn)
+        metrics.TABLES_HELD.labels(self._labels).set(len(self._held))
         logger.error("%s. The capture of %s stops here; its changes stay in slot %s, which is confirmed no further "
                      "from now on (PostgreSQL keeps the WAL), while the source's other tables go on. Once the subject's "
                      "rule accepts the new schema, the capture publishes them by itself within %.0f s (docs/capture.md, "

@@ -10,6 +10,7 @@ import struct
 
 import pytest
 
+from streams import metrics
 from streams.exceptions import SchemaNowAccepted, SchemaRefused
 from streams.source import CaptureConfig, CaptureSource
 from tests.unit.streams.stand_ins import MemoryRegistrar
@@ -96,6 +97,7 @@ def test_a_refused_schema_stops_its_table_only_and_the_slot_is_confirmed_no_furt
     assert capture.tracker.flushable == 0x2008, "nothing from the refused transaction on is confirmed"
     assert capture.tracker.in_flight == 0
 
+    assert metrics.TABLES_HELD.labels("erp")._value.get() == 1
     capture._write_status()
     status = json.loads(capture.status_path.read_text())
     assert status["held"] == ["public.invoices"]
@@ -121,6 +123,7 @@ def test_a_refused_schema_stops_its_table_only_and_the_slot_is_confirmed_no_furt
     assert capture.state.published_lsn == {"public.payments": 0x5008}
     again = _Publisher()
     resumed = CaptureSource(config, registrar=registrar, publisher=again, fast_path=fast)
+    assert metrics.TABLES_HELD.labels("erp")._value.get() == 0
     resumed._skip_before = resumed.state.skip_points()  # as _open_stream sets it
     lsn = iter(range(0x2000, 0x100000, 0x10))
     capture = resumed
