@@ -323,7 +323,8 @@ class CaptureSource:
 
     def close(self, timeout: float = 10.0) -> None:
         """Release the producer (after :meth:`run` returned or raised): events it could not deliver within
-        ``timeout`` are dropped, to be sent again from the slot by the next capture."""
+        ``timeout`` are dropped, to be sent again from the slot by the next capture. After a run that held a
+        table, what the other tables published is then saved (:meth:`_remember_published`)."""
         left = self.publisher.close(timeout)
         if left:
             logger.warning("%s: %d events not acknowledged by Kafka were dropped; the next capture sends them again "

@@ -81,18 +81,22 @@ def test_a_refused_schema_stops_its_table_only_and_the_slot_is_confirmed_no_furt
     capture = CaptureSource(config, registrar=registrar, publisher=publisher, fast_path=fast)
     lsn = iter(range(0x1000, 0x100000, 0x10))
 
-    def feed(*payloads: bytes) -> None:
+    def feed(target: CaptureSource, *payloads: bytes) -> None:
         for payload in payloads:
             at = next(lsn)
-            capture._on_wal(payload, at, at + 8)
+            target._on_wal(payload, at, at + 8)
+
+    # the column became text in transaction 2: refused; the payments of that transaction and the next go on
+    refused = (_begin(0x3000, 2), _PAYMENTS, _insert(PAYMENTS, "1", "5.00"), _invoices(TEXT, -1),
+               _insert(INVOICES, "2", "net 30"), _insert(PAYMENTS, "2", "6.00"), _commit(0x3000))
+    after = (_begin(0x4000, 3), _insert(INVOICES, "3", "net 60"), _insert(PAYMENTS, "3", "7.00"), _commit(0x4000))
+    # another DDL on the held table in this run: not registered, its changes since the refusal are in the slot
+    altered = (_begin(0x5000, 4), _invoices(INT8, -1), _insert(INVOICES, "4", "8"), _commit(0x5000))
 
     caplog.set_level(logging.ERROR, logger="streams.source")
-    feed(_begin(0x2000, 1), _invoices(1700, NUMERIC_12_2), _insert(INVOICES, "1", "10.00"), _commit(0x2000))
+    feed(capture, _begin(0x2000, 1), _invoices(1700, NUMERIC_12_2), _insert(INVOICES, "1", "10.00"), _commit(0x2000))
     assert capture.tracker.flushable == 0x2008
-    # the column became text: refused; the payments of the same transaction and of the next one go on
-    feed(_begin(0x3000, 2), _PAYMENTS, _insert(PAYMENTS, "1", "5.00"), _invoices(TEXT, -1),
-         _insert(INVOICES, "2", "net 30"), _insert(PAYMENTS, "2", "6.00"), _commit(0x3000))
-    feed(_begin(0x4000, 3), _insert(INVOICES, "3", "net 60"), _insert(PAYMENTS, "3", "7.00"), _commit(0x4000))
+    feed(capture, *refused, *after)
     assert [topic for topic, _ in publisher.sent] == ["erp.public.invoices"] + ["erp.public.payments"] * 3
     assert capture.tracker.flushable == 0x2008, "nothing from the refused transaction on is confirmed"
     assert capture.tracker.in_flight == 0
@@ -106,9 +110,8 @@ def test_a_refused_schema_stops_its_table_only_and_the_slot_is_confirmed_no_furt
     logged = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(logged) == 1 and "public.invoices" in logged[0] and "slot s" in logged[0]
 
-    # another DDL on the held table in this run is not registered: its changes since the refusal are in the slot
     offered = len(registrar.offered)
-    feed(_begin(0x5000, 4), _invoices(INT8, -1), _insert(INVOICES, "4", "8"), _commit(0x5000))
+    feed(capture, *altered)
     assert len(registrar.offered) == offered and len(publisher.sent) == 4
     assert capture.tracker.flushable == 0x2008
 
@@ -125,12 +128,7 @@ def test_a_refused_schema_stops_its_table_only_and_the_slot_is_confirmed_no_furt
     resumed = CaptureSource(config, registrar=registrar, publisher=again, fast_path=fast)
     assert metrics.TABLES_HELD.labels("erp")._value.get() == 0
     resumed._skip_before = resumed.state.skip_points()  # as _open_stream sets it
-    lsn = iter(range(0x2000, 0x100000, 0x10))
-    capture = resumed
-    feed(_begin(0x3000, 2), _PAYMENTS, _insert(PAYMENTS, "1", "5.00"), _invoices(TEXT, -1),
-         _insert(INVOICES, "2", "net 30"), _insert(PAYMENTS, "2", "6.00"), _commit(0x3000))
-    feed(_begin(0x4000, 3), _insert(INVOICES, "3", "net 60"), _insert(PAYMENTS, "3", "7.00"), _commit(0x4000))
-    feed(_begin(0x5000, 4), _invoices(INT8, -1), _insert(INVOICES, "4", "8"), _commit(0x5000))
-    feed(_begin(0x6000, 5), _insert(PAYMENTS, "4", "9.00"), _commit(0x6000))  # new since: published
+    feed(resumed, *refused, *after, *altered)
+    feed(resumed, _begin(0x6000, 5), _insert(PAYMENTS, "4", "9.00"), _commit(0x6000))  # new since: published
     assert [topic for topic, _ in again.sent] == ["erp.public.invoices"] * 3 + ["erp.public.payments"]
     assert resumed.tracker.flushable == 0x6008
