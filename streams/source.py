@@ -250,9 +250,15 @@ class _Unrepresentable(UnencodableValue):
     """A snapshot row holds a value Python cannot (read as :class:`~streams.snapshot.Unrepresentable`)."""
 
 
+def _unrepresentable(value: Any) -> bool:
+    """An :class:`Unrepresentable`, or an array (of arrays) holding one."""
+    if value.__class__ is list:
+        return any(_unrepresentable(v) for v in value)
+    return value.__class__ is Unrepresentable
+
+
 def _check_representable(ref: TableRef, columns: Sequence[ColumnSpec], row: dict[str, Any]) -> None:
-    odd = [name for name, value in row.items() if value.__class__ is Unrepresentable
-           or (value.__class__ is list and any(v.__class__ is Unrepresentable for v in value))]
+    odd = [name for name, value in row.items() if _unrepresentable(value)]
     if odd:
         raise _Unrepresentable(ref.qualified, ", ".join(odd), "a value Python cannot hold (a date or time of infinity, "
                                "before year 1 or after 9999: no Avro date or timestamp the consumers could read)",
@@ -520,7 +526,7 @@ class CaptureSource:
             # The new slot starts where every table's snapshot stands: nothing to skip from it. The point is kept
             # all the same: should this snapshot be interrupted, the one that redoes it (_catch_up) skips only
             # what came before this one, and the deletions since are published.
-            self.state.snapshot_lsn = {ref.qualified: Lsn(consistent_lsn) for ref in self.config.table_refs()}
+            self.state.new_slot(consistent_lsn, [ref.qualified for ref in self.config.table_refs()])
             if self.config.snapshot:
                 self.state.move_all(TableState.SNAPSHOTTING)
                 self.state.save()
@@ -1005,10 +1011,10 @@ class CaptureSource:
             self._letter_encoders = self.registrar.letter_encoders(self.config.dead_letter_topic)
         key_encoder, value_encoder = self._letter_encoders
         key = None
-        if key_row is not None:
+        if key_row is not None and not any(_unrepresentable(v) for v in key_row.values()):
             try:
                 key = info.schemas.key.encode({n: key_row[n] for n in info.schemas.key_names})
-            except (KeyError, ValueError, TypeError, OverflowError, AttributeError):
+            except (KeyError, ValueError, TypeError, OverflowError):
                 key = None
         where = {"topic": info.topic, "partition": -1, "offset": lsn}
         original = json.dumps({"table": info.qualified, "op": op, **rows}, default=str, sort_keys=True).encode()
@@ -1167,7 +1173,7 @@ class CaptureSource:
                 "before": before, "after": after, "source": source, "op": op,
                 "ts_ms": int(time.time() * 1000), "unchanged_toasted": list(unchanged),
             })
-        except (ValueError, TypeError, OverflowError, AttributeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             raise self._unencodable(exc, info, (before, after), source) from exc
         return key, value
 
@@ -1190,7 +1196,7 @@ class CaptureSource:
                 for row in rows:
                     if row is not None:
                         probe({"v": row.get(c.name)})
-            except (ValueError, TypeError, OverflowError, AttributeError):
+            except (ValueError, TypeError, OverflowError):
                 column = c.name
                 break
         if source["lsn"] is None:

@@ -119,6 +119,12 @@ class CaptureState:
                 done = True
         return done
 
+    def new_slot(self, consistent_lsn: int, tables: list[str]) -> None:
+        """The slot was created at ``consistent_lsn``: the snapshot of ``tables`` stands there, and the positions
+        saved for an earlier slot's WAL (one invalidated and dropped, a rebuilt server) mean nothing any more."""
+        self.snapshot_lsn = {table: Lsn(consistent_lsn) for table in tables}
+        self.published_lsn = {}
+
     def skip_points(self) -> dict[str, int]:
         """Per table, the position before which the stream skips its changes (in a snapshot, or published already):
         the later of its consistent point and its published position."""

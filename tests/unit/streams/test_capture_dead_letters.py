@@ -164,3 +164,29 @@ def test_under_full_identity_a_change_whose_old_row_holds_the_value_is_published
         ("psa.public.assignments", ("d", {"assignment_id": 1, "end_date": None, "hours": None}, None)),
         ("psa.public.assignments", None),  # the deletion's tombstone
         ("dlq.capture", "letter")]  # the key change to a NaN: nothing of it but the letter
+
+
+def test_a_snapshot_value_python_cannot_hold_inside_an_array_or_the_key_is_set_aside_without_a_key():
+    from streams.snapshot import Unrepresentable
+    from streams.source import _check_representable, _unrepresentable
+
+    ref = TableRef("public", "assignments")
+    with pytest.raises(ValueError, match=r"column weeks: a value Python cannot hold"):
+        _check_representable(ref, [], {"assignment_id": 1, "weeks": [[None, Unrepresentable("infinity")]]})
+    _check_representable(ref, [], {"assignment_id": 1, "weeks": [[None]]})  # nothing to say
+    assert _unrepresentable(Unrepresentable("-infinity")) and not _unrepresentable("infinity")
+
+
+def test_a_letter_whose_key_python_cannot_hold_goes_without_its_key(tmp_path):
+    from streams.snapshot import Unrepresentable
+
+    capture, publisher = _capture(tmp_path, fast=True)
+    ref = TableRef("public", "assignments")
+    info = capture._table(ref, [ColumnSpec("day", DATE, -1, True), ColumnSpec("hours", 1700, NUMERIC_12_2)], None)
+    txn = capture.tracker.begin()
+    row = {"day": Unrepresentable("infinity"), "hours": Decimal("1.00")}
+    capture._set_aside(info, txn, capture._acker(txn, None), ValueError("a value Python cannot hold"), -1, "r",
+                       {"after": row}, row)
+    (_, _, value), = publisher.sent
+    letter = _letter(value, "value")
+    assert letter["key"] is None and json.loads(letter["value"])["after"]["day"] == "infinity"

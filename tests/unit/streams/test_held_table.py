@@ -132,3 +132,17 @@ def test_a_refused_schema_stops_its_table_only_and_the_slot_is_confirmed_no_furt
     feed(resumed, _begin(0x6000, 5), _insert(PAYMENTS, "4", "9.00"), _commit(0x6000))  # new since: published
     assert [topic for topic, _ in again.sent] == ["erp.public.invoices"] * 3 + ["erp.public.payments"]
     assert resumed.tracker.flushable == 0x6008
+
+
+def test_a_new_slot_forgets_the_positions_saved_for_the_old_one(tmp_path):
+    """A slot invalidated and dropped (or a rebuilt server) starts a WAL history whose positions have nothing to do
+    with the ones a held run saved: kept, they would skip changes the new slot never published."""
+    from streams.state import CaptureState
+
+    state = CaptureState.load(tmp_path / "erp.state.json", ["public.invoices", "public.payments"])
+    state.published_lsn = {"public.payments": 0x900000}
+    state.save()
+    state = CaptureState.load(tmp_path / "erp.state.json", ["public.invoices", "public.payments"])
+    assert state.skip_points() == {"public.payments": 0x900000}
+    state.new_slot(0x1000, ["public.invoices", "public.payments"])
+    assert state.published_lsn == {} and state.skip_points() == {"public.invoices": 0x1000, "public.payments": 0x1000}
