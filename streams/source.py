@@ -1011,9 +1011,11 @@ class CaptureSource:
             self._letter_encoders = self.registrar.letter_encoders(self.config.dead_letter_topic)
         key_encoder, value_encoder = self._letter_encoders
         key = None
-        if key_row is not None and not any(_unrepresentable(v) for v in key_row.values()):
+        if key_row is not None:
             try:
-                key = info.schemas.key.encode({n: key_row[n] for n in info.schemas.key_names})
+                key_values = {n: key_row[n] for n in info.schemas.key_names}
+                if not any(_unrepresentable(v) for v in key_values.values()):
+                    key = info.schemas.key.encode(key_values)
             except (KeyError, ValueError, TypeError, OverflowError):
                 key = None
         where = {"topic": info.topic, "partition": -1, "offset": lsn}

@@ -190,3 +190,17 @@ def test_a_letter_whose_key_python_cannot_hold_goes_without_its_key(tmp_path):
     (_, _, value), = publisher.sent
     letter = _letter(value, "value")
     assert letter["key"] is None and json.loads(letter["value"])["after"]["day"] == "infinity"
+
+
+def test_a_letter_keeps_its_key_when_only_another_column_python_cannot_hold(tmp_path):
+    from streams.snapshot import Unrepresentable
+
+    capture, publisher = _capture(tmp_path, fast=True)
+    ref = TableRef("public", "assignments")
+    info = capture._table(ref, [ColumnSpec("assignment_id", INT8, -1, True), ColumnSpec("end_date", DATE, -1)], None)
+    txn = capture.tracker.begin()
+    row = {"assignment_id": 1, "end_date": Unrepresentable("infinity")}
+    capture._set_aside(info, txn, capture._acker(txn, None), ValueError("a value Python cannot hold"), -1, "r",
+                       {"after": row}, row)
+    (_, _, value), = publisher.sent
+    assert _letter(value, "value")["key"] == b"\x00" + struct.pack(">I", 11) + b"\x02"  # assignment_id 1
