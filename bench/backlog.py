@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from processors.records import KINDS
+from streams import position
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 
@@ -42,6 +43,18 @@ class Sink(Protocol):
 def value_columns(value_schema: str) -> list[str]:
     """The columns of a change topic's value schema (its envelope's ``before`` record)."""
     return [f["name"] for f in json.loads(value_schema)["fields"][0]["type"][1]["fields"]]
+
+
+class Positions:
+    """The ``psmesh-position`` header the capture puts on each change (streams/position.py), numbered as if each
+    change were a transaction of its own: every one is new to the router, which checks it."""
+
+    def __init__(self) -> None:
+        self.lsn, self.ms = 0x1000000, int(time.time() * 1000)
+
+    def next(self) -> list[tuple[str, bytes]]:
+        self.lsn += 0x100
+        return [(position.HEADER, position.encode(self.lsn, self.ms, self.lsn - 0x80))]
 
 
 def envelope(table: str, op: str, columns: list[str], row: dict[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ core, the two trees take turns instead.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import pickle
@@ -42,6 +43,8 @@ def child(root: Path, backlog: Path, core: int | None) -> None:
 
     with backlog.open("rb") as f:
         events, schema_texts = pickle.load(f)
+    if "headers" not in inspect.signature(stages._Event.__init__).parameters:
+        events = [event[:3] for event in events]  # a tree before the position header takes (topic, key, value)
     registry = stages.MemoryRegistry()
     for text in schema_texts:  # registered in id order, so the events' schema ids mean the same schemas
         registry.register_schema("backlog", Schema(text, "AVRO"))

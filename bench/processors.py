@@ -83,7 +83,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: E402
 from confluent_kafka.schema_registry.avro import AvroSerializer  # noqa: E402
 from confluent_kafka.serialization import MessageField, SerializationContext  # noqa: E402
 
-from backlog import SCHEMAS, TABLES, envelope, produce, value_columns  # noqa: E402  (bench/backlog.py)
+from backlog import SCHEMAS, TABLES, Positions, envelope, produce, value_columns  # noqa: E402  (bench/backlog.py)
 from psmesh.config import Settings, settings_env  # noqa: E402
 from psmesh.stack import LocalStack  # noqa: E402
 from psmesh.stack.kafka import KafkaServer  # noqa: E402
@@ -104,6 +104,7 @@ class Backlog:
         self.registry = SchemaRegistryClient({"url": settings.schema_registry_url})
         self.serializers: dict[str, tuple[AvroSerializer, list[str]]] = {}
         self.count = 0
+        self.positions = Positions()
 
     def _ser(self, stem: str) -> tuple[AvroSerializer, list[str]]:
         if stem not in self.serializers:
@@ -118,7 +119,8 @@ class Backlog:
         value_ser, columns = self._ser(f"{stem}-value")
         self.producer.produce(topic, key=key_ser({pk: row[pk]}, SerializationContext(topic, MessageField.KEY)),
                               value=value_ser(envelope(table, op, columns, row),
-                                              SerializationContext(topic, MessageField.VALUE)))
+                                              SerializationContext(topic, MessageField.VALUE)),
+                              headers=self.positions.next())
         self.count += 1
         if self.count % 5000 == 0:
             self.producer.poll(0)

@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))  # ahead of bench/, whose processors.py is not the
 import fastavro  # noqa: E402
 from confluent_kafka.schema_registry import Schema  # noqa: E402
 
-from backlog import SCHEMAS, TABLES, envelope, produce, value_columns  # noqa: E402  (bench/backlog.py)
+from backlog import SCHEMAS, TABLES, Positions, envelope, produce, value_columns  # noqa: E402  (bench/backlog.py)
 from processors.app import (  # noqa: E402
     _TICKET, ROUTE_BATCH, ROUTE_PROJECTIONS, STAGE_BATCH, Processors, _rocksdb, tune_gc)
 from processors.app import TABLES as TABLE_PARTITIONS  # noqa: E402  (bench/backlog.py has a TABLES of its own)
@@ -78,7 +78,8 @@ class EncodedBacklog:
 
     def __init__(self, registry: MemoryRegistry) -> None:
         self.registry = registry
-        self.events: list[tuple[str, bytes, bytes]] = []  # (topic, key, value)
+        self.events: list[tuple[str, bytes, bytes, list]] = []  # (topic, key, value, headers)
+        self.positions = Positions()
         self._schemas: dict[str, tuple[Any, bytes, list[str]]] = {}
 
     def send(self, table: str, op: str, **row: Any) -> None:
@@ -93,7 +94,7 @@ class EncodedBacklog:
         body = io.BytesIO()
         body.write(header)
         fastavro.schemaless_writer(body, parsed, envelope(table, op, columns, row))
-        self.events.append((topic, str(row[pk]).encode(), body.getvalue()))
+        self.events.append((topic, str(row[pk]).encode(), body.getvalue(), self.positions.next()))
 
     def flush(self) -> None:
         pass
@@ -117,10 +118,10 @@ class KeptRecords:
 
 
 class _Message:
-    __slots__ = ("topic", "partition", "offset")
+    __slots__ = ("topic", "partition", "offset", "headers")
 
-    def __init__(self, topic: str, partition: int, offset: int) -> None:
-        self.topic, self.partition, self.offset = topic, partition, offset
+    def __init__(self, topic: str, partition: int, offset: int, headers: list | None = None) -> None:
+        self.topic, self.partition, self.offset, self.headers = topic, partition, offset, headers
 
 
 class _Event:
@@ -128,11 +129,12 @@ class _Event:
 
     __slots__ = ("message", "key", "value", "__weakref__")
 
-    def __init__(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> None:
-        self.message, self.key, self.value = _Message(topic, partition, offset), key, value
+    def __init__(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
+                 headers: list | None = None) -> None:
+        self.message, self.key, self.value = _Message(topic, partition, offset, headers), key, value
 
 
-def run(events: list[tuple[str, bytes, bytes]], registry: MemoryRegistry,
+def run(events: list[tuple[str, bytes, bytes, list]], registry: MemoryRegistry,
         home: Path) -> tuple[dict[str, float], dict, Counter]:
     """One worker through the backlog: CPU seconds per stage, the number of rows of each view, and the view and
     derived records it published per topic."""
@@ -156,9 +158,10 @@ def run(events: list[tuple[str, bytes, bytes]], registry: MemoryRegistry,
     cpu = dict.fromkeys(STAGES, 0.0)
     published: Counter[str] = Counter()  # view and derived records, per topic
 
-    def event(topic: str, partition: int, key: bytes | None, value: bytes | None) -> _Event:
+    def event(topic: str, partition: int, key: bytes | None, value: bytes | None, headers: list | None = None
+              ) -> _Event:
         offset = offsets[(topic, partition)] = offsets.get((topic, partition), -1) + 1
-        return _Event(topic, partition, offset, key, value)
+        return _Event(topic, partition, offset, key, value, headers)
 
     async def handle(stage: str, batch: list[_Event]) -> None:
         token = _TICKET.set(sender.ticket())
@@ -189,7 +192,7 @@ def run(events: list[tuple[str, bytes, bytes]], registry: MemoryRegistry,
     loop = asyncio.new_event_loop()
     tune_gc()
     try:
-        queued["route"] = [event(topic, 0, key, value) for topic, key, value in events]
+        queued["route"] = [event(topic, 0, key, value, headers) for topic, key, value, headers in events]
         while any(queued.values()):
             drain("route", ROUTE_BATCH)
             drain("project", STAGE_BATCH)

@@ -70,6 +70,7 @@ from processors.records import KIND_OF_TOPIC, KINDS, SOURCE_TOPICS, check_row, d
 from processors.rollup import RollupStage, legacy_line_key
 from psmesh.config import SECURITY_PROTOCOLS, Settings
 from psmesh.latency import commit_ms_of
+from streams import position
 
 logger = logging.getLogger(__name__)
 #: the delivery ticket of the batch the current agent task is handling (processors/sender.py)
@@ -184,6 +185,7 @@ class Metrics:
     published: Counter
     dead_letters: Counter
     coalesced: Counter
+    repeated: Counter
     latency: Histogram
     consumer_lag: Gauge
     settled_at: Gauge
@@ -200,6 +202,9 @@ class Metrics:
                     registry=registry),
             Counter("psmesh_processor_coalesced_total", "Change events the router did not forward: a later "
                     "version of the same row in its batch superseded them", registry=registry),
+            Counter("psmesh_processor_repeated_total", "Change events the router left out because the capture "
+                    "had published them already (sent again after its restart: streams/position.py), per topic",
+                    ["topic"], registry=registry),
             Histogram("psmesh_processor_event_seconds", "Time to process one event, per stage (a batch's time "
                       "over its rows, once per batch)", ["stage"], registry=registry,
                       buckets=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)),
@@ -748,6 +753,8 @@ class Processors:
 
     async def _route_batch(self, events: list) -> int:
         out = Outbox()
+        taken = len(events)
+        events = self._unrepeated(out, events)
         changes: list[tuple[Cause, str, Any, dict[str, Any] | None, str | None]] = []
         left_out = sum(self._decode_versions(out, versions, changes) for versions in _row_versions(events))
         # Versions of a row under other keys (a key schema that changed) are left out after decoding (_coalesced).
@@ -777,7 +784,46 @@ class Processors:
             if name == "routes":
                 self._unsettled_routes[key] = (out, row)
         await self._flush("route", out)
-        return len(events)
+        return taken
+
+    def _unrepeated(self, out: Outbox, events: list) -> list:
+        """The events of a router batch less those the capture had published already and sent again after its
+        restart (an older version of a row after a newer one): by their ``psmesh-position`` header, against the
+        mark of their partition (streams/position.py). Folded, a repeat would take the row back for a moment, and
+        the demand or request derived from it would count a change that never happened, under a new id.
+
+        The marks live in the ``routes`` table (``~position|<topic>|<partition>``), written and settled with the
+        batch's routes: a mark is in the store only once the rows it passed are on the broker, so a batch handled
+        again after a failure or a restart is not taken for a repeat of itself."""
+        marks: dict[tuple[str, int], list] = {}
+        kept = []
+        for event in events:
+            at = position.of(event.message.headers)
+            if at is None:
+                kept.append(event)
+                continue
+            message = event.message
+            tp = (message.topic, message.partition)
+            entry = marks.get(tp)
+            if entry is None:
+                key = f"~position|{message.topic}|{message.partition}".encode()
+                pending = self._unsettled_routes.get(key)
+                if pending is not None:
+                    mark = pending[1]
+                else:
+                    stored = _read(self.routes, event, key)
+                    mark = loads(stored) if stored is not None else None
+                entry = marks[tp] = [key, mark, None]
+            mark = position.advance(entry[1], at)
+            if mark is None:
+                self.metrics.repeated.labels(message.topic).inc()
+                continue
+            entry[1], entry[2] = mark, event
+            kept.append(event)
+        for key, mark, event in marks.values():
+            if event is not None:
+                out.write("routes", key, event, mark)
+        return kept
 
     def _decode_versions(self, out: Outbox, versions: list[Any], changes: list) -> int:
         """The last version of a row in the batch (``versions``, latest first), decoded and checked onto

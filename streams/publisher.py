@@ -83,10 +83,11 @@ class ChangePublisher:
         #: capture's hot path calls it directly and falls back to :meth:`send` on BufferError.
         self.produce = self._producer.produce
 
-    def send(self, topic: str, key: bytes, value: bytes | None, on_delivery: Callable[[Any, Any], None]) -> None:
+    def send(self, topic: str, key: bytes, value: bytes | None, on_delivery: Callable[[Any, Any], None],
+             headers: list[tuple[str, bytes]] | None = None) -> None:
         while True:
             try:
-                self._producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+                self._producer.produce(topic, value=value, key=key, on_delivery=on_delivery, headers=headers)
                 return
             except BufferError:
                 # Local queue full: let librdkafka deliver (and call back) before retrying.

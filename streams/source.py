@@ -57,7 +57,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 from psycopg import sql
 
 from psmesh import __version__
-from streams import metrics
+from streams import metrics, position
 from streams.avrocodegen import compile_encoder
 from streams.envelope import CONNECTOR, ColumnSpec, avro_type
 from streams.exceptions import (
@@ -299,6 +299,8 @@ class CaptureSource:
         self._stream: ReplicationStream | None = None
         self._txn_meta: tuple[int, int] = (0, 0)  # xid, commit ts (µs since 2000)
         self._commit_lsn = 0  # of the transaction being published, for error messages
+        #: the ``psmesh-position`` header of the transaction being published, up to its changes' own LSN
+        self._position = b""
         #: per table snapshotted while the slot existed: its snapshot's consistent point (see _skipping)
         self._skip_before: dict[str, int] = {}
         #: the tables whose changes the current transaction must not publish (None: none, the common case)
@@ -773,6 +775,7 @@ class CaptureSource:
             self._txn = self.tracker.begin()
             self._txn_meta = (m.xid, m.commit_ts)
             self._commit_lsn = m.final_lsn
+            self._position = position.head(m.final_lsn, m.commit_ts // 1000 + PG_EPOCH_MS)
             self._skip = self._skipping(m.final_lsn) if self._skip_before else None
             self._ack = self._acker(self._txn, m.commit_ts)
         elif cls is Commit:
@@ -841,6 +844,7 @@ class CaptureSource:
         self._txn = self.tracker.begin()
         self._txn_meta = (m.xid, m.commit_ts)
         self._commit_lsn = m.commit_lsn
+        self._position = position.head(m.commit_lsn, m.commit_ts // 1000 + PG_EPOCH_MS)
         self._ack = self._acker(self._txn, m.commit_ts)
         # A streamed transaction's changes are published here, at its commit: compare its commit LSN.
         self._skip = self._skipping(m.commit_lsn) if self._skip_before else None
@@ -977,8 +981,9 @@ class CaptureSource:
             before, _ = self._row(info, m.old if m.old is not None else m.key)
             deleted = self._encode(info, "d", before, None, source, ())
             events = [("d", *deleted), (None, deleted[0], None)]
+        headers = [(position.HEADER, self._position + b"%d" % lsn)]
         for op, key, value in events:
-            self._send(info, txn, self._ack, op, key, value)
+            self._send(info, txn, self._ack, op, key, value, headers)
 
     def _dead_letter(self, info: _TableInfo, txn: PendingTransaction, exc: Exception, m: Insert | Update | Delete,
                      lsn: int) -> None:
@@ -1106,6 +1111,7 @@ class CaptureSource:
             stamp = tagged_long(ms)
             self._tails = {op: head + stamp for op, head in _OP_HEADS.items()}
         lsn_bytes = tagged_long(lsn)
+        headers = [(position.HEADER, self._position + b"%d" % lsn)]
         produce = self.publisher.produce
         topic, ack = info.topic, self._ack
         self._last_event_at = now
@@ -1114,16 +1120,16 @@ class CaptureSource:
             txn.pending += 1
             txn.events += 1
             try:
-                produce(topic, b"".join(after), info.key_head + key, -1, ack)
+                produce(topic, b"".join(after), info.key_head + key, -1, ack, headers=headers)
             except (BufferError, KafkaException):
-                self.publisher.send(topic, info.key_head + key, b"".join(after), ack)
+                self.publisher.send(topic, info.key_head + key, b"".join(after), ack, headers)
             info.unflushed["c"] += 1
             return True
         for key, op, before, after in events:
             txn.pending += 1
             txn.events += 1
             if op is None:
-                self.publisher.send(topic, info.key_head + key, None, ack)
+                self.publisher.send(topic, info.key_head + key, None, ack, headers)
                 continue
             toasted = _toasted(unchanged) if unchanged and after is not None else b"\x00"
             if after is None:
@@ -1133,7 +1139,7 @@ class CaptureSource:
             else:
                 parts = [info.value_head, *before, *after]
             parts += (info.source_prefix, lsn_bytes, self._tails[op], toasted)
-            self.publisher.send(topic, info.key_head + key, b"".join(parts), ack)
+            self.publisher.send(topic, info.key_head + key, b"".join(parts), ack, headers)
             info.unflushed[op] += 1
         return True
 
@@ -1159,7 +1165,8 @@ class CaptureSource:
             value = {"before": None, "after": None, "source": source, "op": "t",
                      "ts_ms": int(time.time() * 1000), "unchanged_toasted": []}
             self.tracker.sent(self._txn)
-            self.publisher.send(info.topic, None, info.schemas.value.encode(value), self._ack)
+            self.publisher.send(info.topic, None, info.schemas.value.encode(value), self._ack,
+                                [(position.HEADER, self._position + b"%d" % lsn)])
 
     def _publish(self, info: _TableInfo, txn: PendingTransaction, ack: Callable, op: str,
                  before: dict | None, after: dict | None, source: dict, unchanged: tuple[str, ...]) -> None:
@@ -1180,10 +1187,11 @@ class CaptureSource:
         return key, value
 
     def _send(self, info: _TableInfo, txn: PendingTransaction, ack: Callable, op: str | None, key: bytes,
-              value: bytes | None) -> None:
-        """One event (``op`` None: the tombstone after a delete) to the table's topic, counted in ``txn``."""
+              value: bytes | None, headers: list | None = None) -> None:
+        """One event (``op`` None: the tombstone after a delete) to the table's topic, counted in ``txn``;
+        ``headers``: a streamed change's position (streams/position.py), None for a snapshot row."""
         self.tracker.sent(txn)
-        self.publisher.send(info.topic, key, value, ack)
+        self.publisher.send(info.topic, key, value, ack, headers)
         if op is not None:
             info.unflushed[op] += 1
             self._last_event_at = time.time()

@@ -7,7 +7,7 @@ import time
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import psycopg
 from confluent_kafka import Consumer, TopicPartition
@@ -169,8 +169,10 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2) -> bool:
     return predicate()
 
 
-def read_final_states(settings: Settings, topic: str) -> tuple[dict[Any, Any], int]:
-    """Every record of ``topic`` up to its current end, folded to the last value per key; and the count read."""
+def read_final_states(settings: Settings, topic: str, keep: Callable[[Any], bool] | None = None
+                      ) -> tuple[dict[Any, Any], int]:
+    """Every record of ``topic`` up to its current end, folded to the last value per key; and the count read.
+    ``keep``: given each record (confluent-kafka's Message, each partition's in order), whether to fold it."""
     registry = SchemaRegistryClient({"url": settings.schema_registry_url})
     deserializer = AvroDeserializer(registry)
     consumer = Consumer({
@@ -192,6 +194,10 @@ def read_final_states(settings: Settings, topic: str) -> tuple[dict[Any, Any], i
                 if msg.error():
                     continue
                 count += 1
+                if msg.offset() + 1 >= ends[msg.partition()]:
+                    done.add(msg.partition())
+                if keep is not None and not keep(msg):
+                    continue
                 key = deserializer(msg.key(), SerializationContext(topic, MessageField.KEY))
                 key = tuple(sorted(key.items()))
                 if msg.value() is None:
@@ -202,8 +208,6 @@ def read_final_states(settings: Settings, topic: str) -> tuple[dict[Any, Any], i
                         state.pop(key, None)
                     else:
                         state[key] = value["after"]
-                if msg.offset() + 1 >= ends[msg.partition()]:
-                    done.add(msg.partition())
         return state, count
     finally:
         consumer.close()

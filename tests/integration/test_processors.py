@@ -76,6 +76,7 @@ from processors.batch import stage_partition
 from psmesh.config import Settings
 from psmesh.topology import load_topology
 from psmesh.topology.apply import apply_topology
+from streams import position
 
 pytestmark = pytest.mark.integration
 
@@ -126,23 +127,30 @@ class ChangeEvents:
         return {"before": before, "after": after, "source": source, "op": op,
                 "ts_ms": int(time.time() * 1000), "unchanged_toasted": []}
 
-    def _send(self, table: str, pk: int, value: dict[str, Any] | None) -> None:
+    def _send(self, table: str, pk: int, value: dict[str, Any] | None,
+              at: tuple[int, int, int] | None = None) -> None:
         topic, stem, pk_column = TABLES[table]
         key = self._serializer(f"{stem}-key")({pk_column: pk}, SerializationContext(topic, MessageField.KEY))
         data = None if value is None else self._serializer(f"{stem}-value")(
             value, SerializationContext(topic, MessageField.VALUE))
-        self.producer.produce(topic, key=key, value=data)
+        headers = None if at is None else [(position.HEADER, position.encode(*at))]
+        self.producer.produce(topic, key=key, value=data, headers=headers)
 
-    def upsert(self, table: str, **columns: Any) -> dict[str, Any]:
-        """An insert ('c') the first time a key is seen, an update ('u') after; REPLICA IDENTITY DEFAULT: no before."""
+    def upsert(self, table: str, *, at: tuple[int, int, int] | None = None, **columns: Any) -> dict[str, Any]:
+        """An insert ('c') the first time a key is seen, an update ('u') after; REPLICA IDENTITY DEFAULT: no before.
+        ``at``: its position (commit LSN, commit ms, change LSN), as the capture's header gives it."""
         _, stem, pk_column = TABLES[table]
         self._serializer(f"{stem}-value")
         row = {name: columns.get(name) for name in self._columns[f"{stem}-value"]}
         pk = row[pk_column]
         op = "u" if pk in self.rows[table] else "c"
         self.rows[table][pk] = row
-        self._send(table, pk, self._envelope(table, op, None, row))
+        self._send(table, pk, self._envelope(table, op, None, row), at)
         return row
+
+    def repeat(self, table: str, row: dict[str, Any], at: tuple[int, int, int]) -> None:
+        """An earlier version of a row sent again at its position, as a capture restarted from its slot sends it."""
+        self._send(table, row[TABLES[table][2]], self._envelope(table, "u", None, row), at)
 
     def delete(self, table: str, pk: int) -> None:
         """A 'd' whose before image holds the key only (REPLICA IDENTITY DEFAULT), then the tombstone."""
@@ -525,6 +533,70 @@ def test_a_worker_folds_change_events_into_views_and_bills_each_value_once_acros
                 w.stop()
         for reader in readers:
             reader.close()
+
+
+def test_repeats_of_a_restarted_capture_derive_no_demand_change_twice(
+        stack_settings, topology_applied, tmp_path):
+    """A capture restarted from its slot sends again what it had published: an open opportunity's version after its
+    won one. The router leaves it out by its position (streams/position.py), so the line's demand is soft, then hard,
+    and never soft and hard again under two more ids."""
+    registry = SchemaRegistryClient({"url": stack_settings.schema_registry_url})
+    bootstrap = stack_settings.bootstrap_servers
+    base = 10**12 + random.randrange(10**9) * 1000
+    oid, account_id, line_1, line_2 = base + 1, base + 10, base + 50, base + 51
+    events = ChangeEvents(bootstrap, registry)
+    demand = TopicReader(bootstrap, registry, "derived.resource_demand", lambda k: k["line_id"] in (line_1, line_2))
+    lsn, ms = 10**9 + random.randrange(10**9), int(time.time() * 1000)
+
+    def opportunity(stage: str, probability: str, at: int) -> dict[str, Any]:
+        return events.upsert("opportunities", at=(lsn + at, ms + at, lsn + at - 5), opportunity_id=oid,
+                             account_id=account_id, name="Repeated", stage=stage, probability=D(probability),
+                             amount=D("9000.00"), currency="EUR", service_line="data_analytics",
+                             contract_type="time_and_materials", estimated_hours=D("60.00"),
+                             target_start_date=date(2026, 3, 2), target_end_date=date(2026, 3, 27),
+                             expected_close_date=date(2026, 2, 27),
+                             closed_at=CLOSED_AT if stage == "closed_won" else None, owner="test",
+                             updated_at=CLOSED_AT)
+
+    def line(line_id: int, at: int) -> None:
+        events.upsert("opportunity_lines", at=(lsn + at, ms + at, lsn + at - 5), line_id=line_id, opportunity_id=oid,
+                      role="consultant", skill="azure", hours=D("60.00"), bill_rate=D("150.00"),
+                      est_cost_rate=D("90.00"), start_date=date(2026, 3, 2), end_date=date(2026, 3, 27))
+
+    def states() -> list[tuple[int, str, str]]:
+        return [(k["line_id"], v["event_id"].rsplit("-", 2)[-1], v["state"]) for k, v in demand.records]
+
+    worker = None
+    try:
+        worker = Worker(tmp_path, stack_settings, f"psmesh-test-{uuid.uuid4().hex[:12]}", "repeats")
+        events.upsert("accounts", at=(lsn, ms, lsn - 5), account_id=account_id, name="Repeat Account",
+                      industry="retail", region="EMEA", currency="EUR", payment_terms_days=30, updated_at=CLOSED_AT)
+        open_version = opportunity("proposal", "60.00", 100)
+        line(line_1, 200)
+        events.flush()
+        wait_until([demand], lambda: states() == [(line_1, "1", "soft")], "the line's soft demand", worker=worker)
+        opportunity("closed_won", "100.00", 300)
+        events.flush()
+        wait_until([demand], lambda: states() == [(line_1, "1", "soft"), (line_1, "2", "hard")],
+                   "the line's hard demand", worker=worker)
+
+        # the capture restarts from its slot: the open version again, then a change it had not published
+        events.repeat("opportunities", open_version, (lsn + 100, ms + 100, lsn + 95))
+        events.flush()
+        time.sleep(1.0)  # in a batch of its own, where no later version of the row would cover it
+        line(line_2, 400)
+        events.flush()
+        wait_until([demand], lambda: (line_2, "1", "hard") in states(), "the second line's hard demand",
+                   worker=worker)
+        demand.drain(2.0)
+        assert states() == [(line_1, "1", "soft"), (line_1, "2", "hard"), (line_2, "1", "hard")]
+        with urllib.request.urlopen(f"http://127.0.0.1:{worker.port}/metrics", timeout=5) as response:
+            metrics = response.read().decode()
+        assert 'psmesh_processor_repeated_total{topic="crm.public.opportunities"} 1.0' in metrics
+    finally:
+        if worker is not None:
+            worker.stop()
+        demand.close()
 
 
 def _row_adds_up(money: dict) -> dict:

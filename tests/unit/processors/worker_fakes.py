@@ -65,15 +65,15 @@ class RecordingEncoders:
 
 
 class FakeMessage:
-    def __init__(self, topic: str, partition: int = 0, offset: int = 0) -> None:
-        self.topic, self.partition, self.offset = topic, partition, offset
+    def __init__(self, topic: str, partition: int = 0, offset: int = 0, headers: list | None = None) -> None:
+        self.topic, self.partition, self.offset, self.headers = topic, partition, offset, headers
         self.tp = (topic, partition)
 
 
 class FakeEvent:
     def __init__(self, topic: str, partition: int = 0, offset: int = 0, key: bytes | None = None,
-                 value: bytes | None = None) -> None:
-        self.message, self.key, self.value = FakeMessage(topic, partition, offset), key, value
+                 value: bytes | None = None, headers: list | None = None) -> None:
+        self.message, self.key, self.value = FakeMessage(topic, partition, offset, headers), key, value
 
 
 def worker(tmp_path: Path, sender: RecordingSender | None = None) -> Processors:

@@ -30,11 +30,11 @@ class _Publisher:
         self.sent: list[tuple[str, bytes | None, bytes | None]] = []
         self.acks: list = []
 
-    def send(self, topic, key, value, on_delivery) -> None:
+    def send(self, topic, key, value, on_delivery, headers=None) -> None:
         self.sent.append((topic, key, value))
         self.acks.append(on_delivery)
 
-    def produce(self, topic, value, key, partition, on_delivery) -> None:
+    def produce(self, topic, value, key, partition, on_delivery, headers=None) -> None:
         self.send(topic, key, value, on_delivery)
 
     def poll(self, timeout: float = 0.0) -> int:

@@ -22,10 +22,10 @@ class _Publisher:
     def __init__(self) -> None:
         self.sent: list = []
 
-    def send(self, topic, key, value, on_delivery) -> None:
+    def send(self, topic, key, value, on_delivery, headers=None) -> None:
         self.sent.append((topic, key, value))
 
-    def produce(self, topic, value, key, partition, on_delivery) -> None:
+    def produce(self, topic, value, key, partition, on_delivery, headers=None) -> None:
         self.sent.append((topic, key, value))
 
     def poll(self, timeout: float = 0.0) -> int:

@@ -40,11 +40,11 @@ class _Publisher:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes | None]] = []
 
-    def send(self, topic, key, value, on_delivery) -> None:
+    def send(self, topic, key, value, on_delivery, headers=None) -> None:
         self.sent.append((topic, key))
         on_delivery(None, None)
 
-    def produce(self, topic, value, key, partition, on_delivery) -> None:
+    def produce(self, topic, value, key, partition, on_delivery, headers=None) -> None:
         self.send(topic, key, value, on_delivery)
 
     def poll(self, timeout: float = 0.0) -> int:

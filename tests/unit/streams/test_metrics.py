@@ -23,10 +23,10 @@ class _Registrar:
 class _SilentPublisher:
     """Takes events and never reports a delivery, as when Kafka is down."""
 
-    def send(self, topic, key, value, on_delivery) -> None:
+    def send(self, topic, key, value, on_delivery, headers=None) -> None:
         pass
 
-    def produce(self, topic, value, key, partition, on_delivery) -> None:
+    def produce(self, topic, value, key, partition, on_delivery, headers=None) -> None:
         pass
 
     def poll(self, timeout: float = 0.0) -> int:

@@ -2,7 +2,7 @@
 
 Both paths run inside a real CaptureSource with a recording publisher and a
 registrar that needs no server: the same pgoutput messages go through
-``fast_path=True`` and ``fast_path=False`` and every (topic, key, value) sent,
+``fast_path=True`` and ``fast_path=False`` and every (topic, key, value, headers) sent,
 and every error raised, must be identical, byte for byte.
 """
 
@@ -18,6 +18,7 @@ from pathlib import Path
 import fastavro
 import pytest
 
+from streams import position
 from streams.avrocodegen import _zigzag
 from streams.envelope import ColumnSpec, value_schema
 from streams.rowcodec import encode_long
@@ -30,14 +31,14 @@ U = object()  # an unchanged TOAST column in a synthetic tuple
 
 class _Publisher:
     def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes | None, bytes | None]] = []
+        self.sent: list[tuple[str, bytes | None, bytes | None, list | None]] = []
 
-    def send(self, topic, key, value, on_delivery) -> None:
-        self.sent.append((topic, key, value))
+    def send(self, topic, key, value, on_delivery, headers=None) -> None:
+        self.sent.append((topic, key, value, headers))
 
-    def produce(self, topic, value, key, partition, on_delivery) -> None:
+    def produce(self, topic, value, key, partition, on_delivery, headers=None) -> None:
         assert partition == -1  # librdkafka's partitioner picks it
-        self.sent.append((topic, key, value))
+        self.sent.append((topic, key, value, headers))
 
     def poll(self, timeout: float = 0.0) -> int:
         return 0
@@ -351,7 +352,7 @@ def _envelopes(events: list) -> list[tuple[dict | None, str | None, list | None]
     specs = [ColumnSpec(n, oid, typmod, key) for n, oid, typmod, key in TOASTY]
     schema = fastavro.parse_schema(value_schema("crm.public.docs", specs))
     out = []
-    for _topic, _key, value in events:
+    for _topic, _key, value, _headers in events:
         if value is None:
             out.append((None, None, None))
             continue
@@ -413,6 +414,34 @@ def test_full_identity_carries_the_old_value_in_a_streamed_transaction_too(tmp_p
     assert slow == []
     assert [(op, after and after["body"] == BODY, unchanged) for after, op, unchanged in decoded] == [
         ("u", True, []), ("d", None, []), (None, None, None), ("c", True, [])]
+
+
+def test_every_streamed_event_carries_its_transactions_commit_and_its_own_position_on_both_paths(tmp_path):
+    # streams/position.py: <commit_lsn>,<commit_ms>,<change_lsn>; the commit LSN is the Begin's final LSN
+    wire = _toast_updates(b"f")
+    begin = next(lsn for lsn, payload in wire.messages if payload[:1] == b"B")
+    final_lsn = struct.unpack_from("!Q", next(p for _, p in wire.messages if p[:1] == b"B"), 1)[0]
+    changes = [lsn for lsn, payload in wire.messages if payload[:1] in (b"I", b"U", b"D") and lsn > begin]
+    commit_ms = 849_000_000_000 + 946_684_800_000  # the Begin's commit time, µs since 2000-01-01, in ms since 1970
+    events = _assert_same(tmp_path, wire.messages)
+    expected = [[(position.HEADER, b"%d,%d,%d" % (final_lsn, commit_ms, lsn))] for lsn in changes]
+    # insert, update, key change (delete, tombstone, create), update; every event of a change shares its position
+    assert [e[3] for e in events] == [expected[0], expected[1], *[expected[2]] * 3, expected[3]]
+    assert position.of(events[0][3]) == (final_lsn, commit_ms, changes[0])
+
+
+def test_a_streamed_transaction_carries_its_commit_position_though_it_was_sent_before_its_commit(tmp_path):
+    wire = _Wire()
+    wire.relation(16410, "docs", [(n, o, t, key) for n, o, t, key in TOASTY])
+    xid = struct.pack("!I", 1001)
+    wire.add(b"S" + struct.pack("!IB", 1001, 1))
+    wire.add(b"I" + xid + struct.pack("!I", 16410) + b"N" + wire.tuple(["1", "draft", "b", "{}", None]))
+    first = wire.lsn
+    wire.add(b"E")
+    commit_lsn = wire.lsn + 0x10
+    wire.add(b"c" + struct.pack("!IBQQq", 1001, 0, commit_lsn, commit_lsn + 8, 849_000_000_000_000))
+    events = _assert_same(tmp_path, wire.messages)
+    assert [e[3] for e in events] == [[(position.HEADER, b"%d,%d,%d" % (commit_lsn, 1_795_684_800_000, first))]]
 
 
 def test_default_identity_still_marks_an_unchanged_toasted_column_without_a_value(tmp_path):
