@@ -19,6 +19,13 @@ anything published before it; and when a table added to a source is snapshotted 
 deletion committed before that point may still come after it, for a row an interrupted earlier attempt
 published (streams/source.py, ``_catch_up``): a mark moved by the snapshot would leave that deletion out.
 
+Positions only grow along a partition because the capture's producer is idempotent (streams/publisher.py
+forces it): a retried request cannot land behind a later one. A producer without idempotence can reorder a
+partition's records on a retry, and the rule below would then take a change of another row, landed late, for a
+repeat and leave it out; so only the capture, or a producer that keeps its partitions in order, may set the
+header. (A repeat from an old producer's request that lands after a new capture's own events is a repeat of
+them: the new capture publishes again everything the old one had not had confirmed.)
+
 A consumer keeps, per partition, a mark: the position of the last event it took and the latest commit time
 it has seen (:func:`advance`). An event is a repeat, and left out, when its position is before the mark's
 and its commit time is not after the latest one seen. Both must hold because a position is only comparable

@@ -105,7 +105,8 @@ class ChangeEvents:
     """Produces capture-shaped change events and remembers each table's final rows."""
 
     def __init__(self, bootstrap: str, registry: SchemaRegistryClient) -> None:
-        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+        # idempotent, as the capture's producer is: each partition keeps the order of the positions sent
+        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True})
         self.registry = registry
         self._serializers: dict[str, AvroSerializer] = {}
         self._columns: dict[str, list[str]] = {}

@@ -23,3 +23,11 @@ def test_close_drops_what_the_broker_did_not_acknowledge_and_reports_it():
 def test_close_after_everything_was_delivered_drops_nothing():
     publisher = ChangePublisher(producer_config({"bootstrap.servers": "127.0.0.1:1"}, "psmesh-test-close"))
     assert publisher.close(timeout=0.1) == 0
+
+
+def test_the_capture_s_producer_stays_idempotent_whatever_the_connection_settings_say():
+    # streams/position.py: positions grow along a partition only if a retried request cannot land behind a later one
+    config = producer_config({"bootstrap.servers": "127.0.0.1:1", "enable.idempotence": False, "acks": "1",
+                              "max.in.flight.requests.per.connection": 100}, "psmesh-test")
+    assert config["enable.idempotence"] is True and config["acks"] == "all"
+    assert config["max.in.flight.requests.per.connection"] <= 5
