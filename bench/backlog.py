@@ -50,11 +50,11 @@ class Positions:
     change were a transaction of its own: every one is new to the router, which checks it."""
 
     def __init__(self) -> None:
-        self.lsn, self.ms = 0x1000000, int(time.time() * 1000)
+        self.lsn, self.origin = 0x1000000, position.origin("7441862374219938371", 1)
 
     def next(self) -> list[tuple[str, bytes]]:
         self.lsn += 0x100
-        return [(position.HEADER, position.encode(self.lsn, self.ms, self.lsn - 0x80))]
+        return [(position.HEADER, position.encode(self.origin, self.lsn, self.lsn - 0x80))]
 
 
 def envelope(table: str, op: str, columns: list[str], row: dict[str, Any]) -> dict[str, Any]:

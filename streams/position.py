@@ -6,12 +6,15 @@ after a row's newest version, some of its older ones again. Folded as they come,
 for a moment and make a derived event that numbers its changes (a demand state, a project update) count a
 change that never happened, under a new id.
 
-So the capture puts on every change event (and on the tombstone after a delete) a Kafka header,
-``psmesh-position``, in ASCII: ``<commit_lsn>,<commit_ms>,<change_lsn>``.
+So the capture puts on every streamed change event (and on the tombstone after a delete) a Kafka header,
+``psmesh-position``, in ASCII: ``<origin>,<commit_lsn>,<change_lsn>``.
 
+- ``origin``: ``<system identifier>.<timeline>`` of the PostgreSQL cluster the capture streams from
+  (``IDENTIFY_SYSTEM``). WAL positions are comparable only within one origin: a source restored elsewhere has
+  another system identifier, and one restored to a point in time or a promoted standby another timeline, and
+  either may number its WAL below what the old one published.
 - ``commit_lsn``: the LSN of its transaction's commit record. Transactions are published in commit order, so
-  along one partition it never goes down, except where a repeat begins.
-- ``commit_ms``: the transaction's commit time, in ms since the epoch (``source.ts_ms``).
+  along one partition, within one origin, it never goes down, except where a repeat begins.
 - ``change_lsn``: the change's own WAL position (``source.lsn``), increasing within a transaction.
 
 Snapshot rows carry none. A snapshot row is its row as of the snapshot's consistent point, later than
@@ -26,14 +29,14 @@ repeat and leave it out; so only the capture, or a producer that keeps its parti
 header. (A repeat from an old producer's request that lands after a new capture's own events is a repeat of
 them: the new capture publishes again everything the old one had not had confirmed.)
 
-A consumer keeps, per partition, a mark: the position of the last event it took and the latest commit time
-it has seen (:func:`advance`). An event is a repeat, and left out, when its position is before the mark's
-and its commit time is not after the latest one seen. Both must hold because a position is only comparable
-within one database cluster: a source restored elsewhere, or a standby promoted, may number its WAL below
-what the old one published, and its new transactions are told apart by their commit times, which a repeat
-keeps. An event at the mark's very position is taken: a change published as two events (a key change's
-delete and create) shares it, and taking the last event again changes nothing. An event without the header
-(published before it existed, or by another producer) is taken and leaves the mark as it is.
+A consumer keeps, per partition, a mark: the origin and position of the last event it took
+(:func:`advance`). An event of the mark's origin positioned before the mark is a repeat, and left out. An
+event of another origin is taken and starts a new mark: nothing is compared across clusters or timelines, so
+a source moved to another one loses nothing (its first changes may show a row older for a moment if the old
+one's last changes come again). An event at the mark's very position is taken: a change published as two
+events (a key change's delete and create) shares it, and taking the last event again changes nothing. An
+event without the header (published before it existed, or by another producer) is taken and leaves the mark
+as it is.
 """
 
 from __future__ import annotations
@@ -43,29 +46,33 @@ from typing import Any
 HEADER = "psmesh-position"
 
 
-def encode(commit_lsn: int, commit_ms: int, change_lsn: int) -> bytes:
-    return b"%d,%d,%d" % (commit_lsn, commit_ms, change_lsn)
+def origin(system_identifier: str | int, timeline: int) -> bytes:
+    return b"%s.%d" % (str(system_identifier).encode(), timeline)
 
 
-def head(commit_lsn: int, commit_ms: int) -> bytes:
+def head(origin: bytes, commit_lsn: int) -> bytes:
     """The part of a transaction's positions its changes share: its position is ``head + b"%d" % change_lsn``."""
-    return b"%d,%d," % (commit_lsn, commit_ms)
+    return b"%s,%d," % (origin, commit_lsn)
 
 
-def parse(value: bytes | None) -> tuple[int, int, int] | None:
-    """(commit_lsn, commit_ms, change_lsn) of a header value; None if it is not one (then nothing is assumed)."""
+def encode(origin: bytes, commit_lsn: int, change_lsn: int) -> bytes:
+    return head(origin, commit_lsn) + b"%d" % change_lsn
+
+
+def parse(value: bytes | None) -> tuple[str, int, int] | None:
+    """(origin, commit_lsn, change_lsn) of a header value; None if it is not one (then nothing is assumed)."""
     if not value:
         return None
     parts = value.split(b",")
     if len(parts) != 3:
         return None
     try:
-        return int(parts[0]), int(parts[1]), int(parts[2])
-    except ValueError:
+        return parts[0].decode("ascii"), int(parts[1]), int(parts[2])
+    except ValueError:  # UnicodeDecodeError is one
         return None
 
 
-def of(headers: Any) -> tuple[int, int, int] | None:
+def of(headers: Any) -> tuple[str, int, int] | None:
     """The position in a record's headers (a list of (name, value) pairs, as Kafka clients give them, or a
     dict), if any."""
     if not headers:
@@ -78,13 +85,11 @@ def of(headers: Any) -> tuple[int, int, int] | None:
     return None
 
 
-def advance(mark: list[int] | None, position: tuple[int, int, int]) -> list[int] | None:
-    """The mark after an event at ``position`` (``[commit_lsn, change_lsn, latest commit_ms]``), or None if the
-    event is a repeat and is left out (the mark stays)."""
-    commit_lsn, commit_ms, change_lsn = position
-    if mark is None:
-        return [commit_lsn, change_lsn, commit_ms]
-    latest = mark[2]
-    if commit_ms <= latest and (commit_lsn < mark[0] or (commit_lsn == mark[0] and change_lsn < mark[1])):
+def advance(mark: list | None, position: tuple[str, int, int]) -> list | None:
+    """The mark after an event at ``position`` (``[origin, commit_lsn, change_lsn]``), or None if the event is a
+    repeat and is left out (the mark stays)."""
+    source, commit_lsn, change_lsn = position
+    if mark is not None and mark[0] == source and (
+            commit_lsn < mark[1] or (commit_lsn == mark[1] and change_lsn < mark[2])):
         return None
-    return [commit_lsn, change_lsn, commit_ms if commit_ms > latest else latest]
+    return [source, commit_lsn, change_lsn]

@@ -69,6 +69,14 @@ class ReplicationStream:
         except psycopg.Error as exc:
             raise ReplicationError(f"cannot open a replication connection: {exc}") from exc
         self.pg = self.conn.pgconn
+        try:
+            row = self.conn.execute("IDENTIFY_SYSTEM").fetchone()
+        except psycopg.Error as exc:
+            self.conn.close()
+            raise ReplicationError(f"cannot identify the server: {exc}") from exc
+        assert row is not None
+        #: the cluster's system identifier and its timeline: where the stream's WAL positions mean anything
+        self.system_identifier, self.timeline = str(row[0]), int(row[1])
 
     def create_slot(self, slot: str, temporary: bool = False) -> tuple[int, str]:
         """Create the pgoutput slot and export its snapshot: (consistent point, snapshot name).

@@ -301,6 +301,8 @@ class CaptureSource:
         self._commit_lsn = 0  # of the transaction being published, for error messages
         #: the ``psmesh-position`` header of the transaction being published, up to its changes' own LSN
         self._position = b""
+        #: the cluster and timeline the stream reads (streams/position.py), set when it opens
+        self._origin = b""
         #: per table snapshotted while the slot existed: its snapshot's consistent point (see _skipping)
         self._skip_before: dict[str, int] = {}
         #: the tables whose changes the current transaction must not publish (None: none, the common case)
@@ -515,6 +517,7 @@ class CaptureSource:
             self.state.move_all(TableState.STREAMING)
             self.state.save()
             stream = ReplicationStream(self.config.dsn)
+            self._origin = position.origin(stream.system_identifier, stream.timeline)
             try:
                 stream.start(self.config.slot, self.config.publication, 0)
             except BaseException:
@@ -522,6 +525,7 @@ class CaptureSource:
                 raise
             return stream
         stream = ReplicationStream(self.config.dsn)
+        self._origin = position.origin(stream.system_identifier, stream.timeline)
         try:
             consistent_lsn, snapshot_name = stream.create_slot(self.config.slot)
             logger.info("created slot %s at %s", self.config.slot, Lsn(consistent_lsn))
@@ -775,7 +779,7 @@ class CaptureSource:
             self._txn = self.tracker.begin()
             self._txn_meta = (m.xid, m.commit_ts)
             self._commit_lsn = m.final_lsn
-            self._position = position.head(m.final_lsn, m.commit_ts // 1000 + PG_EPOCH_MS)
+            self._position = position.head(self._origin, m.final_lsn)
             self._skip = self._skipping(m.final_lsn) if self._skip_before else None
             self._ack = self._acker(self._txn, m.commit_ts)
         elif cls is Commit:
@@ -844,7 +848,7 @@ class CaptureSource:
         self._txn = self.tracker.begin()
         self._txn_meta = (m.xid, m.commit_ts)
         self._commit_lsn = m.commit_lsn
-        self._position = position.head(m.commit_lsn, m.commit_ts // 1000 + PG_EPOCH_MS)
+        self._position = position.head(self._origin, m.commit_lsn)
         self._ack = self._acker(self._txn, m.commit_ts)
         # A streamed transaction's changes are published here, at its commit: compare its commit LSN.
         self._skip = self._skipping(m.commit_lsn) if self._skip_before else None

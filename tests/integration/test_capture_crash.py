@@ -107,25 +107,30 @@ def test_kill_9_mid_load_then_restart_loses_no_row(stack_settings, tmp_path):
         # versions go back.
         marks: dict[int, list[int]] = {}
         newest: dict[bytes, tuple[int, int]] = {}
-        left_out, backwards, unpositioned = [], [], []
+        left_out, backwards, unpositioned, origins = [], [], [], set()
 
         def unrepeated(msg) -> bool:
             at = position.of(msg.headers())
             if at is None:
                 unpositioned.append(msg.offset())
                 return True
+            origins.add(at[0])
             mark = position.advance(marks.get(msg.partition()), at)
             if mark is None:
                 left_out.append(at)
                 return False
             marks[msg.partition()] = mark
-            if (at[0], at[2]) < newest.get(msg.key(), (0, 0)):
+            if (at[1], at[2]) < newest.get(msg.key(), (0, 0)):
                 backwards.append((msg.key(), at))
-            newest[msg.key()] = (at[0], at[2])
+            newest[msg.key()] = (at[1], at[2])
             return True
 
         unrepeated_state, _ = read_final_states(stack_settings, topic, unrepeated)
         assert unpositioned == [], "every streamed event carries its position"
+        with psycopg.connect(source.dsn) as conn:
+            system = conn.execute("select system_identifier from pg_control_system()").fetchone()[0]
+            timeline = conn.execute("select timeline_id from pg_control_checkpoint()").fetchone()[0]
+        assert origins == {f"{system}.{timeline}"}, "positions name the cluster and timeline they were read from"
         assert backwards == [], f"{len(backwards)} versions taken after a newer one of their row, e.g. {backwards[:3]}"
         assert unrepeated_state == state
         published_once = ROWS + ROWS // 10 + 2 * (ROWS // 1000)  # inserts, updates, deletes and their tombstones

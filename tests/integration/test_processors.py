@@ -129,7 +129,7 @@ class ChangeEvents:
                 "ts_ms": int(time.time() * 1000), "unchanged_toasted": []}
 
     def _send(self, table: str, pk: int, value: dict[str, Any] | None,
-              at: tuple[int, int, int] | None = None) -> None:
+              at: tuple[bytes, int, int] | None = None) -> None:
         topic, stem, pk_column = TABLES[table]
         key = self._serializer(f"{stem}-key")({pk_column: pk}, SerializationContext(topic, MessageField.KEY))
         data = None if value is None else self._serializer(f"{stem}-value")(
@@ -137,9 +137,9 @@ class ChangeEvents:
         headers = None if at is None else [(position.HEADER, position.encode(*at))]
         self.producer.produce(topic, key=key, value=data, headers=headers)
 
-    def upsert(self, table: str, *, at: tuple[int, int, int] | None = None, **columns: Any) -> dict[str, Any]:
+    def upsert(self, table: str, *, at: tuple[bytes, int, int] | None = None, **columns: Any) -> dict[str, Any]:
         """An insert ('c') the first time a key is seen, an update ('u') after; REPLICA IDENTITY DEFAULT: no before.
-        ``at``: its position (commit LSN, commit ms, change LSN), as the capture's header gives it."""
+        ``at``: its position (origin, commit LSN, change LSN), as the capture's header gives it."""
         _, stem, pk_column = TABLES[table]
         self._serializer(f"{stem}-value")
         row = {name: columns.get(name) for name in self._columns[f"{stem}-value"]}
@@ -149,7 +149,7 @@ class ChangeEvents:
         self._send(table, pk, self._envelope(table, op, None, row), at)
         return row
 
-    def repeat(self, table: str, row: dict[str, Any], at: tuple[int, int, int]) -> None:
+    def repeat(self, table: str, row: dict[str, Any], at: tuple[bytes, int, int]) -> None:
         """An earlier version of a row sent again at its position, as a capture restarted from its slot sends it."""
         self._send(table, row[TABLES[table][2]], self._envelope(table, "u", None, row), at)
 
@@ -547,10 +547,11 @@ def test_repeats_of_a_restarted_capture_derive_no_demand_change_twice(
     oid, account_id, line_1, line_2 = base + 1, base + 10, base + 50, base + 51
     events = ChangeEvents(bootstrap, registry)
     demand = TopicReader(bootstrap, registry, "derived.resource_demand", lambda k: k["line_id"] in (line_1, line_2))
-    lsn, ms = 10**9 + random.randrange(10**9), int(time.time() * 1000)
+    # this run's own cluster: the topics are shared with earlier runs, whose positions are not this one's
+    origin, lsn = position.origin(str(random.randrange(10**18, 10**19)), 1), 10**9
 
     def opportunity(stage: str, probability: str, at: int) -> dict[str, Any]:
-        return events.upsert("opportunities", at=(lsn + at, ms + at, lsn + at - 5), opportunity_id=oid,
+        return events.upsert("opportunities", at=(origin, lsn + at, lsn + at - 5), opportunity_id=oid,
                              account_id=account_id, name="Repeated", stage=stage, probability=D(probability),
                              amount=D("9000.00"), currency="EUR", service_line="data_analytics",
                              contract_type="time_and_materials", estimated_hours=D("60.00"),
@@ -560,7 +561,7 @@ def test_repeats_of_a_restarted_capture_derive_no_demand_change_twice(
                              updated_at=CLOSED_AT)
 
     def line(line_id: int, at: int) -> None:
-        events.upsert("opportunity_lines", at=(lsn + at, ms + at, lsn + at - 5), line_id=line_id, opportunity_id=oid,
+        events.upsert("opportunity_lines", at=(origin, lsn + at, lsn + at - 5), line_id=line_id, opportunity_id=oid,
                       role="consultant", skill="azure", hours=D("60.00"), bill_rate=D("150.00"),
                       est_cost_rate=D("90.00"), start_date=date(2026, 3, 2), end_date=date(2026, 3, 27))
 
@@ -576,7 +577,7 @@ def test_repeats_of_a_restarted_capture_derive_no_demand_change_twice(
     worker = None
     try:
         worker = Worker(tmp_path, stack_settings, f"psmesh-test-{uuid.uuid4().hex[:12]}", "repeats")
-        events.upsert("accounts", at=(lsn, ms, lsn - 5), account_id=account_id, name="Repeat Account",
+        events.upsert("accounts", at=(origin, lsn, lsn - 5), account_id=account_id, name="Repeat Account",
                       industry="retail", region="EMEA", currency="EUR", payment_terms_days=30, updated_at=CLOSED_AT)
         open_version = opportunity("proposal", "60.00", 100)
         line(line_1, 200)
@@ -589,7 +590,7 @@ def test_repeats_of_a_restarted_capture_derive_no_demand_change_twice(
 
         repeated_before = repeated()
         # the capture restarts from its slot: the open version again, then a change it had not published
-        events.repeat("opportunities", open_version, (lsn + 100, ms + 100, lsn + 95))
+        events.repeat("opportunities", open_version, (origin, lsn + 100, lsn + 95))
         events.flush()
         time.sleep(1.0)  # in a batch of its own, where no later version of the row would cover it
         line(line_2, 400)

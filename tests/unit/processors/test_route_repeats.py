@@ -18,12 +18,12 @@ from tests.unit.processors.test_settling import HeldSender, batches, forwards, r
 from tests.unit.processors.worker_fakes import FakeEvent, run_batch
 
 PRJ_1 = stage_partition(b"PRJ-1", PARTITIONS)
-MS = 1_795_000_000_000
+ORIGIN = position.origin("7441862374219938371", 1)
 
 
-def at(event: FakeEvent, commit_lsn: int, change_lsn: int, commit_ms: int = MS, partition: int = 0) -> FakeEvent:
+def at(event: FakeEvent, commit_lsn: int, change_lsn: int, origin: bytes = ORIGIN, partition: int = 0) -> FakeEvent:
     """``event`` as the capture publishes it: with its position, on ``partition``."""
-    event.message.headers = [("psmesh-commit-ms", b"1"), (position.HEADER, position.encode(commit_lsn, commit_ms,
+    event.message.headers = [("psmesh-commit-ms", b"1"), (position.HEADER, position.encode(origin, commit_lsn,
                                                                                            change_lsn))]
     event.message.partition = partition
     event.message.tp = (event.message.topic, partition)
@@ -72,15 +72,17 @@ def test_the_events_of_the_marks_own_position_are_taken_again(tmp_path: Path):
     assert repeated(processors) == 0
 
 
-def test_a_source_numbering_its_wal_lower_is_told_apart_by_its_later_commit_time(tmp_path: Path):
-    # a source restored elsewhere, or a promoted standby, may number its WAL below what the old one published
+@pytest.mark.parametrize("moved_to", [position.origin("7441862374219938371", 2),  # a promoted standby, a PITR
+                                      position.origin("7500000000000000001", 1)])  # restored into another cluster
+def test_a_source_on_another_timeline_or_cluster_is_not_compared_with_the_old_one(tmp_path: Path, moved_to: bytes):
+    # it may number its WAL below what the old one published
     processors = routing(tmp_path, [at(change("entry", entry(1, "submitted"), 0, "c"), 5_000, 4_990)])
     processors.sender.records.clear()
     run_batch(processors, processors._route_batch, [
-        at(change("entry", entry(1, "approved"), 1), 3_000, 2_990, commit_ms=MS + 60_000),
-        at(change("entry", entry(2, "submitted"), 2, "c"), 3_100, 3_090, commit_ms=MS + 60_001),
+        at(change("entry", entry(1, "approved"), 1), 3_000, 2_990, moved_to),
+        at(change("entry", entry(2, "submitted"), 2, "c"), 3_100, 3_090, moved_to),
         # ... and a repeat of its own first change is a repeat again
-        at(change("entry", entry(1, "approved"), 3), 3_000, 2_990, commit_ms=MS + 60_000)])
+        at(change("entry", entry(1, "approved"), 3), 3_000, 2_990, moved_to)])
     assert statuses(processors) == [(1, "approved"), (2, "submitted")]
     assert repeated(processors) == 1
 
@@ -92,11 +94,11 @@ def test_each_partition_has_its_own_mark_and_events_without_a_position_are_taken
     assert sorted(statuses(processors)) == [(1, "submitted"), (2, "submitted"), (3, "submitted")]
     routes = processors.tables["routes"].data
     topic = change("entry", entry(1, "x"), 0).message.topic
-    assert loads(routes[f"~position|{topic}|0".encode()]) == [900, 890, MS]
-    assert loads(routes[f"~position|{topic}|1".encode()]) == [100, 90, MS]
+    assert loads(routes[f"~position|{topic}|0".encode()]) == [ORIGIN.decode(), 900, 890]
+    assert loads(routes[f"~position|{topic}|1".encode()]) == [ORIGIN.decode(), 100, 90]
 
 
-@pytest.mark.parametrize("header", [b"", b"1,2", b"a,b,c", b"1,2,3,4"])
+@pytest.mark.parametrize("header", [b"", b"1,2", b"o,b,c", b"o,1,2,3", "\u00e9,1,2".encode()])
 def test_a_header_that_is_not_a_position_assumes_nothing(tmp_path: Path, header: bytes):
     event = change("entry", entry(1, "submitted"), 0, "c")
     event.message.headers = [(position.HEADER, header)]
@@ -125,4 +127,4 @@ def test_a_batch_handled_again_after_a_failure_is_not_taken_for_a_repeat_of_itse
     assert (3, 1, "PRJ-1") in handled
     assert [h for h in handled if h[0] == 4] == [(4, 2, "PRJ-1")]
     assert loads(processors.tables["routes"].data[b"~position|" + named["first"][0].message.topic.encode()
-                                                  + b"|0"]) == [300, 290, MS]
+                                                  + b"|0"]) == [ORIGIN.decode(), 300, 290]

@@ -26,6 +26,7 @@ from streams.source import CaptureConfig, CaptureSource
 from tests.unit.streams.stand_ins import MemoryRegistrar
 
 VECTORS = Path(__file__).parent / "vectors" / "v2"
+ORIGIN = position.origin("7441862374219938371", 1)
 U = object()  # an unchanged TOAST column in a synthetic tuple
 
 
@@ -57,6 +58,7 @@ def _run(tmp_path: Path, messages: list[tuple[int, bytes]], fast: bool, slow: li
     config.state_dir.mkdir(parents=True, exist_ok=True)
     publisher = _Publisher()
     capture = CaptureSource(config, registrar=MemoryRegistrar(), publisher=publisher, fast_path=fast)
+    capture._origin = ORIGIN  # as _open_stream sets it from the server's IDENTIFY_SYSTEM
     capture._primary_key = lambda ref: frozenset({"order_id", "id"})  # REPLICA IDENTITY FULL tables' primary keys
     if slow is not None:
         change = capture._change
@@ -417,17 +419,16 @@ def test_full_identity_carries_the_old_value_in_a_streamed_transaction_too(tmp_p
 
 
 def test_every_streamed_event_carries_its_transactions_commit_and_its_own_position_on_both_paths(tmp_path):
-    # streams/position.py: <commit_lsn>,<commit_ms>,<change_lsn>; the commit LSN is the Begin's final LSN
+    # streams/position.py: <origin>,<commit_lsn>,<change_lsn>; the commit LSN is the Begin's final LSN
     wire = _toast_updates(b"f")
     begin = next(lsn for lsn, payload in wire.messages if payload[:1] == b"B")
     final_lsn = struct.unpack_from("!Q", next(p for _, p in wire.messages if p[:1] == b"B"), 1)[0]
     changes = [lsn for lsn, payload in wire.messages if payload[:1] in (b"I", b"U", b"D") and lsn > begin]
-    commit_ms = 849_000_000_000 + 946_684_800_000  # the Begin's commit time, µs since 2000-01-01, in ms since 1970
     events = _assert_same(tmp_path, wire.messages)
-    expected = [[(position.HEADER, b"%d,%d,%d" % (final_lsn, commit_ms, lsn))] for lsn in changes]
+    expected = [[(position.HEADER, b"%s,%d,%d" % (ORIGIN, final_lsn, lsn))] for lsn in changes]
     # insert, update, key change (delete, tombstone, create), update; every event of a change shares its position
     assert [e[3] for e in events] == [expected[0], expected[1], *[expected[2]] * 3, expected[3]]
-    assert position.of(events[0][3]) == (final_lsn, commit_ms, changes[0])
+    assert position.of(events[0][3]) == (ORIGIN.decode(), final_lsn, changes[0])
 
 
 def test_a_streamed_transaction_carries_its_commit_position_though_it_was_sent_before_its_commit(tmp_path):
@@ -441,7 +442,7 @@ def test_a_streamed_transaction_carries_its_commit_position_though_it_was_sent_b
     commit_lsn = wire.lsn + 0x10
     wire.add(b"c" + struct.pack("!IBQQq", 1001, 0, commit_lsn, commit_lsn + 8, 849_000_000_000_000))
     events = _assert_same(tmp_path, wire.messages)
-    assert [e[3] for e in events] == [[(position.HEADER, b"%d,%d,%d" % (commit_lsn, 1_795_684_800_000, first))]]
+    assert [e[3] for e in events] == [[(position.HEADER, b"%s,%d,%d" % (ORIGIN, commit_lsn, first))]]
 
 
 def test_default_identity_still_marks_an_unchanged_toasted_column_without_a_value(tmp_path):
