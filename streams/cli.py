@@ -103,6 +103,7 @@ def run(source: str, topology_file: Path | None, metrics_port: int | None) -> No
             break
         except SchemaNowAccepted as exc:
             # a table stopped by a refused schema can go on: its changes are in the slot, from where a new run starts
+            # (or, refused at its snapshot, the new run snapshots it)
             if capture.stopping:
                 break
             logger.warning("%s", exc)
@@ -110,7 +111,7 @@ def run(source: str, topology_file: Path | None, metrics_port: int | None) -> No
         except StreamsError as exc:
             # PostgreSQL or the registry went away (restart, failover, network): resume from the slot,
             # which still holds everything not confirmed; nothing is lost, a few events may repeat.
-            # Any other capture error (a schema refused in a snapshot, a bad configuration) stops the capture.
+            # Any other capture error (a bad configuration, say) stops the capture.
             registry = isinstance(exc, RegistryUnavailable)
             lost = registry or isinstance(exc, ReplicationError) or isinstance(exc.__cause__, psycopg.OperationalError)
             if not lost:

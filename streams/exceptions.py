@@ -60,9 +60,9 @@ class RegistryUnavailable(StreamsError):
 class SchemaRefused(StreamsError):
     """The registry refused a table's new schema under the subject's compatibility rule.
 
-    Nothing is published with it. In the stream, that table's capture stops and its changes stay in the slot,
-    which is confirmed no further; the source's other tables go on (``CaptureSource._hold``). In a snapshot, the
-    capture stops.
+    Nothing is published with it, and that table's capture stops while the source's other tables go on. In the
+    stream, its changes stay in the slot, which is confirmed no further (``CaptureSource._hold``); in a snapshot,
+    it stays owed its snapshot, taken once the rule accepts the schema (``CaptureSource._hold_snapshot``).
     """
 
     def __init__(self, table: str, subject: str, columns: list[str], rule: str, detail: str) -> None:

@@ -20,7 +20,9 @@ Guarantees (DESIGN.md "Semantics that must hold"):
   :class:`~streams.exceptions.SchemaNowAccepted` and the next one publishes
   the table's held changes from the slot; it skips what the other tables
   published meanwhile (saved when the run stopped; after a crash they come
-  again: duplicates, not loss).
+  again: duplicates, not loss). A table refused when its snapshot begins is
+  left out of the snapshot and of the stream, and stays owed its snapshot,
+  which the next run takes once the registry accepts the schema.
 * **Every table snapshotted once.** A table added to a source whose slot
   exists is snapshotted inside a temporary slot's exported snapshot, before
   the stream starts; the stream then skips that table's changes committed
@@ -514,8 +516,7 @@ class CaptureSource:
             if owed:
                 self._catch_up(owed)
             self._skip_before = self.state.skip_points()
-            self.state.move_all(TableState.STREAMING)
-            self.state.save()
+            self._streaming(self.config.table_refs())
             stream = ReplicationStream(self.config.dsn)
             self._origin = position.origin(stream.system_identifier, stream.timeline)
             try:
@@ -537,8 +538,7 @@ class CaptureSource:
                 self.state.move_all(TableState.SNAPSHOTTING)
                 self.state.save()
                 self._snapshot(self.config.table_refs(), snapshot_name, consistent_lsn)
-            self.state.move_all(TableState.STREAMING)
-            self.state.save()
+            self._streaming(self.config.table_refs())
             self.tracker = FlushTracker(consistent_lsn)
             stream.start(self.config.slot, self.config.publication, consistent_lsn)
         except BaseException:
@@ -569,17 +569,19 @@ class CaptureSource:
             # Saved before any row goes out. An attempt interrupted earlier keeps its point: its rows may be on
             # the topic, and the stream must publish what changed since then (a deletion of one of them among
             # it), even if this snapshot holds it too; a row may then show an older version briefly, never last.
+            earlier = {ref.qualified: self.state.snapshot_lsn.get(ref.qualified) for ref in refs}
             for ref in refs:
-                earlier = self.state.snapshot_lsn.get(ref.qualified)
+                before = earlier[ref.qualified]
                 self.state.snapshot_lsn[ref.qualified] = Lsn(
-                    consistent_lsn if earlier is None else min(earlier, consistent_lsn))
+                    consistent_lsn if before is None else min(before, consistent_lsn))
             self.state.save()
             self._snapshot(refs, snapshot_name, None)
+            for ref in refs:  # a table refused again published no row of this snapshot: its point is the earlier one
+                if ref.qualified in self._held and earlier[ref.qualified] is not None:
+                    self.state.snapshot_lsn[ref.qualified] = earlier[ref.qualified]
         finally:
             temporary.close()
-        for ref in refs:
-            self.state.move(ref.qualified, TableState.STREAMING)
-        self.state.save()
+        self._streaming(refs)
         # The snapshot's events confirm nothing: the slot resumes from its own confirmed position.
         self.tracker = FlushTracker()
 
@@ -596,7 +598,11 @@ class CaptureSource:
             ts_ms = int(time.time() * 1000)
             for n, ref in enumerate(refs):
                 columns = snap.columns(ref)
-                info = self._table(ref, columns, convert=None)
+                try:
+                    info = self._table(ref, columns, convert=None)
+                except SchemaRefused as exc:
+                    self._hold_snapshot(ref, columns, exc)
+                    continue
                 rows_counter = metrics.SNAPSHOT_ROWS.labels(self.config.name, ref.table)
                 started = time.monotonic()
 
@@ -702,6 +708,32 @@ class CaptureSource:
                      "rule accepts the new schema, the capture publishes them by itself within %.0f s (docs/capture.md, "
                      "\"Schemas before data\")", exc, ref.qualified, self.config.slot, self.config.held_retry_interval)
 
+    def _hold_snapshot(self, ref: TableRef, columns: Sequence[ColumnSpec], exc: SchemaRefused) -> None:
+        """Stop the capture of one table whose schema the registry refused when its snapshot began; the other
+        tables' snapshot and stream go on.
+
+        None of its rows is published, and it stays owed a snapshot (ERRORED, in the state file's pending
+        snapshots, with no consistent point of its own). Its changes in the stream are left out and not held in
+        the slot: the snapshot that the next run takes, through a temporary slot, once the subject's rule accepts
+        the schema (:meth:`_retry_held`, then :meth:`_catch_up`), holds them all, and the stream publishes its
+        changes from that snapshot's consistent point on."""
+        self._held[ref.qualified] = (ref, tuple(columns))
+        self.state.snapshot_lsn.pop(ref.qualified, None)
+        self.state.save()
+        metrics.TABLES_HELD.labels(self._labels).set(len(self._held))
+        logger.error("%s. The snapshot of %s is not taken and its changes are not published, while the source's other "
+                     "tables go on. Once the subject's rule accepts the schema, the capture starts again by itself "
+                     "within %.0f s and snapshots the table (docs/capture.md, \"Schemas before data\")", exc,
+                     ref.qualified, self.config.held_retry_interval)
+
+    def _streaming(self, refs: Sequence[TableRef]) -> None:
+        """Mark ``refs`` STREAMING in the state file, but for a table held since its snapshot was refused: it stays
+        ERRORED and owed its snapshot."""
+        for ref in refs:
+            if ref.qualified not in self._held:
+                self.state.move(ref.qualified, TableState.STREAMING)
+        self.state.save()
+
     def _retry_held(self) -> None:
         """Offer the held tables' schemas to the registry again; once one is accepted, end the run
         (:class:`SchemaNowAccepted`) so that the next one publishes its changes from the slot. A registry that
@@ -712,8 +744,10 @@ class CaptureSource:
             except StreamsError as exc:
                 logger.debug("schemas of %s still not registered: %s", qualified, exc)
                 continue
+            what = ("to snapshot the table" if self.state.needs_snapshot(qualified)
+                    else "to publish the changes it held")
             raise SchemaNowAccepted(f"the schema registry now accepts the schema of {qualified}: the capture starts "
-                                    f"again from slot {self.config.slot} to publish the changes it held")
+                                    f"again from slot {self.config.slot} {what}")
 
     # --- the stream -------------------------------------------------------------
     def _stream_loop(self, stream: ReplicationStream, until) -> None:

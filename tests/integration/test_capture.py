@@ -219,6 +219,52 @@ def test_a_refused_schema_change_stops_that_table_only_and_its_changes_follow_on
     assert [r[1]["after"]["resource_id"] for r in resources] == [1, 2]
 
 
+def test_a_schema_refused_at_a_snapshot_stops_that_table_only_and_the_table_is_snapshotted_once_the_rule_allows(
+        source, reader, tmp_path):
+    """DESIGN.md: a refused change stops that table's capture and loses nothing, in a snapshot too. A slot made
+    again after accounts changed shape meets the subject's earlier schema at the snapshot: the other tables'
+    snapshot and stream go on, accounts is owed its snapshot, and takes it once the rule accepts."""
+    subject = f"{source.topic('accounts')}-value"
+    _account(source, 1)
+    with RunningCapture(source.config()) as run:  # registers accounts' schema as it is (payment_terms_days an integer)
+        assert len(reader.read(source.topic("accounts"), 1)) == 1
+    assert run.error is None
+    run.capture.close()
+    source.execute("alter table accounts alter column payment_terms_days type text")
+    source.execute("insert into resources values (1, 'A', 'a@x', 'analyst', 'aws', '{}', 'NA', 'employee', 1, 2, 40, "
+                   "true, '2025-01-01', now())")
+    reader.registry.set_compatibility(subject, "BACKWARD")
+    # a new slot and state, as after the slot was lost: every table is snapshotted again
+    again = source.config(slot=f"slot_{source.name}_again", state_dir=tmp_path / "again", held_retry_interval=1.0)
+    with RunningCapture(again) as run:
+        assert wait_for(lambda: "public.accounts" in _status(run).get("held", ()), timeout=10)
+        assert "payment_terms_days" in _status(run)["errors"]["public.accounts"]
+        _account(source, 2)
+        source.execute("update accounts set name = 'Acme 1' where account_id = 1")
+        source.execute("insert into resources values (2, 'B', 'b@x', 'analyst', 'aws', '{}', 'NA', 'employee', 1, 2, "
+                       "40, true, '2025-01-01', now())")
+        resources = reader.read(source.topic("resources"), 2, timeout=10)
+        # the snapshot's resource, then the stream's: the other tables went on
+        assert [(v["op"], v["after"]["resource_id"]) for _, v in resources] == [("r", 1), ("c", 2)]
+        assert run.thread.is_alive() and run.error is None
+        assert len(reader.read(source.topic("accounts"), 2, timeout=5)) == 1, "nothing of accounts' new shape"
+        reader.registry.set_compatibility(subject, "NONE")
+        assert wait_for(lambda: not run.thread.is_alive(), timeout=30)
+    assert isinstance(run.error, SchemaNowAccepted) and "to snapshot the table" in str(run.error), run.error
+    run.capture.close()
+    with RunningCapture(again) as run:
+        accounts = reader.read(source.topic("accounts"), 3)
+        _account(source, 3)
+        accounts += reader.read(source.topic("accounts"), 4)[3:]
+    assert run.error is None
+    # the first capture's row, then accounts' snapshot in its new shape (every change the stream left out is in
+    # it), then the stream from there on
+    assert [(v["op"], v["after"]["account_id"]) for _, v in accounts] == [("r", 1), ("r", 1), ("r", 2), ("c", 3)]
+    assert accounts[1][1]["after"]["name"] == "Acme 1" and accounts[2][1]["after"]["payment_terms_days"] == "45"
+    state = json.loads((tmp_path / "again" / f"{source.name}.state.json").read_text())
+    assert state["tables"]["public.accounts"] == "streaming" and not state.get("errors")
+
+
 def _status(run: RunningCapture) -> dict:
     try:
         return json.loads(run.capture.status_path.read_text())
