@@ -754,7 +754,7 @@ class Processors:
     async def _route_batch(self, events: list) -> int:
         out = Outbox()
         taken = len(events)
-        events = self._unrepeated(out, events)
+        events, marks = self._unrepeated(events)
         changes: list[tuple[Cause, str, Any, dict[str, Any] | None, str | None]] = []
         left_out = sum(self._decode_versions(out, versions, changes) for versions in _row_versions(events))
         # Versions of a row under other keys (a key schema that changed) are left out after decoding (_coalesced).
@@ -762,6 +762,10 @@ class Processors:
         self.metrics.coalesced.inc(left_out + len(changes) - len(routed))
         for cause, kind, pk, row, commit_ms in routed:
             self._fold(out, cause, self._route, cause.event, kind, pk, row, commit_ms, out)
+        # The marks after the routes: the changelog keeps the order a batch's records were sent in (an idempotent
+        # producer), so a crash that cut it short left a mark only with every route of the rows it passed.
+        for key, mark, event in marks:
+            out.write("routes", key, event, mark)
         refused: set[int] = set()
 
         def too_large(item: list[Any], exc: Exception) -> None:
@@ -786,11 +790,12 @@ class Processors:
         await self._flush("route", out)
         return taken
 
-    def _unrepeated(self, out: Outbox, events: list) -> list:
+    def _unrepeated(self, events: list) -> tuple[list, list[tuple[bytes, list, Any]]]:
         """The events of a router batch less those the capture had published already and sent again after its
         restart (an older version of a row after a newer one): by their ``psmesh-position`` header, against the
         mark of their partition (streams/position.py). Folded, a repeat would take the row back for a moment, and
-        the demand or request derived from it would count a change that never happened, under a new id.
+        the demand or request derived from it would count a change that never happened, under a new id. Also
+        the partitions' new marks: (key, mark, the last event taken).
 
         The marks live in the ``routes`` table (``~position|<topic>|<partition>``), written and settled with the
         batch's routes: a mark is in the store only once the rows it passed are on the broker, so a batch handled
@@ -820,10 +825,7 @@ class Processors:
                 continue
             entry[1], entry[2] = mark, event
             kept.append(event)
-        for key, mark, event in marks.values():
-            if event is not None:
-                out.write("routes", key, event, mark)
-        return kept
+        return kept, [(key, mark, event) for key, mark, event in marks.values() if event is not None]
 
     def _decode_versions(self, out: Outbox, versions: list[Any], changes: list) -> int:
         """The last version of a row in the batch (``versions``, latest first), decoded and checked onto

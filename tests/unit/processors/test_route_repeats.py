@@ -128,3 +128,14 @@ def test_a_batch_handled_again_after_a_failure_is_not_taken_for_a_repeat_of_itse
     assert [h for h in handled if h[0] == 4] == [(4, 2, "PRJ-1")]
     assert loads(processors.tables["routes"].data[b"~position|" + named["first"][0].message.topic.encode()
                                                   + b"|0"]) == [ORIGIN.decode(), 300, 290]
+
+
+def test_a_mark_goes_to_the_changelog_after_the_routes_of_the_rows_it_passed(tmp_path: Path):
+    # a crash that cut the batch's changelog records short must not leave the mark without a route it passed: the
+    # replay would leave the row out and its route would stay the old one
+    processors = routing(tmp_path, [at(change("entry", entry(1, "submitted"), 0, "c"), 100, 90),
+                                    at(change("entry", entry(2, "submitted", project_code="PRJ-2"), 1, "c"), 200, 190)])
+    changelog = [loads(value) for topic, partition, value in processors.sender.records
+                 if topic.endswith("-routes-changelog") and partition == 0]
+    assert changelog[-1] == [ORIGIN.decode(), 200, 190]
+    assert [["p", "PRJ-1"], ["r", "12"]] in changelog[:-1] and [["p", "PRJ-2"], ["r", "12"]] in changelog[:-1]
