@@ -9,10 +9,15 @@ change that never happened, under a new id.
 So the capture puts on every streamed change event (and on the tombstone after a delete) a Kafka header,
 ``psmesh-position``, in ASCII: ``<origin>,<commit_lsn>,<change_lsn>``.
 
-- ``origin``: ``<system identifier>.<timeline>`` of the PostgreSQL cluster the capture streams from
-  (``IDENTIFY_SYSTEM``). WAL positions are comparable only within one origin: a source restored elsewhere has
-  another system identifier, and one restored to a point in time or a promoted standby another timeline, and
-  either may number its WAL below what the old one published.
+- ``origin``: ``<system identifier>.<timeline>.<epoch>``. The first two are the PostgreSQL cluster's and the
+  timeline's the capture streams from (``IDENTIFY_SYSTEM``): a database re-created from a dump has another system
+  identifier, and one recovered to a point in time, or a standby promoted, another timeline; either may number
+  its WAL below what the old one published. The epoch (the capture's state file) covers what those two do not:
+  it moves on (a) when the server's WAL ends before the position the capture last confirmed, as after a
+  restore from a physical backup or a disk snapshot, which keep the system identifier and may keep the
+  timeline; and (b) when Kafka refused one of the capture's events other than by a purge: librdkafka's
+  idempotent producer then goes on with the later events of the partition (a message timed out leaves a gap),
+  so the partition may hold later positions than a change it never got, which the next run sends again.
 - ``commit_lsn``: the LSN of its transaction's commit record. Transactions are published in commit order, so
   along one partition, within one origin, it never goes down, except where a repeat begins.
 - ``change_lsn``: the change's own WAL position (``source.lsn``), increasing within a transaction.
@@ -46,8 +51,8 @@ from typing import Any
 HEADER = "psmesh-position"
 
 
-def origin(system_identifier: str | int, timeline: int) -> bytes:
-    return b"%s.%d" % (str(system_identifier).encode(), timeline)
+def origin(system_identifier: str | int, timeline: int, epoch: int = 0) -> bytes:
+    return b"%s.%d.%d" % (str(system_identifier).encode(), timeline, epoch)
 
 
 def head(origin: bytes, commit_lsn: int) -> bytes:

@@ -77,6 +77,8 @@ class ReplicationStream:
         assert row is not None
         #: the cluster's system identifier and its timeline: where the stream's WAL positions mean anything
         self.system_identifier, self.timeline = str(row[0]), int(row[1])
+        #: where the server's WAL ends (flushed) when the connection opened
+        self.wal_end = Lsn.parse(row[2])
 
     def create_slot(self, slot: str, temporary: bool = False) -> tuple[int, str]:
         """Create the pgoutput slot and export its snapshot: (consistent point, snapshot name).

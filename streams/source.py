@@ -303,8 +303,11 @@ class CaptureSource:
         self._commit_lsn = 0  # of the transaction being published, for error messages
         #: the ``psmesh-position`` header of the transaction being published, up to its changes' own LSN
         self._position = b""
-        #: the cluster and timeline the stream reads (streams/position.py), set when it opens
+        #: the cluster, timeline and epoch of the positions this run publishes (streams/position.py), set when the
+        #: stream opens (_set_origin)
         self._origin = b""
+        #: whether a delivery failure moved the epoch on in this run already (_delivery_failed)
+        self._epoch_moved = False
         #: per table snapshotted while the slot existed: its snapshot's consistent point (see _skipping)
         self._skip_before: dict[str, int] = {}
         #: the tables whose changes the current transaction must not publish (None: none, the common case)
@@ -518,7 +521,7 @@ class CaptureSource:
             self._skip_before = self.state.skip_points()
             self._streaming(self.config.table_refs())
             stream = ReplicationStream(self.config.dsn)
-            self._origin = position.origin(stream.system_identifier, stream.timeline)
+            self._set_origin(stream)
             try:
                 stream.start(self.config.slot, self.config.publication, 0)
             except BaseException:
@@ -526,7 +529,7 @@ class CaptureSource:
                 raise
             return stream
         stream = ReplicationStream(self.config.dsn)
-        self._origin = position.origin(stream.system_identifier, stream.timeline)
+        self._set_origin(stream)
         try:
             consistent_lsn, snapshot_name = stream.create_slot(self.config.slot)
             logger.info("created slot %s at %s", self.config.slot, Lsn(consistent_lsn))
@@ -545,6 +548,31 @@ class CaptureSource:
             stream.close()
             raise
         return stream
+
+    def _set_origin(self, stream: ReplicationStream) -> None:
+        """The origin of this run's positions (streams/position.py): the server's, and the capture's epoch, which
+        moves on if the server's WAL ends before what this capture confirmed (restored from a physical backup or
+        a disk snapshot: the positions since then will be used again by other changes)."""
+        if stream.wal_end < self.state.confirmed_lsn:
+            logger.warning("%s: the server's WAL ends at %s, before %s, which this capture confirmed: the database "
+                           "went back in time (restored from a backup or a disk snapshot?). Its changes from here on "
+                           "are published under a new epoch of positions (%d), which consumers do not compare with "
+                           "the old ones; what the restore lost is not published again", self.config.name,
+                           Lsn(stream.wal_end), Lsn(self.state.confirmed_lsn), self.state.epoch + 1)
+            self.state.new_epoch()
+            self.state.save()
+        self._origin = position.origin(stream.system_identifier, stream.timeline, self.state.epoch)
+
+    def _delivery_failed(self, err: Any) -> None:
+        """A delivery Kafka refused (the run stops on it, and the next sends again from the slot): unless it was
+        only purged, librdkafka's idempotent producer may have written later events of its partition since, so the
+        next run's positions start a new epoch (streams/position.py) and are not taken for repeats of those."""
+        code = err.code() if hasattr(err, "code") else None
+        if self._epoch_moved or code in (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT):
+            return
+        self._epoch_moved = True
+        self.state.new_epoch()
+        self.state.save()
 
     # --- snapshot ---------------------------------------------------------------
     def _catch_up(self, refs: list[TableRef]) -> None:
@@ -923,6 +951,7 @@ class CaptureSource:
             # Called once per event: only the last acknowledgement of a sealed transaction can
             # move the flushable position, so the tracker is asked only then.
             if err is not None:
+                self._delivery_failed(err)
                 tracker.delivered(txn, f"{err} (topic {msg.topic()}, partition {msg.partition()})")
                 return
             txn.pending -= 1
@@ -1259,7 +1288,12 @@ class CaptureSource:
         if flushed != self._confirmed or force:
             stream.send_status(max(self._written, flushed), flushed)
             self._confirmed = flushed
-            if (self.state.snapshot_lsn or self.state.published_lsn) and self.state.forget_snapshot_lsns(flushed):
+            changed = bool(self.state.snapshot_lsn or self.state.published_lsn) and self.state.forget_snapshot_lsns(
+                flushed)
+            if flushed > self.state.confirmed_lsn:  # a restore to before it is told by it (_set_origin)
+                self.state.confirmed_lsn = Lsn(flushed)
+                changed = True
+            if changed:
                 self.state.save()
         metrics.CONFIRMED_LSN.labels(self._labels).set(flushed)
         metrics.LAG_BYTES.labels(self._labels).set(max(0, self._server_lsn - flushed))

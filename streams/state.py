@@ -67,6 +67,13 @@ class CaptureState:
     #: cleanly: the end of the transactions whose events of this table Kafka acknowledged. The next run, which
     #: starts from the held position, skips this table's changes committed before it (published already).
     published_lsn: dict[str, Lsn] = field(default_factory=dict)
+    #: the highest position this capture confirmed to its slot (every event before it acknowledged by Kafka). A
+    #: server whose WAL ends before it went back in time: restored from a backup or a disk snapshot.
+    confirmed_lsn: Lsn = Lsn(0)
+    #: the third part of the capture's origin (streams/position.py): moved on when positions this capture published
+    #: may come again for other changes (the WAL went back) or when a delivery failed and later events of the same
+    #: partition may have been written without it, so that consumers compare nothing across it
+    epoch: int = 0
 
     @classmethod
     def load(cls, path: Path, tables: list[str]) -> "CaptureState":
@@ -78,6 +85,8 @@ class CaptureState:
             state.snapshot_lsn = {t: Lsn.parse(s) for t, s in raw.get("snapshot_lsn", {}).items()}
             state.snapshot_pending = set(raw.get("snapshot_pending", ()))
             state.published_lsn = {t: Lsn.parse(s) for t, s in raw.get("published_lsn", {}).items()}
+            state.confirmed_lsn = Lsn.parse(raw.get("confirmed_lsn", "0/0"))
+            state.epoch = int(raw.get("epoch", 0))
         for table in tables:
             state.tables.setdefault(table, TableState.INIT)
         return state
@@ -125,6 +134,11 @@ class CaptureState:
         self.snapshot_lsn = {table: Lsn(consistent_lsn) for table in tables}
         self.published_lsn = {}
 
+    def new_epoch(self) -> None:
+        """Start a new epoch of positions (see :attr:`epoch`), from no confirmed position."""
+        self.epoch += 1
+        self.confirmed_lsn = Lsn(0)
+
     def skip_points(self) -> dict[str, int]:
         """Per table, the position before which the stream skips its changes (in a snapshot, or published already):
         the later of its consistent point and its published position."""
@@ -142,5 +156,7 @@ class CaptureState:
             "snapshot_lsn": {t: str(Lsn(lsn)) for t, lsn in self.snapshot_lsn.items()},
             "snapshot_pending": sorted(self.snapshot_pending),
             "published_lsn": {t: str(Lsn(lsn)) for t, lsn in self.published_lsn.items()},
+            "confirmed_lsn": str(Lsn(self.confirmed_lsn)),
+            "epoch": self.epoch,
         }, indent=2))
         os.replace(tmp, self.path)
