@@ -234,7 +234,7 @@ class Worker:
     """``python -m psmesh processors run`` as a subprocess, stopped with SIGTERM."""
 
     def __init__(self, home: Path, settings: Settings, app_id: str, name: str, *, host: str | None = None,
-                 port: int | None = None) -> None:
+                 port: int | None = None, memory_store: bool = True) -> None:
         """``host``: the worker serves on that address only, and tells the others to reach it there
         (PSMESH_PROCESSORS_URL), as a worker on a host of its own would."""
         self.host = host or "127.0.0.1"
@@ -247,7 +247,8 @@ class Worker:
         with self.log.open("w") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "psmesh", "processors", "run", "--web-port", str(self.port),
-                 "--app-id", app_id, "--memory-store", "--datadir", str(home / f"data-{name}")],
+                 "--app-id", app_id, *(["--memory-store"] if memory_store else []), "--datadir",
+                 str(home / f"data-{name}")],
                 env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
 
     def log_tail(self, lines: int = 60) -> str:
@@ -576,7 +577,9 @@ def test_repeats_of_a_restarted_capture_derive_no_demand_change_twice(
 
     worker = None
     try:
-        worker = Worker(tmp_path, stack_settings, f"psmesh-test-{uuid.uuid4().hex[:12]}", "repeats")
+        # on RocksDB, as a worker runs: the marks are read from and written to each partition's database
+        worker = Worker(tmp_path, stack_settings, f"psmesh-test-{uuid.uuid4().hex[:12]}", "repeats",
+                        memory_store=False)
         events.upsert("accounts", at=(origin, lsn, lsn - 5), account_id=account_id, name="Repeat Account",
                       industry="retail", region="EMEA", currency="EUR", payment_terms_days=30, updated_at=CLOSED_AT)
         open_version = opportunity("proposal", "60.00", 100)
