@@ -545,9 +545,10 @@ def test_repeats_of_a_restarted_capture_derive_no_demand_change_twice(
     registry = SchemaRegistryClient({"url": stack_settings.schema_registry_url})
     bootstrap = stack_settings.bootstrap_servers
     base = 10**12 + random.randrange(10**9) * 1000
-    oid, account_id, line_1, line_2 = base + 1, base + 10, base + 50, base + 51
+    oid, account_id, line_1, line_2, line_3 = base + 1, base + 10, base + 50, base + 51, base + 52
     events = ChangeEvents(bootstrap, registry)
-    demand = TopicReader(bootstrap, registry, "derived.resource_demand", lambda k: k["line_id"] in (line_1, line_2))
+    demand = TopicReader(bootstrap, registry, "derived.resource_demand",
+                         lambda k: k["line_id"] in (line_1, line_2, line_3))
     # this run's own cluster: the topics are shared with earlier runs, whose positions are not this one's
     origin, lsn = position.origin(str(random.randrange(10**18, 10**19)), 1), 10**9
 
@@ -578,8 +579,8 @@ def test_repeats_of_a_restarted_capture_derive_no_demand_change_twice(
     worker = None
     try:
         # on RocksDB, as a worker runs: the marks are read from and written to each partition's database
-        worker = Worker(tmp_path, stack_settings, f"psmesh-test-{uuid.uuid4().hex[:12]}", "repeats",
-                        memory_store=False)
+        app_id = f"psmesh-test-{uuid.uuid4().hex[:12]}"
+        worker = Worker(tmp_path, stack_settings, app_id, "repeats", memory_store=False)
         events.upsert("accounts", at=(origin, lsn, lsn - 5), account_id=account_id, name="Repeat Account",
                       industry="retail", region="EMEA", currency="EUR", payment_terms_days=30, updated_at=CLOSED_AT)
         open_version = opportunity("proposal", "60.00", 100)
@@ -603,6 +604,21 @@ def test_repeats_of_a_restarted_capture_derive_no_demand_change_twice(
         demand.drain(2.0)
         assert states() == [(line_1, "1", "soft"), (line_1, "2", "hard"), (line_2, "1", "hard")]
         assert repeated() == repeated_before + 1  # the topic is shared: earlier runs' repeats counted before
+
+        # a worker on another machine (an empty data dir) takes over: it restores the marks from the changelog, and
+        # the same repeat is left out again (it re-sends the current demand under the same ids)
+        worker.stop(graceful=True)
+        worker = Worker(tmp_path, stack_settings, app_id, "repeats-elsewhere", memory_store=False)
+        events.repeat("opportunities", open_version, (origin, lsn + 100, lsn + 95))
+        events.flush()
+        time.sleep(1.0)
+        line(line_3, 500)
+        events.flush()
+        wait_until([demand], lambda: any(line_id == line_3 for line_id, _, _ in states()),
+                   "the third line's demand", worker=worker)
+        demand.drain(2.0)
+        assert set(states()) == {(line_1, "1", "soft"), (line_1, "2", "hard"), (line_2, "1", "hard"),
+                                 (line_3, "1", "hard")}
     finally:
         if worker is not None:
             worker.stop()
