@@ -193,8 +193,8 @@ def _captures(settings: Settings, topology: Topology, thresholds: Thresholds, ch
             state, detail = "fail", f"slot {source.slot} inactive: no capture attached ({lag})"
         elif held:
             reasons = "; ".join(errors.get(t, t) for t in held)
-            state, detail = "fail", (f"capture of {', '.join(held)} stopped by a refused schema change, nothing of it "
-                                     f"lost (slot {source.slot}, {lag}): {reasons}")
+            state, detail = "fail", (f"capture of {', '.join(held)} stopped by a refused schema change, its changes "
+                                     f"held in slot {source.slot} ({lag}): {reasons}")
         elif figures["lag_bytes"] > thresholds.slot_lag_bytes:
             state, detail = "warn", f"slot {source.slot} {lag}: above {_bytes(thresholds.slot_lag_bytes)}"
         elif port and scraped is None:

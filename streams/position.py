@@ -13,9 +13,10 @@ So the capture puts on every streamed change event (and on the tombstone after a
   timeline's the capture streams from (``IDENTIFY_SYSTEM``): a database re-created from a dump has another system
   identifier, and one recovered to a point in time, or a standby promoted, another timeline; either may number
   its WAL below what the old one published. The epoch (the capture's state file) covers what those two do not:
-  it moves on (a) when the server's WAL ends before the position the capture last confirmed, as after a
-  restore from a physical backup or a disk snapshot, which keep the system identifier and may keep the
-  timeline; and (b) when Kafka refused one of the capture's events other than by a purge: librdkafka's
+  it moves on (a) when the server's WAL ends before the position up to which Kafka acknowledged the
+  capture's events, or its slot stands before the position the capture confirmed, as after a restore from a
+  physical backup or a disk snapshot, which keep the system identifier and may keep the timeline (and after a
+  crash of PostgreSQL before it saved the slot: repeats then go through once, nothing is lost); and (b) when Kafka refused one of the capture's events other than by a purge: librdkafka's
   idempotent producer then goes on with the later events of the partition (a message timed out leaves a gap),
   so the partition may hold later positions than a change it never got, which the next run sends again.
 - ``commit_lsn``: the LSN of its transaction's commit record. Transactions are published in commit order, so

@@ -21,8 +21,9 @@ Guarantees (DESIGN.md "Semantics that must hold"):
   the table's held changes from the slot; it skips what the other tables
   published meanwhile (saved when the run stopped; after a crash they come
   again: duplicates, not loss). A table refused when its snapshot begins is
-  left out of the snapshot and of the stream, and stays owed its snapshot,
-  which the next run takes once the registry accepts the schema.
+  left out of the snapshot and of the stream, with the slot held the same
+  way, and stays owed its snapshot, which the next run takes once the
+  registry accepts the schema, before it publishes the table's held changes.
 * **Every table snapshotted once.** A table added to a source whose slot
   exists is snapshotted inside a temporary slot's exported snapshot, before
   the stream starts; the stream then skips that table's changes committed
@@ -308,6 +309,8 @@ class CaptureSource:
         self._origin = b""
         #: whether a delivery failure moved the epoch on in this run already (_delivery_failed)
         self._epoch_moved = False
+        #: the slot's confirmed position when the run began (_slot_exists), None without a slot
+        self._slot_confirmed: int | None = None
         #: per table snapshotted while the slot existed: its snapshot's consistent point (see _skipping)
         self._skip_before: dict[str, int] = {}
         #: the tables whose changes the current transaction must not publish (None: none, the common case)
@@ -492,8 +495,10 @@ class CaptureSource:
         """Whether the slot exists; a slot no capture can resume stops the capture (no reconnect can mend it)."""
         with psycopg.connect(self.config.dsn, autocommit=True) as conn:
             row = conn.execute(
-                "select database, wal_status from pg_replication_slots where slot_name = %s", (self.config.slot,)
+                "select database, wal_status, confirmed_flush_lsn - '0/0'::pg_lsn from pg_replication_slots "
+                "where slot_name = %s", (self.config.slot,)
             ).fetchone()
+        self._slot_confirmed = int(row[2]) if row and row[2] is not None else None
         if row and row[0] != self.config.database:
             raise StreamsError(f"slot {self.config.slot} belongs to database {row[0]}, not {self.config.database}: "
                                "give this source a slot of its own (its slot setting)")
@@ -543,6 +548,8 @@ class CaptureSource:
                 self._snapshot(self.config.table_refs(), snapshot_name, consistent_lsn)
             self._streaming(self.config.table_refs())
             self.tracker = FlushTracker(consistent_lsn)
+            if self._held:  # a table's snapshot was refused: the slot keeps its changes from the consistent point on
+                self.tracker.hold(None)
             stream.start(self.config.slot, self.config.publication, consistent_lsn)
         except BaseException:
             stream.close()
@@ -553,14 +560,22 @@ class CaptureSource:
         """The origin of this run's positions (streams/position.py): the server's, and the capture's epoch, which
         moves on if the server's WAL ends before what this capture confirmed (restored from a physical backup or
         a disk snapshot: the positions since then will be used again by other changes)."""
-        if stream.wal_end < self.state.confirmed_lsn:
-            logger.warning("%s: the server's WAL ends at %s, before %s, which this capture confirmed: the database "
-                           "went back in time (restored from a backup or a disk snapshot?). Its changes from here on "
-                           "are published under a new epoch of positions (%d), which consumers do not compare with "
-                           "the old ones; what the restore lost is not published again", self.config.name,
-                           Lsn(stream.wal_end), Lsn(self.state.confirmed_lsn), self.state.epoch + 1)
-            self.state.new_epoch()
-            self.state.save()
+        state = self.state
+        if stream.wal_end < state.acknowledged_lsn:
+            went_back = (f"the server's WAL ends at {Lsn(stream.wal_end)}, before {Lsn(state.acknowledged_lsn)}, up to "
+                         "which this capture published")
+        elif self._slot_confirmed is not None and self._slot_confirmed < state.confirmed_lsn:
+            went_back = (f"slot {self.config.slot} stands at {Lsn(self._slot_confirmed)}, before "
+                         f"{Lsn(state.confirmed_lsn)}, which this capture confirmed")
+        else:
+            went_back = None
+        if went_back is not None:
+            logger.warning("%s: %s: the database went back in time (restored from a backup or a disk snapshot?), or "
+                           "PostgreSQL crashed before it saved the slot. Its changes from here on are published under "
+                           "a new epoch of positions (%d), which consumers do not compare with the old ones; what a "
+                           "restore lost is not published again", self.config.name, went_back, state.epoch + 1)
+            state.new_epoch()
+            state.save()
         self._origin = position.origin(stream.system_identifier, stream.timeline, self.state.epoch)
 
     def _delivery_failed(self, err: Any) -> None:
@@ -597,21 +612,25 @@ class CaptureSource:
             # Saved before any row goes out. An attempt interrupted earlier keeps its point: its rows may be on
             # the topic, and the stream must publish what changed since then (a deletion of one of them among
             # it), even if this snapshot holds it too; a row may then show an older version briefly, never last.
-            earlier = {ref.qualified: self.state.snapshot_lsn.get(ref.qualified) for ref in refs}
             for ref in refs:
-                before = earlier[ref.qualified]
+                if ref.qualified in self.state.snapshot_refused:
+                    # its snapshot was refused earlier and the slot kept its changes since: all are published
+                    self.state.snapshot_lsn.pop(ref.qualified, None)
+                    continue
+                earlier = self.state.snapshot_lsn.get(ref.qualified)
                 self.state.snapshot_lsn[ref.qualified] = Lsn(
-                    consistent_lsn if before is None else min(before, consistent_lsn))
+                    consistent_lsn if earlier is None else min(earlier, consistent_lsn))
             self.state.save()
             self._snapshot(refs, snapshot_name, None)
-            for ref in refs:  # a table refused again published no row of this snapshot: its point is the earlier one
-                if ref.qualified in self._held and earlier[ref.qualified] is not None:
-                    self.state.snapshot_lsn[ref.qualified] = earlier[ref.qualified]
         finally:
             temporary.close()
         self._streaming(refs)
         # The snapshot's events confirm nothing: the slot resumes from its own confirmed position.
         self.tracker = FlushTracker()
+        if self._held:  # refused again: its changes stay in the slot
+            self.tracker.hold(None)
+        self.state.snapshot_refused -= {ref.qualified for ref in refs} - set(self._held)
+        self.state.save()
 
     def _snapshot(self, refs: list[TableRef], snapshot_name: str, consistent_lsn: int | None) -> None:
         """Publish every row of ``refs`` as an ``r`` event and wait for Kafka's acknowledgement.
@@ -741,18 +760,23 @@ class CaptureSource:
         tables' snapshot and stream go on.
 
         None of its rows is published, and it stays owed a snapshot (ERRORED, in the state file's pending
-        snapshots, with no consistent point of its own). Its changes in the stream are left out and not held in
-        the slot: the snapshot that the next run takes, through a temporary slot, once the subject's rule accepts
-        the schema (:meth:`_retry_held`, then :meth:`_catch_up`), holds them all, and the stream publishes its
-        changes from that snapshot's consistent point on."""
+        snapshots). Its changes in the stream are left out, and the slot is confirmed no further than where this
+        snapshot stands (the tracker is held once the snapshot is done), so PostgreSQL keeps them. Once the
+        subject's rule accepts the schema (:meth:`_retry_held`), the next run snapshots the table through a
+        temporary slot (:meth:`_catch_up`) and then publishes every change of it the slot kept, from before that
+        snapshot too: rows of the table may be on its topic from an earlier slot, and a deletion among those
+        changes is the only thing that removes one there (a snapshot holds no deleted row). A row may show an
+        older version for a moment, never last."""
         self._held[ref.qualified] = (ref, tuple(columns))
+        self.state.snapshot_refused.add(ref.qualified)
         self.state.snapshot_lsn.pop(ref.qualified, None)
         self.state.save()
         metrics.TABLES_HELD.labels(self._labels).set(len(self._held))
         logger.error("%s. The snapshot of %s is not taken and its changes are not published, while the source's other "
-                     "tables go on. Once the subject's rule accepts the schema, the capture starts again by itself "
-                     "within %.0f s and snapshots the table (docs/capture.md, \"Schemas before data\")", exc,
-                     ref.qualified, self.config.held_retry_interval)
+                     "tables go on; slot %s is confirmed no further (PostgreSQL keeps the WAL). Once the subject's "
+                     "rule accepts the schema, the capture starts again by itself within %.0f s, snapshots the table "
+                     "and publishes its changes (docs/capture.md, \"Schemas before data\")", exc, ref.qualified,
+                     self.config.slot, self.config.held_retry_interval)
 
     def _streaming(self, refs: Sequence[TableRef]) -> None:
         """Mark ``refs`` STREAMING in the state file, but for a table held since its snapshot was refused: it stays
@@ -1295,6 +1319,10 @@ class CaptureSource:
                 changed = True
             if changed:
                 self.state.save()
+        acknowledged = self.tracker.acknowledged
+        if acknowledged > self.state.acknowledged_lsn:  # so is one to before it, a table held or not (_set_origin)
+            self.state.acknowledged_lsn = Lsn(acknowledged)
+            self.state.save()
         metrics.CONFIRMED_LSN.labels(self._labels).set(flushed)
         metrics.LAG_BYTES.labels(self._labels).set(max(0, self._server_lsn - flushed))
         self._write_status()

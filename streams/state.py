@@ -42,7 +42,8 @@ class TableState(str, enum.Enum):
 _ALLOWED = {
     TableState.INIT: {TableState.SNAPSHOTTING, TableState.STREAMING, TableState.ERRORED},
     TableState.SNAPSHOTTING: {TableState.STREAMING, TableState.ERRORED, TableState.INIT},
-    TableState.STREAMING: {TableState.ERRORED, TableState.INIT},
+    # a new slot (the old one lost, or dropped to start over) snapshots every table again
+    TableState.STREAMING: {TableState.ERRORED, TableState.INIT, TableState.SNAPSHOTTING},
     TableState.ERRORED: {TableState.INIT, TableState.SNAPSHOTTING, TableState.STREAMING},
 }
 
@@ -67,9 +68,17 @@ class CaptureState:
     #: cleanly: the end of the transactions whose events of this table Kafka acknowledged. The next run, which
     #: starts from the held position, skips this table's changes committed before it (published already).
     published_lsn: dict[str, Lsn] = field(default_factory=dict)
-    #: the highest position this capture confirmed to its slot (every event before it acknowledged by Kafka). A
-    #: server whose WAL ends before it went back in time: restored from a backup or a disk snapshot.
+    #: tables whose snapshot the registry refused (their schema): the snapshot that follows publishes every change
+    #: of theirs the slot still holds, from before it too, since rows of theirs may be on the topic from an earlier
+    #: slot and only the stream can delete them there (CaptureSource._hold_snapshot)
+    snapshot_refused: set[str] = field(default_factory=set)
+    #: the highest position this capture confirmed to its slot (every event before it acknowledged by Kafka). A slot
+    #: confirmed before it went back in time: restored from a backup or a disk snapshot (or PostgreSQL crashed
+    #: before it saved the slot: taken the same way, which costs only repeats told apart).
     confirmed_lsn: Lsn = Lsn(0)
+    #: the highest position up to which Kafka acknowledged every event of this capture, a held table or not. A
+    #: server whose WAL ends before it went back in time.
+    acknowledged_lsn: Lsn = Lsn(0)
     #: the third part of the capture's origin (streams/position.py): moved on when positions this capture published
     #: may come again for other changes (the WAL went back) or when a delivery failed and later events of the same
     #: partition may have been written without it, so that consumers compare nothing across it
@@ -85,7 +94,9 @@ class CaptureState:
             state.snapshot_lsn = {t: Lsn.parse(s) for t, s in raw.get("snapshot_lsn", {}).items()}
             state.snapshot_pending = set(raw.get("snapshot_pending", ()))
             state.published_lsn = {t: Lsn.parse(s) for t, s in raw.get("published_lsn", {}).items()}
+            state.snapshot_refused = set(raw.get("snapshot_refused", ()))
             state.confirmed_lsn = Lsn.parse(raw.get("confirmed_lsn", "0/0"))
+            state.acknowledged_lsn = Lsn.parse(raw.get("acknowledged_lsn", "0/0"))
             state.epoch = int(raw.get("epoch", 0))
         for table in tables:
             state.tables.setdefault(table, TableState.INIT)
@@ -137,7 +148,7 @@ class CaptureState:
     def new_epoch(self) -> None:
         """Start a new epoch of positions (see :attr:`epoch`), from no confirmed position."""
         self.epoch += 1
-        self.confirmed_lsn = Lsn(0)
+        self.confirmed_lsn = self.acknowledged_lsn = Lsn(0)
 
     def skip_points(self) -> dict[str, int]:
         """Per table, the position before which the stream skips its changes (in a snapshot, or published already):
@@ -156,7 +167,9 @@ class CaptureState:
             "snapshot_lsn": {t: str(Lsn(lsn)) for t, lsn in self.snapshot_lsn.items()},
             "snapshot_pending": sorted(self.snapshot_pending),
             "published_lsn": {t: str(Lsn(lsn)) for t, lsn in self.published_lsn.items()},
+            "snapshot_refused": sorted(self.snapshot_refused),
             "confirmed_lsn": str(Lsn(self.confirmed_lsn)),
+            "acknowledged_lsn": str(Lsn(self.acknowledged_lsn)),
             "epoch": self.epoch,
         }, indent=2))
         os.replace(tmp, self.path)

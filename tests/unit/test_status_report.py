@@ -104,7 +104,7 @@ def test_a_table_stopped_by_a_refused_schema_fails_its_capture_naming_table_and_
     checks: list = []
     status._captures(Settings(home=tmp_path), topology, status.Thresholds(), checks)
     assert [(c.name, c.state) for c in checks] == [("crm", "fail")]
-    assert checks[0].detail.startswith("capture of public.accounts stopped by a refused schema change, nothing of it "
-                                       "lost (slot psmesh_crm, slot lag 4.0 KiB)")
+    assert checks[0].detail.startswith("capture of public.accounts stopped by a refused schema change, its changes "
+                                       "held in slot psmesh_crm (slot lag 4.0 KiB)")
     assert "under BACKWARD compatibility" in checks[0].detail
     assert checks[0].figures["stopped_tables"] == ["public.accounts"]

@@ -69,13 +69,23 @@ def test_the_origin_is_the_servers_and_the_epoch_stays_while_the_wal_is_past_wha
     assert capture._origin == position.origin("7441862374219938371", 3, 0) == b"7441862374219938371.3.0"
 
 
-def test_a_server_whose_wal_ends_before_what_was_confirmed_starts_a_new_epoch(tmp_path):
+def test_a_server_whose_wal_ends_before_what_kafka_acknowledged_starts_a_new_epoch(tmp_path):
     capture = _capture(tmp_path)
-    capture.state.confirmed_lsn = Lsn(0x9000)
+    capture.state.confirmed_lsn = Lsn(0x2000)  # a held table kept the slot back; the others were published on
+    capture.state.acknowledged_lsn = Lsn(0x9000)
     capture._set_origin(_Stream(wal_end=0x5000))  # restored from a disk snapshot taken earlier
     assert capture._origin == b"7441862374219938371.3.1"
     saved = _saved(tmp_path)
-    assert saved.epoch == 1 and saved.confirmed_lsn == 0  # before any event of the new epoch is published
+    assert saved.epoch == 1 and saved.confirmed_lsn == saved.acknowledged_lsn == 0  # before any event of the epoch
+
+
+def test_a_slot_that_stands_before_what_was_confirmed_starts_a_new_epoch(tmp_path):
+    # a restore whose server has written past what the capture published before the capture came back
+    capture = _capture(tmp_path)
+    capture.state.confirmed_lsn = capture.state.acknowledged_lsn = Lsn(0x9000)
+    capture._slot_confirmed = 0x5000
+    capture._set_origin(_Stream(wal_end=0xA000))
+    assert capture._origin.endswith(b".1")
 
 
 def test_the_confirmed_position_is_kept_in_the_state_file_as_it_moves(tmp_path):
@@ -83,7 +93,12 @@ def test_the_confirmed_position_is_kept_in_the_state_file_as_it_moves(tmp_path):
     stream = _Stream(wal_end=0)
     capture.tracker.idle(0x7000)  # nothing in flight: the slot can be confirmed up to the server's position
     capture._send_status(stream, force=True)
-    assert stream.sent[-1][1] == 0x7000 and _saved(tmp_path).confirmed_lsn == 0x7000
+    assert stream.sent[-1][1] == 0x7000
+    assert _saved(tmp_path).confirmed_lsn == _saved(tmp_path).acknowledged_lsn == 0x7000
+    capture.tracker.hold(None)  # a table held: the slot stays, what Kafka acknowledged goes on
+    capture.tracker.idle(0x8000)
+    capture._send_status(stream)
+    assert _saved(tmp_path).confirmed_lsn == 0x7000 and _saved(tmp_path).acknowledged_lsn == 0x8000
 
 
 def test_a_delivery_kafka_refused_starts_a_new_epoch_for_the_next_run_once(tmp_path):
