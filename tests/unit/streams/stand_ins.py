@@ -20,3 +20,16 @@ class MemoryRegistrar:
         """The contract of a capture's dead-letter topic, under fixed ids 21 and 22."""
         return tuple(AvroEncoder(json.loads((LETTER_SCHEMAS / f"capture-{part}.avsc").read_text()), schema_id)
                      for part, schema_id in (("key", 21), ("value", 22)))
+
+
+class SilentPublisher:
+    """Takes events and never reports a delivery, as when Kafka is down."""
+
+    def send(self, topic, key, value, on_delivery, headers=None) -> None:
+        pass
+
+    def produce(self, topic, value, key, partition, on_delivery, headers=None) -> None:
+        pass
+
+    def poll(self, timeout: float = 0.0) -> int:
+        return 0

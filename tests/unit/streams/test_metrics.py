@@ -10,6 +10,7 @@ from streams.envelope import key_schema, value_schema
 from streams.publisher import AvroEncoder
 from streams.registration import TableSchemas
 from streams.source import CaptureConfig, CaptureSource
+from tests.unit.streams.stand_ins import SilentPublisher
 
 OPERATING = Path(__file__).resolve().parents[3] / "docs" / "operating.md"
 
@@ -20,19 +21,6 @@ class _Registrar:
                             AvroEncoder(value_schema(topic, columns), 12))
 
 
-class _SilentPublisher:
-    """Takes events and never reports a delivery, as when Kafka is down."""
-
-    def send(self, topic, key, value, on_delivery, headers=None) -> None:
-        pass
-
-    def produce(self, topic, value, key, partition, on_delivery, headers=None) -> None:
-        pass
-
-    def poll(self, timeout: float = 0.0) -> int:
-        return 0
-
-
 def _cstr(s: str) -> bytes:
     return s.encode() + b"\0"
 
@@ -40,7 +28,7 @@ def _cstr(s: str) -> bytes:
 def test_events_produced_counts_at_commit_before_any_acknowledgement_and_the_lag_gauge_waits_for_one(tmp_path):
     config = CaptureConfig(name="metricsrc", dsn="", database="m", tables=("public.notes",), slot="s", publication="p",
                            registry_url="http://unused", kafka={}, state_dir=tmp_path)
-    capture = CaptureSource(config, registrar=_Registrar(), publisher=_SilentPublisher())
+    capture = CaptureSource(config, registrar=_Registrar(), publisher=SilentPublisher())
     lag = metrics.LAG_SECONDS.labels("metricsrc")
     lag.set(0.5)
     relation = (b"R" + struct.pack("!I", 16400) + _cstr("public") + _cstr("notes") + b"d" + struct.pack("!H", 1)

@@ -11,18 +11,7 @@ from streams import position
 from streams.lsn import Lsn
 from streams.source import CaptureConfig, CaptureSource
 from streams.state import CaptureState
-from tests.unit.streams.stand_ins import MemoryRegistrar
-
-
-class _Publisher:
-    def send(self, topic, key, value, on_delivery, headers=None) -> None:
-        pass
-
-    def produce(self, topic, value, key, partition, on_delivery, headers=None) -> None:
-        pass
-
-    def poll(self, timeout: float = 0.0) -> int:
-        return 0
+from tests.unit.streams.stand_ins import MemoryRegistrar, SilentPublisher
 
 
 class _Stream:
@@ -55,7 +44,7 @@ class _Message:
 def _capture(tmp_path) -> CaptureSource:
     config = CaptureConfig(name="crm", dsn="", database="crm", tables=("public.accounts",), slot="s", publication="p",
                            registry_url="http://unused", kafka={}, state_dir=tmp_path)
-    return CaptureSource(config, registrar=MemoryRegistrar(), publisher=_Publisher())
+    return CaptureSource(config, registrar=MemoryRegistrar(), publisher=SilentPublisher())
 
 
 def _saved(tmp_path) -> CaptureState:
@@ -101,10 +90,14 @@ def test_the_confirmed_position_is_kept_in_the_state_file_as_it_moves(tmp_path):
     assert _saved(tmp_path).confirmed_lsn == 0x7000 and _saved(tmp_path).acknowledged_lsn == 0x8000
 
 
-def test_a_delivery_kafka_refused_starts_a_new_epoch_for_the_next_run_once(tmp_path):
+def _acking(tmp_path):
+    """A capture, and the delivery report of an event of a transaction it publishes."""
     capture = _capture(tmp_path)
-    txn = capture.tracker.begin()
-    ack = capture._acker(txn, None)
+    return capture, capture._acker(capture.tracker.begin(), None)
+
+
+def test_a_delivery_kafka_refused_starts_a_new_epoch_for_the_next_run_once(tmp_path):
+    capture, ack = _acking(tmp_path)
     ack(_Error(KafkaError._MSG_TIMED_OUT), _Message())
     ack(_Error(KafkaError.NOT_ENOUGH_REPLICAS), _Message())
     assert _saved(tmp_path).epoch == 1  # saved at once: the run stops on it, and may be killed before it closes
@@ -114,9 +107,7 @@ def test_a_delivery_kafka_refused_starts_a_new_epoch_for_the_next_run_once(tmp_p
 
 def test_a_purged_event_keeps_the_epoch(tmp_path):
     # close() purges what Kafka did not take in time: nothing after it was sent, so no partition has a gap
-    capture = _capture(tmp_path)
-    txn = capture.tracker.begin()
-    ack = capture._acker(txn, None)
+    capture, ack = _acking(tmp_path)
     ack(_Error(KafkaError._PURGE_QUEUE), _Message())
     ack(_Error(KafkaError._PURGE_INFLIGHT), _Message())
     assert capture.state.epoch == 0 and not (tmp_path / "crm.state.json").exists()
