@@ -558,8 +558,9 @@ class CaptureSource:
 
     def _set_origin(self, stream: ReplicationStream) -> None:
         """The origin of this run's positions (streams/position.py): the server's, and the capture's epoch, which
-        moves on if the server's WAL ends before what this capture confirmed (restored from a physical backup or
-        a disk snapshot: the positions since then will be used again by other changes)."""
+        moves on if the server's WAL ends before what Kafka acknowledged of this capture, or its slot stands before
+        what the capture confirmed (restored from a physical backup or a disk snapshot: the positions since then
+        will be used again by other changes)."""
         state = self.state
         if stream.wal_end < state.acknowledged_lsn:
             went_back = (f"the server's WAL ends at {Lsn(stream.wal_end)}, before {Lsn(state.acknowledged_lsn)}, up to "
@@ -576,7 +577,7 @@ class CaptureSource:
                            "restore lost is not published again", self.config.name, went_back, state.epoch + 1)
             state.new_epoch()
             state.save()
-        self._origin = position.origin(stream.system_identifier, stream.timeline, self.state.epoch)
+        self._origin = position.origin(stream.system_identifier, stream.timeline, state.epoch)
 
     def _delivery_failed(self, err: Any) -> None:
         """A delivery Kafka refused (the run stops on it, and the next sends again from the slot): unless it was
@@ -624,13 +625,12 @@ class CaptureSource:
             self._snapshot(refs, snapshot_name, None)
         finally:
             temporary.close()
-        self._streaming(refs)
+        self.state.snapshot_refused -= {ref.qualified for ref in refs} - set(self._held)
+        self._streaming(refs)  # saves the state file
         # The snapshot's events confirm nothing: the slot resumes from its own confirmed position.
         self.tracker = FlushTracker()
         if self._held:  # refused again: its changes stay in the slot
             self.tracker.hold(None)
-        self.state.snapshot_refused -= {ref.qualified for ref in refs} - set(self._held)
-        self.state.save()
 
     def _snapshot(self, refs: list[TableRef], snapshot_name: str, consistent_lsn: int | None) -> None:
         """Publish every row of ``refs`` as an ``r`` event and wait for Kafka's acknowledgement.
