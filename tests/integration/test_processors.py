@@ -84,6 +84,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "schemas"
 CLOSED_AT = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 WAIT = 40.0
+#: what a worker's log says when it joins its group, restores its tables, is ready or warns (Worker.log_tail)
+MILESTONES = ("Joined group", "Recovery complete", "Worker ready", "rebuilt from", "WARNING", "ERROR")
 
 #: table → (topic, schema path stem, primary key)
 TABLES = {
@@ -240,6 +242,7 @@ class Worker:
         self.host = host or "127.0.0.1"
         self.port = port or _free_port()
         self.log = home / f"{name}.log"
+        self.started = time.monotonic()
         env = {**os.environ, "PSMESH_HOME": str(home), "PSMESH_KAFKA_BOOTSTRAP": settings.bootstrap_servers,
                "PSMESH_REGISTRY_URL": settings.schema_registry_url}
         if host is not None:
@@ -252,7 +255,21 @@ class Worker:
                 env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
 
     def log_tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        """The log's milestones (group joins, recovery, readiness, warnings), then its last ``lines`` lines, with
+        how long ago the worker was started: what tells a slow start from a stuck one."""
+        text = self.log.read_text(errors="replace").splitlines()
+        milestones = [line for line in text if any(word in line for word in MILESTONES)]
+        return "\n".join([f"(started {time.monotonic() - self.started:.1f} s ago)", *milestones[-20:], "[…]",
+                          *text[-lines:]])
+
+    def wait_answering(self, path: str, timeout: float = WAIT) -> None:
+        """Until ``/views/...`` ``path`` answers 200: the worker has joined its group and restored the view."""
+        deadline = time.monotonic() + timeout
+        while self.get(path)[0] != 200:
+            self.check_alive()
+            if time.monotonic() > deadline:
+                pytest.fail(f"the worker never answered {path}\n{self.log_tail()}")
+            time.sleep(0.5)
 
     def check_alive(self) -> None:
         if self.process.poll() is not None:
@@ -499,12 +516,7 @@ def test_a_worker_folds_change_events_into_views_and_bills_each_value_once_acros
         published = {reader.topic: len(reader.records) for reader in readers}
         views_before = (financials.rows(), weeks.rows())
         restarted = Worker(tmp_path, stack_settings, app_id, "second")
-        deadline = time.monotonic() + WAIT
-        while restarted.get(f"/views/project_financials/PRJ-{a}")[0] != 200:
-            restarted.check_alive()
-            if time.monotonic() > deadline:
-                pytest.fail(f"the restarted worker never answered\n{restarted.log_tail()}")
-            time.sleep(0.5)
+        restarted.wait_answering(f"/views/project_financials/PRJ-{a}")
 
         def republished(reader: TopicReader) -> set[tuple]:
             return {tuple(k.values()) for k, _ in reader.records[published[reader.topic]:]}
@@ -609,6 +621,7 @@ def test_repeats_of_a_restarted_capture_derive_no_demand_change_twice(
         # the same repeat is left out again (it re-sends the current demand under the same ids)
         worker.stop(graceful=True)
         worker = Worker(tmp_path, stack_settings, app_id, "repeats-elsewhere", memory_store=False)
+        worker.wait_answering(f"/views/project_financials/PRJ-{oid}")  # its group joined and its tables restored
         events.repeat("opportunities", open_version, (origin, lsn + 100, lsn + 95))
         events.flush()
         time.sleep(1.0)
