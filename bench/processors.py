@@ -144,11 +144,15 @@ def metrics_text(port: int, query: str = "") -> str:
 
 
 def metrics(port: int) -> dict[str, float]:
-    """Events per stage; only that counter is asked for, as the drain asks five times a second (the whole page
-    made 1.8 % of the samples of a py-spy profile of the worker at that rate)."""
-    return {m.group(1): float(m.group(2)) for m in re.finditer(
-        r'psmesh_processor_events_total\{stage="(\w+)"\} ([\d.e+]+)',
-        metrics_text(port, "?name[]=psmesh_processor_events_total"))}
+    """Events per stage, and as ``held`` the view rows the stages hold back (published once their input pauses:
+    the worker's work is not done before); only those are asked for, as the drain asks five times a second (the
+    whole page made 1.8 % of the samples of a py-spy profile of the worker at that rate)."""
+    text = metrics_text(port, "?name[]=psmesh_processor_events_total&name[]=psmesh_processor_held_view_rows")
+    found = {m.group(1): float(m.group(2)) for m in re.finditer(
+        r'psmesh_processor_events_total\{stage="(\w+)"\} ([\d.e+]+)', text)}
+    found["held"] = sum(float(m.group(1)) for m in re.finditer(
+        r'psmesh_processor_held_view_rows\{stage="\w+"\} ([\d.e+]+)', text))
+    return found
 
 
 def output_summary(port: int, events: int) -> str:
@@ -302,11 +306,12 @@ def drain(ports: list[int], workers: list[subprocess.Popen], count: int,
             for stage, n in metrics(port).items():
                 totals[stage] = totals.get(stage, 0) + n
         now = time.perf_counter()
-        if totals.get("route", 0) >= count and totals == last:
+        if totals.get("route", 0) >= count and totals == last and not totals.get("held"):
             if done_since is None:
                 done_since, cpu_done, thread_done = now, cpu_seconds(workers), main_thread(workers)
             if now - done_since > 3.0:
                 thread = (thread_done[0] - thread_first[0], thread_done[1] - thread_first[1])
+                totals.pop("held", None)
                 return max(map(settled_at, ports)) - first, cpu_done - cpu_first, totals, thread
         else:
             done_since = None

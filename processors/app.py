@@ -128,6 +128,18 @@ REPUBLISH_KEY = b"republish"
 #: stage (a project_code, a resource_id), sent to the partition that holds it.
 REPUBLISH_ONE = REPUBLISH_KEY + b"|"
 STAGE_BATCH = 12
+#: Views whose rows a stage holds back while its input keeps coming (a catch-up, a snapshot), publishing each once
+#: when the input pauses or HOLD_SECONDS after the first was held, as Kafka Streams' record cache does between
+#: commits: a week's row that the batches of a catch-up touch five times is computed, encoded and sent once.
+#: Only views whose rows the state always gives (capacity.ResourceState.week_row, RollupStage.skill_row): a
+#: deletion comes as None and is published at once, so a crash that loses what was held loses no deletion, and the
+#: rebuild after it publishes every row again (Processors._republish_later). docs/processors.md, "Held views".
+HELD_VIEWS = frozenset({"resource_week", "skill_week"})
+#: How long a stage holds a view row at most while its input keeps coming, and how many rows it holds at most.
+HOLD_SECONDS, HOLD_ROWS = 5.0, 50_000
+#: How long a stage that holds rows waits for input, with the agents upstream waiting too, before it publishes
+#: them: its input paused. Under a light load, what a view row waits for.
+HOLD_IDLE_SECONDS = 0.2
 BATCH_SECONDS = 0.5
 #: The longest the broker holds a fetch of the worker's that finds nothing new (faust_fixes.short_fetch_wait).
 FETCH_WAIT_MS = 100
@@ -189,6 +201,7 @@ class Metrics:
     latency: Histogram
     consumer_lag: Gauge
     settled_at: Gauge
+    held: Gauge
 
     @classmethod
     def create(cls) -> "Metrics":
@@ -213,6 +226,9 @@ class Metrics:
             Gauge("psmesh_processor_last_settled_timestamp_seconds", "When a stage last settled a batch (its "
                   "outputs and mirror rows acknowledged by the broker, its events acknowledged), per stage: Unix "
                   "time", ["stage"], registry=registry),
+            Gauge("psmesh_processor_held_view_rows", "View rows a stage holds back while its input keeps coming, "
+                  "published once it pauses or within 5 s (docs/processors.md, \"Week rows held\"), per stage",
+                  ["stage"], registry=registry),
         )
 
 
@@ -367,6 +383,12 @@ class Processors:
         #: view → table key → the row as last published, for queries and to publish only what changed
         self.published: dict[str, dict[bytes, dict[str, Any]]] = {v: {} for v in VIEW_KEYS}
         self._fresh: set[tuple[str, int]] = set()  # (stage, partition) rebuilt and not yet re-published
+        #: stage → (view, table key) → [key tuple, row or callable, cause, resend]: rows of HELD_VIEWS held back
+        self._held: dict[str, dict[tuple[str, bytes], list]] = defaultdict(dict)
+        self._held_since: dict[str, float] = {}  # stage → when its first held row was held
+        #: the stages whose agents hand them an empty batch when their input pauses (_stage_batches): outside a
+        #: running worker, none, and nothing is held
+        self._holding: set[str] = set()
         self._progress: dict[Any, tuple[int, float]] = {}  # tp → (committed offset, since when)
         self._read: dict[Any, float] = {}  # tp → when an agent last took an event of it
         self._waiting: set[str] = set()  # the agents waiting for input with none buffered (faust_fixes.Waiting)
@@ -555,9 +577,8 @@ class Processors:
             if batch.epoch == self._epochs[stage]:  # the first batch to fail
                 self._epochs[stage] += 1
                 self._recovering.add(stage)
-                first = batch.taken[0].message
-                logger.warning("%s: %s; handling the batch from %s[%d]@%d, and those after it, again in 1s", stage,
-                               batch.failed, first.topic, first.partition, first.offset)
+                logger.warning("%s: %s; handling the batch %s, and those after it, again in 1s", stage,
+                               batch.failed, _origin(batch.taken))
                 await asyncio.sleep(1.0)
                 await self._rebuild_after_failure(stage)
             batch.rows = await self._guarded(stage, batch.taken, handle)
@@ -584,10 +605,9 @@ class Processors:
                 await self._settle_batch(ticket, unrecorded)
                 return rows
             except (KafkaError, FaustError) as exc:
-                first = events[0].message
                 if attempt == TRANSIENT_ATTEMPTS:
-                    logger.error("%s: giving up on a batch of %d from %s[%d]@%d after %d attempts: %s", stage,
-                                 len(events), first.topic, first.partition, first.offset, attempt, exc)
+                    logger.error("%s: giving up on a batch of %d %s after %d attempts: %s", stage, len(events),
+                                 _origin(events), attempt, exc)
                     await self.app.crash(exc)
                     raise
                 logger.warning("%s: %s; retrying the batch in 1s (attempt %d)", stage, exc, attempt)
@@ -641,9 +661,11 @@ class Processors:
         except Exception as exc:  # bad input never vanishes: it goes to the dead-letter topic
             out.refused.append((cause, exc))
 
-    async def _flush(self, stage: str, out: Outbox) -> None:
+    async def _flush(self, stage: str, out: Outbox, paused: bool = False) -> None:
         """Publish what changed, each with the header of its cause; once that is on the broker, write the
-        coalesced table rows.
+        coalesced table rows. Rows of HELD_VIEWS are held back while the stage's input keeps coming, and published
+        once it pauses (``paused``: an empty batch, HOLD_IDLE_SECONDS without input), HOLD_SECONDS after the first
+        was held, or when HOLD_ROWS are.
 
         Outputs first, state after: a stage re-derives an output only from a change it has not recorded yet. Had
         the mirror recorded a change whose outputs a crash then cut off (a view row's deletion, say), the replay
@@ -652,24 +674,25 @@ class Processors:
         for cause, exc in out.refused:
             self._dead_letter(stage, cause, exc)
         now = _now()
-        for (view, table_key), (key, row, cause, resend) in out.views.items():
-            published = self.published[view]
-            try:
-                row = view_row(row)
-            except Exception as exc:  # a row the state cannot give: the change that asked for it is dead-lettered
-                self._dead_letter(stage, cause, exc)
-                continue
-            current = published.get(table_key)
-            if row == current and not resend:
-                continue
-            if row is None:
-                if current is None:
+        held = self._held[stage] if stage in self._holding else None
+        for slot, (key, row, cause, resend) in out.views.items():
+            if held is not None and slot[0] in HELD_VIEWS:
+                if row is not None:
+                    earlier = held.get(slot)
+                    held[slot] = [key, row, cause, resend or (earlier is not None and earlier[3])]
                     continue
-                del published[table_key]
-            else:
-                published[table_key] = row
-            self._emit(stage, cause, f"views.{view}", dict(zip(VIEW_KEYS[view], key)),
-                       None if row is None else {**row, "updated_at": now})
+                held.pop(slot, None)  # a deletion: at once, and what was held of the row is not published after it
+            self._publish_view(stage, slot, key, row, cause, resend, now)
+        if held:
+            since = self._held_since.setdefault(stage, time.monotonic())
+            # an empty batch: the stage's input paused (faust_fixes.take_batches, ``idle``)
+            if paused or len(held) >= HOLD_ROWS or time.monotonic() - since >= HOLD_SECONDS:
+                self._held[stage] = {}
+                del self._held_since[stage]
+                for slot, (key, row, cause, resend) in held.items():
+                    self._publish_view(stage, slot, key, row, cause, resend, now)
+                held = None
+            self.metrics.held.labels(stage).set(len(held) if held else 0)
         for topic, key, value, cause in out.events:
             self._emit(stage, cause, topic, key, value)
         if out.rollup:
@@ -687,6 +710,28 @@ class Processors:
         offsets = await self.sender.wait(ticket)
         self._store(out, stores)
         self._persisted(offsets)
+
+    def _publish_view(self, stage: str, slot: tuple[str, bytes], key: tuple, row: Any, cause: Cause, resend: bool,
+                      now: datetime) -> None:
+        """A view row as the state gives it now, published if it changed (or ``resend``), with its cause's header."""
+        view, table_key = slot
+        published = self.published[view]
+        try:
+            row = view_row(row)
+        except Exception as exc:  # a row the state cannot give: the change that asked for it is dead-lettered
+            self._dead_letter(stage, cause, exc)
+            return
+        current = published.get(table_key)
+        if row == current and not resend:
+            return
+        if row is None:
+            if current is None:
+                return
+            del published[table_key]
+        else:
+            published[table_key] = row
+        self._emit(stage, cause, f"views.{view}", dict(zip(VIEW_KEYS[view], key)),
+                   None if row is None else {**row, "updated_at": now})
 
     def _record(self, out: Outbox, ticket: Ticket) -> list[_StoreBatch]:
         """A batch's table rows, once its outputs are on the broker: their changelog records, as Faust's table
@@ -741,7 +786,10 @@ class Processors:
         """A stage's batches: the messages sent to it, taken from the agent's stream; a batch not full yet is
         handed on as soon as every agent upstream waits with nothing to do (no more input is on its way)."""
         waiting = faust_fixes.Waiting(self._waiting, stage, UPSTREAM[stage])
-        return faust_fixes.take_batches(stream, STAGE_BATCH, BATCH_SECONDS, waiting)
+        if faust.__version__.startswith(faust_fixes.SUPPORTED):  # an empty batch publishes what is held (_flush)
+            self._holding.add(stage)
+        return faust_fixes.take_batches(stream, STAGE_BATCH, BATCH_SECONDS, waiting,
+                                        idle=lambda: HOLD_IDLE_SECONDS if self._held.get(stage) else None)
 
     # ---- hop 1: route
     async def _route_agent(self, stream) -> None:
@@ -923,6 +971,9 @@ class Processors:
     def _republish_later(self, stage: str, partitions, stages) -> None:
         """After a rebuild: the views as the state gives them (for queries), re-published on the partition's next
         event, which a tick to each of the stage's partitions this worker holds makes come at once."""
+        self._held.pop(stage, None)  # every row is published again, from the rebuilt state
+        self._held_since.pop(stage, None)
+        self.metrics.held.labels(stage).set(0)
         for view in [v for v, s in VIEW_STAGE.items() if s == stage]:
             self.published[view] = {}
         for st in stages:
@@ -1012,7 +1063,7 @@ class Processors:
             # them in, so it derives the same events under the same ids.
             for code, cause in touched.items():
                 self._fold(out, cause, self._settle, stage, partition, code, cause, out)
-        await self._flush("project", out)
+        await self._flush("project", out, paused=not events)
         return rows
 
     def _project(self, stage: ProjectStage, partition: int, item: list, cause: Cause, out: Outbox,
@@ -1081,7 +1132,7 @@ class Processors:
             for cause, item in self._items("resource", event):
                 rows += 1
                 self._fold(out, cause, self._resource, stage, partition, item, cause, out)
-        await self._flush("resource", out)
+        await self._flush("resource", out, paused=not events)
         return rows
 
     def _resource(self, stage: ResourceStage, partition: int, item: list, cause: Cause, out: Outbox) -> None:
@@ -1112,7 +1163,7 @@ class Processors:
             for cause, item in self._items("rollup", event):
                 rows += 1
                 self._fold(out, cause, self._rollup, item, cause, out)
-        await self._flush("rollup", out)
+        await self._flush("rollup", out, paused=not events)
         return rows
 
     def _rollup(self, item: list, cause: Cause, out: Outbox) -> None:
@@ -1207,10 +1258,15 @@ class Processors:
         except Exception as exc:
             if type(exc).__name__ != "SameNode":
                 raise
-        value = self.published[view].get(key.encode())
+        value = self._view_value(view, key)
         if value is None:
             return web.json({"error": f"no {view} row with key {key!r}"}, status=404)
         return web.json(loads(dumps(value)))
+
+    def _view_value(self, view: str, key: str) -> dict[str, Any] | None:
+        """A view row of this worker's partitions as the state gives it now: held back (HELD_VIEWS) or published."""
+        held = self._held.get(VIEW_STAGE[view], {}).get((view, key.encode()))
+        return self.published[view].get(key.encode()) if held is None else view_row(held[1])
 
     async def _list_view(self, web, request, view: str) -> Any:
         """The rows of a view held by this worker (its partitions)."""
@@ -1218,7 +1274,11 @@ class Processors:
             return web.json({"error": f"unknown view {view!r}; views: {sorted(VIEW_KEYS)}"}, status=404)
         if self.app.rebalancing:
             return _recovering(web)
-        rows = loads(dumps(list(self.published[view].values())))
+        rows = dict(self.published[view])
+        for (held_view, table_key), (_, row, _, _) in self._held.get(VIEW_STAGE[view], {}).items():
+            if held_view == view:
+                rows[table_key] = view_row(row)  # never None: HELD_VIEWS
+        rows = loads(dumps(list(rows.values())))
         return web.json({"view": view, "worker": str(self.app.conf.canonical_url), "rows": rows})
 
     async def _metrics_page(self, web, request) -> Any:
@@ -1357,6 +1417,15 @@ def _rocksdb(store: Any) -> bool:
     """Whether a table's store is Faust's RocksDB store on rocksdict, whose partition databases are written
     and read here directly (the memory store of tests goes through the table instead)."""
     return getattr(store, "use_rocksdict", False) and hasattr(store, "_db_for_partition")
+
+
+def _origin(events: list) -> str:
+    """Where a batch starts, for a log line: ``from <topic>[<partition>]@<offset>``; an empty batch (its stage's
+    input paused) publishes the view rows held back."""
+    if not events:
+        return "of no events (publishing the view rows held back)"
+    first = events[0].message
+    return f"from {first.topic}[{first.partition}]@{first.offset}"
 
 
 def _read(table: Any, event: Any, key: bytes) -> bytes | None:

@@ -50,7 +50,7 @@ import asyncio
 import logging
 from contextlib import contextmanager
 from functools import partial
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import faust
 from faust.transport import consumer as _consumer
@@ -462,11 +462,13 @@ class Waiting:
         return bool(self.upstream) and self.upstream <= self.agents
 
 
-async def take_batches(stream: Any, max_: int, within: float, waiting: Waiting | None = None) -> Any:
+async def take_batches(stream: Any, max_: int, within: float, waiting: Waiting | None = None,
+                       idle: Callable[[], float | None] | None = None) -> Any:
     """Lists (:class:`Taken`) of up to ``max_`` events of an agent's stream, each taken within ``within`` seconds
     of its first event, or as soon as the agents upstream all wait with nothing to do (``waiting``); a list's
     events are acknowledged when the caller says so (``Taken.ack``), which may be after it has taken the next
-    lists, and never if it does not.
+    lists, and never if it does not. When ``idle`` gives a number of seconds, no event comes within them and the
+    agents upstream all wait: an empty list (the caller has work held back for when its input pauses).
 
     ``Stream.take_events`` gives the same lists through Faust's per-event iterator: a turn of the event loop
     (``sleep(0)``), a processor coroutine that appends the event, a context variable and four sensor calls per
@@ -492,11 +494,17 @@ async def take_batches(stream: Any, max_: int, within: float, waiting: Waiting |
     quiet = waiting.upstream_quiet if waiting is not None else (lambda: False)
     while not stream.should_stop:
         try:
+            wait = idle() if idle is not None and queue.empty() else None
             if waiting is not None and queue.empty():
                 with waiting.idle():
-                    items = [await queue.get()]
+                    item = await _next(queue, wait)
             else:
-                items = [await queue.get()]
+                item = await _next(queue, wait)
+            if item is _NO_EVENT:
+                if quiet():  # not while the agents upstream are still at work: more is on its way
+                    yield Taken([], _nothing)
+                continue
+            items = [item]
             deadline = loop.time() + within
             while True:
                 while len(items) < max_ and not queue.empty():
@@ -522,6 +530,19 @@ async def take_batches(stream: Any, max_: int, within: float, waiting: Waiting |
             events.append(event)
         if events:
             yield Taken(events, partial(_ack_events, events, sensors))
+
+
+_NO_EVENT = object()
+
+
+async def _next(queue: Any, wait: float | None) -> Any:
+    """The queue's next event; _NO_EVENT if none came within ``wait`` seconds (None: wait for it)."""
+    if wait is None:
+        return await queue.get()
+    try:
+        return await asyncio.wait_for(queue.get(), wait)  # a get cancelled at the timeout takes no event
+    except asyncio.TimeoutError:
+        return _NO_EVENT
 
 
 def _queue_of(stream: Any) -> Any:

@@ -211,3 +211,43 @@ def test_an_agent_is_among_the_waiting_only_while_it_waits_with_nothing_queued()
         return seen_waiting, len(first), seen_handling
 
     assert _run(go()) == ({"stage"}, 1, set())
+
+
+def test_an_agent_with_work_held_back_gets_an_empty_list_when_no_event_comes_and_loses_none_that_comes_later():
+    async def go():
+        stream, acked = _queued(0)
+        holding, agents = [True], set()
+        waiting = faust_fixes.Waiting(agents, "stage", frozenset({"router"}))
+        batches = faust_fixes.take_batches(stream, 4, 0.05, waiting, idle=lambda: 0.05 if holding[0] else None)
+        taking = asyncio.create_task(batches.__anext__())
+        await asyncio.sleep(0.3)
+        assert not taking.done()  # the router is still at work: more input is on its way
+        assert "stage" in agents  # and the stage counts as waiting, for the agents downstream of it
+        agents.add("router")
+        first = await taking
+        assert first == []
+        first.ack()  # nothing to acknowledge
+        holding[0] = False  # nothing held any more: the agent waits for its next event, however long it takes
+        late = asyncio.create_task(batches.__anext__())
+        await asyncio.sleep(0.2)
+        assert not late.done()
+        stream.channel.queue.put_nowait(_Event(acked, 0))
+        second = await late
+        await batches.aclose()
+        return [e.message.offset for e in second]
+
+    assert _run(go()) == [0]
+
+
+def test_an_event_that_comes_within_the_idle_time_is_handed_on_as_usual():
+    async def go():
+        stream, acked = _queued(0)
+        batches = faust_fixes.take_batches(stream, 4, 0.05, idle=lambda: 1.0)
+        taking = asyncio.create_task(batches.__anext__())
+        await asyncio.sleep(0.1)
+        stream.channel.queue.put_nowait(_Event(acked, 7))
+        taken = await taking
+        await batches.aclose()
+        return [e.message.offset for e in taken]
+
+    assert _run(go()) == [7]
