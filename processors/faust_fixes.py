@@ -501,7 +501,9 @@ async def take_batches(stream: Any, max_: int, within: float, waiting: Waiting |
             else:
                 item = await _next(queue, wait)
             if item is _NO_EVENT:
-                if quiet():  # not while the agents upstream are still at work: more is on its way
+                # not while the agents upstream are still at work (more is on its way), nor in a rebalance: what is
+                # held may belong to partitions another worker takes over, and the rebuild after it drops it
+                if quiet() and flow.is_active():
                     yield Taken([], _nothing)
                 continue
             items = [item]

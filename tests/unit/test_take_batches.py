@@ -239,6 +239,21 @@ def test_an_agent_with_work_held_back_gets_an_empty_list_when_no_event_comes_and
     assert _run(go()) == [0]
 
 
+def test_no_empty_list_in_a_rebalance():
+    async def go():
+        stream = _stream(active=False)
+        agents = {"router"}
+        batches = faust_fixes.take_batches(stream, 4, 0.05, faust_fixes.Waiting(agents, "stage", frozenset(agents)),
+                                           idle=lambda: 0.05)
+        taking = asyncio.create_task(batches.__anext__())
+        await asyncio.sleep(0.3)
+        done = taking.done()
+        taking.cancel()
+        return done
+
+    assert _run(go()) is False
+
+
 def test_an_event_that_comes_within_the_idle_time_is_handed_on_as_usual():
     async def go():
         stream, acked = _queued(0)
