@@ -33,6 +33,7 @@ import asyncio
 import gc
 import logging
 import ssl
+import math
 import time
 import weakref
 from collections import defaultdict, deque
@@ -683,15 +684,16 @@ class Processors:
                     continue
                 held.pop(slot, None)  # a deletion: at once, and what was held of the row is not published after it
             self._publish_view(stage, slot, key, row, cause, resend, now)
-        if held:
+        if held is not None and (held or stage in self._held_since):
             since = self._held_since.setdefault(stage, time.monotonic())
-            # an empty batch: the stage's input paused (faust_fixes.take_batches, ``idle``)
-            if paused or len(held) >= HOLD_ROWS or time.monotonic() - since >= HOLD_SECONDS:
+            # an empty batch: the stage's input paused, or HOLD_SECONDS passed without input (take_batches)
+            if held and (paused or len(held) >= HOLD_ROWS or time.monotonic() - since >= HOLD_SECONDS):
                 self._held[stage] = {}
-                del self._held_since[stage]
                 for slot, (key, row, cause, resend) in held.items():
                     self._publish_view(stage, slot, key, row, cause, resend, now)
                 held = None
+            if not held:  # published, or deletions dropped the last rows held
+                del self._held_since[stage]
             self.metrics.held.labels(stage).set(len(held) if held else 0)
         for topic, key, value, cause in out.events:
             self._emit(stage, cause, topic, key, value)
@@ -789,7 +791,9 @@ class Processors:
         if faust.__version__.startswith(faust_fixes.SUPPORTED):  # an empty batch publishes what is held (_flush)
             self._holding.add(stage)
         return faust_fixes.take_batches(stream, STAGE_BATCH, BATCH_SECONDS, waiting,
-                                        idle=lambda: HOLD_IDLE_SECONDS if self._held.get(stage) else None)
+                                        idle=lambda: HOLD_IDLE_SECONDS if self._held.get(stage) else None,
+                                        due=lambda: time.monotonic() - self._held_since.get(stage, math.inf)
+                                        >= HOLD_SECONDS)
 
     # ---- hop 1: route
     async def _route_agent(self, stream) -> None:

@@ -463,12 +463,13 @@ class Waiting:
 
 
 async def take_batches(stream: Any, max_: int, within: float, waiting: Waiting | None = None,
-                       idle: Callable[[], float | None] | None = None) -> Any:
+                       idle: Callable[[], float | None] | None = None, due: Callable[[], bool] = lambda: False) -> Any:
     """Lists (:class:`Taken`) of up to ``max_`` events of an agent's stream, each taken within ``within`` seconds
     of its first event, or as soon as the agents upstream all wait with nothing to do (``waiting``); a list's
     events are acknowledged when the caller says so (``Taken.ack``), which may be after it has taken the next
-    lists, and never if it does not. When ``idle`` gives a number of seconds, no event comes within them and the
-    agents upstream all wait: an empty list (the caller has work held back for when its input pauses).
+    lists, and never if it does not. When ``idle`` gives a number of seconds, no event comes within them, and the
+    agents upstream all wait or ``due`` says the caller's work cannot wait longer: an empty list (the caller has
+    work held back for when its input pauses), though never in a rebalance.
 
     ``Stream.take_events`` gives the same lists through Faust's per-event iterator: a turn of the event loop
     (``sleep(0)``), a processor coroutine that appends the event, a context variable and four sensor calls per
@@ -501,9 +502,10 @@ async def take_batches(stream: Any, max_: int, within: float, waiting: Waiting |
             else:
                 item = await _next(queue, wait)
             if item is _NO_EVENT:
-                # not while the agents upstream are still at work (more is on its way), nor in a rebalance: what is
-                # held may belong to partitions another worker takes over, and the rebuild after it drops it
-                if quiet() and flow.is_active():
+                # not while the agents upstream are still at work (more is on its way) unless it is due, nor in a
+                # rebalance until it ends (Faust turns flow back on before the tables' rebuilds): what is held may
+                # belong to partitions another worker takes over, and the rebuild drops it
+                if (quiet() or due()) and flow.is_active() and not app.rebalancing:
                     yield Taken([], _nothing)
                 continue
             items = [item]

@@ -37,13 +37,14 @@ class _Channel:
         return self
 
 
-def _stream(generation: int = 1, active: bool = True):
+def _stream(generation: int = 1, active: bool = True, rebalancing: bool = False):
     sensors = SimpleNamespace(ins=[], outs=[])
     sensors.on_message_in = lambda tp, offset, message: sensors.ins.append(offset)
     sensors.on_message_out = lambda tp, offset, message: sensors.outs.append(offset)
     app = SimpleNamespace(consumer=SimpleNamespace(unacked=set()), sensors=sensors,
                           topics=SimpleNamespace(acking_topics={"src"}),
-                          flow_control=SimpleNamespace(is_active=lambda: active), consumer_generation_id=generation)
+                          flow_control=SimpleNamespace(is_active=lambda: active), consumer_generation_id=generation,
+                          rebalancing=rebalancing)
     return SimpleNamespace(app=app, channel=_Channel(), should_stop=False)
 
 
@@ -239,9 +240,10 @@ def test_an_agent_with_work_held_back_gets_an_empty_list_when_no_event_comes_and
     assert _run(go()) == [0]
 
 
-def test_no_empty_list_in_a_rebalance():
+@pytest.mark.parametrize("active, rebalancing", [(False, True), (True, True)])  # flow comes back before the rebuild
+def test_no_empty_list_in_a_rebalance(active: bool, rebalancing: bool):
     async def go():
-        stream = _stream(active=False)
+        stream = _stream(active=active, rebalancing=rebalancing)
         agents = {"router"}
         batches = faust_fixes.take_batches(stream, 4, 0.05, faust_fixes.Waiting(agents, "stage", frozenset(agents)),
                                            idle=lambda: 0.05)
@@ -266,3 +268,20 @@ def test_an_event_that_comes_within_the_idle_time_is_handed_on_as_usual():
         return [e.message.offset for e in taken]
 
     assert _run(go()) == [7]
+
+
+def test_work_held_too_long_gets_its_empty_list_though_the_agents_upstream_are_still_at_work():
+    async def go():
+        stream, acked = _queued(0)
+        due = [False]
+        waiting = faust_fixes.Waiting(set(), "stage", frozenset({"router"}))  # the router never waits
+        batches = faust_fixes.take_batches(stream, 4, 0.05, waiting, idle=lambda: 0.05, due=lambda: due[0])
+        taking = asyncio.create_task(batches.__anext__())
+        await asyncio.sleep(0.3)
+        assert not taking.done()
+        due[0] = True
+        taken = await taking
+        await batches.aclose()
+        return taken
+
+    assert _run(go()) == []

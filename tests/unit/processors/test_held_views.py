@@ -86,6 +86,7 @@ def test_a_deletion_is_published_at_once_and_what_was_held_of_the_row_is_not_pub
     deleted = [value for topic, _, value in w.sender.records if topic == "views.resource_week"]
     assert deleted == [None, None, None]  # its three weeks, at once, not waiting for the pause
     assert not w._held["resource"]
+    assert _held_rows(w) == 0 and "resource" not in w._held_since  # nothing held, and no empty batch asked for
     w.encoder.records.clear()
     _paused(w)
     assert _weeks(w) == []  # the week of 03-16, held before its deletion, is not brought back
