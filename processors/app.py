@@ -32,8 +32,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import ssl
 import math
+import ssl
 import time
 import weakref
 from collections import defaultdict, deque
@@ -134,7 +134,8 @@ STAGE_BATCH = 12
 #: commits: a week's row that the batches of a catch-up touch five times is computed, encoded and sent once.
 #: Only views whose rows the state always gives (capacity.ResourceState.week_row, RollupStage.skill_row): a
 #: deletion comes as None and is published at once, so a crash that loses what was held loses no deletion, and the
-#: rebuild after it publishes every row again (Processors._republish_later). docs/processors.md, "Held views".
+#: rebuild after it publishes every row again (Processors._republish_later). docs/processors.md, "Week rows held
+#: while input keeps coming".
 HELD_VIEWS = frozenset({"resource_week", "skill_week"})
 #: How long a stage holds a view row at most while its input keeps coming, and how many rows it holds at most.
 HOLD_SECONDS, HOLD_ROWS = 5.0, 50_000
@@ -228,7 +229,8 @@ class Metrics:
                   "outputs and mirror rows acknowledged by the broker, its events acknowledged), per stage: Unix "
                   "time", ["stage"], registry=registry),
             Gauge("psmesh_processor_held_view_rows", "View rows a stage holds back while its input keeps coming, "
-                  "published once it pauses or within 5 s (docs/processors.md, \"Week rows held\"), per stage",
+                  "published once it pauses or within 5 s (docs/processors.md, \"Week rows held while input keeps "
+                  "coming\"), per stage",
                   ["stage"], registry=registry),
         )
 
@@ -665,8 +667,8 @@ class Processors:
     async def _flush(self, stage: str, out: Outbox, paused: bool = False) -> None:
         """Publish what changed, each with the header of its cause; once that is on the broker, write the
         coalesced table rows. Rows of HELD_VIEWS are held back while the stage's input keeps coming, and published
-        once it pauses (``paused``: an empty batch, HOLD_IDLE_SECONDS without input), HOLD_SECONDS after the first
-        was held, or when HOLD_ROWS are.
+        once it pauses (``paused``: an empty batch, handed on after HOLD_IDLE_SECONDS without input), HOLD_SECONDS
+        after the first was held, or when HOLD_ROWS are.
 
         Outputs first, state after: a stage re-derives an output only from a change it has not recorded yet. Had
         the mirror recorded a change whose outputs a crash then cut off (a view row's deletion, say), the replay
