@@ -66,7 +66,7 @@ from processors.codec import ChangeEventDecoder, TopicEncoder
 from processors import faust_fixes
 from processors.exceptions import BadChangeEvent, ProcessorError
 from processors.project import ProjectStage, project_code_of
-from processors.sender import RecordTooLarge, Sender, Ticket
+from processors.sender import ProducerFailed, RecordTooLarge, Sender, Ticket
 from processors.records import KIND_OF_TOPIC, KINDS, SOURCE_TOPICS, check_row, dumps, loads, parse, pick
 from processors.rollup import RollupStage, legacy_line_key
 from psmesh.config import SECURITY_PROTOCOLS, Settings
@@ -545,6 +545,7 @@ class Processors:
                 tokens = _TICKET.set(batch.ticket), _UNRECORDED.set(batch.unrecorded)
                 try:
                     batch.rows = await handle(taken)
+                    self.sender.release(batch.ticket)  # its outputs go now, not when the batch is settled
                 except (KafkaError, FaustError) as exc:  # the client refused a record: handled again, in order
                     batch.failed = exc
                 finally:
@@ -608,7 +609,7 @@ class Processors:
                 await self._settle_batch(ticket, unrecorded)
                 return rows
             except (KafkaError, FaustError) as exc:
-                if attempt == TRANSIENT_ATTEMPTS:
+                if attempt == TRANSIENT_ATTEMPTS or isinstance(exc, ProducerFailed):  # no retry can deliver then
                     logger.error("%s: giving up on a batch of %d %s after %d attempts: %s", stage, len(events),
                                  _origin(events), attempt, exc)
                     await self.app.crash(exc)

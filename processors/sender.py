@@ -8,12 +8,23 @@ the stages' folding together (docs/processors-performance.md, "Third
 round"). librdkafka batches and delivers in C; a background thread serves
 its delivery reports.
 
-Delivery is tracked per batch: :meth:`Sender.ticket` opens one, every record
-produced for the batch is counted on it, and :meth:`Sender.wait` returns when
-the broker has acknowledged every one of them (``acks=all``, idempotent
-producer), or raises :class:`DeliveryFailed`. A batch's events are
-acknowledged to Faust (and their offsets committed) only after that, so a
-crash replays whatever was not delivered, as before.
+Delivery is tracked per batch: :meth:`Sender.ticket` opens one, and
+:meth:`Sender.wait` returns when the broker has acknowledged every record
+produced for it (``acks=all``, idempotent producer), or raises
+:class:`DeliveryFailed`. A batch's events are acknowledged to Faust (and their
+offsets committed) only after that, so a crash replays whatever was not
+delivered, as before.
+
+Only the last record of a batch on each partition asks for a delivery report
+(docs/processors.md, "One delivery report per partition of a batch"). A
+report costs about 3 µs of the worker's CPU in confluent-kafka, a record of a
+snapshot's change event about 3.5 of them. The producer keeps a partition's
+records in order, retries without a time limit (``message.timeout.ms`` 0)
+and stops for good on any error that would leave a gap before a later record
+(``enable.gapless.guarantee``): so the last record acknowledged means every
+earlier one of the partition is too, and a producer stopped that way fails
+the report of every record still queued, and every batch waiting on one
+(:class:`ProducerFailed`).
 
 Keys hash as Kafka's Java client and aiokafka hash them (``murmur2_random``),
 so a key stays on the partition it had when Faust produced it.
@@ -33,9 +44,18 @@ from confluent_kafka import KafkaException, Producer
 
 logger = logging.getLogger(__name__)
 
+#: records larger than this are queued at once, with a report, so that one the client refuses for its size
+#: (``message.max.bytes``, 1,000,000 by default) is refused by the call that produced it (:class:`RecordTooLarge`)
+HELD_BYTES = 512 * 1024
+
 
 class DeliveryFailed(KafkaError):
     """The broker did not acknowledge a record of the batch: the batch is retried (an error of the infrastructure)."""
+
+
+class ProducerFailed(DeliveryFailed):
+    """The producer stopped for good (a fatal error of librdkafka, such as a gap in a partition's records): no
+    retry on it can deliver anything, so the worker stops and replays its input after the restart."""
 
 
 class RecordTooLarge(DeliveryFailed):
@@ -46,8 +66,8 @@ class RecordTooLarge(DeliveryFailed):
 
 @dataclass(eq=False)
 class Ticket:
-    """The records of one batch: produced, delivered, the first error, the highest offset per (changelog topic,
-    partition)."""
+    """The records of one batch: those that ask for a report (``sent``) and those reported (``delivered``), the
+    first error, the highest offset per (changelog topic, partition)."""
 
     loop: asyncio.AbstractEventLoop
     sent: int = 0
@@ -60,6 +80,9 @@ class Ticket:
     tables: dict[str, Any] = field(default_factory=dict)
     #: the delivery report callbacks of the ticket's records, other and changelog (made once, not per record)
     reports: tuple[Any, Any] | None = None
+    #: (topic, partition) → the last record produced there, not queued yet: (key, value, headers, changelog); it
+    #: is queued with a report when the batch is released, or without one when another comes for the partition
+    last: dict[tuple[str, int], tuple[Any, Any, Any, bool]] = field(default_factory=dict)
 
 
 class Sender:
@@ -68,6 +91,10 @@ class Sender:
             **client_config,
             "enable.idempotence": True,
             "acks": "all",
+            # a partition's last record reported stands for all before it: no gap without a fatal error, and no
+            # record given up for time (librdkafka's INTRODUCTION.md, "Idempotent Producer")
+            "enable.gapless.guarantee": True,
+            "message.timeout.ms": 0,
             "linger.ms": linger_ms,
             "compression.type": "lz4",
             "partitioner": "murmur2_random",
@@ -75,6 +102,7 @@ class Sender:
             "queue.buffering.max.kbytes": 512 * 1024,
         }
         self._producer: Producer | None = None
+        self._fatal: str | None = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._poller: threading.Thread | None = None
@@ -93,6 +121,14 @@ class Sender:
         while not self._stopping.is_set():
             try:
                 producer.poll(0.05)
+            except KafkaException as exc:  # confluent-kafka raises a fatal error from poll; the reports go on
+                if not _fatal(exc):
+                    logger.exception("handling a delivery report failed")
+                    continue
+                with self._lock:
+                    if self._fatal is None:
+                        self._fatal = str(exc.args[0])
+                logger.error("the producer stopped for good: %s", exc.args[0])
             except Exception:  # a delivery report that failed must not stop the reports of every later batch
                 logger.exception("handling a delivery report failed")
 
@@ -113,34 +149,72 @@ class Sender:
     def produce(self, ticket: Ticket, topic: str, key: bytes | None, value: bytes | None, *,
                 partition: int | None = None, headers: dict[str, bytes] | None = None,
                 table: Any = None) -> None:
-        """Queue one record of ``ticket``'s batch; ``table`` asks for its offset (a changelog record)."""
-        producer = self._producer or self.producer
-        reports = ticket.reports
-        if reports is None:
-            reports = ticket.reports = (self._reporter(ticket, False), self._reporter(ticket, True))
-        if table is None:
-            delivered = reports[0]
-        else:
-            delivered = reports[1]
+        """Add one record to ``ticket``'s batch; ``table`` asks for its offset (a changelog record).
+
+        A record for a given partition is held until the next one for the partition comes, and then queued without
+        a delivery report; the last one is queued, with its report, when the batch is released (:meth:`release`,
+        :meth:`wait`). A record for any partition (``partition`` None), or over HELD_BYTES, is queued at once,
+        with its report."""
+        if table is not None:
             ticket.tables[topic] = table
-        ticket.sent += 1
+        if partition is None:
+            self._queue(ticket, topic, key, value, -1, headers, table is not None)
+            return
+        last = ticket.last
+        earlier = last.pop((topic, partition), None)
+        if earlier is not None:
+            producer = self._producer or self.producer
+            try:  # the common case in one C call; _queue retries a full queue and tells the errors apart
+                if earlier[2] is None:
+                    producer.produce(topic, earlier[1], earlier[0], partition)
+                else:
+                    producer.produce(topic, earlier[1], earlier[0], partition, headers=earlier[2])
+            except (BufferError, KafkaException):
+                self._queue(None, topic, earlier[0], earlier[1], partition, earlier[2], False)
+        if value is not None and len(value) > HELD_BYTES:  # a record the client may refuse: refused here, at once
+            self._queue(ticket, topic, key, value, partition, headers, table is not None)
+        else:
+            last[(topic, partition)] = (key, value, headers, table is not None)
+
+    def release(self, ticket: Ticket) -> None:
+        """Queue the last record of each partition of the batch, each with its delivery report."""
+        last, ticket.last = ticket.last, {}
+        for (topic, partition), (key, value, headers, changelog) in last.items():
+            self._queue(ticket, topic, key, value, partition, headers, changelog)
+
+    def _queue(self, ticket: Ticket | None, topic: str, key: bytes | None, value: bytes | None, partition: int,
+               headers: dict[str, bytes] | None, changelog: bool) -> None:
+        """Hand one record to librdkafka, with the ticket's delivery report, or with none (``ticket`` None)."""
+        if self._fatal is not None:
+            raise ProducerFailed(f"{topic}: the producer stopped for good: {self._fatal}")
+        producer = self._producer or self.producer
+        delivered = None
+        if ticket is not None:
+            reports = ticket.reports
+            if reports is None:
+                reports = ticket.reports = (self._reporter(ticket, False), self._reporter(ticket, True))
+            delivered = reports[1] if changelog else reports[0]
+            ticket.sent += 1
         while True:
             try:
                 if headers is None:  # positional: keyword arguments cost the C call more than half a µs more
-                    producer.produce(topic, value, key, -1 if partition is None else partition, delivered)
+                    producer.produce(topic, value, key, partition, delivered)
                 else:
-                    producer.produce(topic, value, key, -1 if partition is None else partition,
-                                     on_delivery=delivered, headers=headers)
+                    producer.produce(topic, value, key, partition, on_delivery=delivered, headers=headers)
                 return
             except BufferError:  # the local queue is full: let the poller deliver some
                 if self._stopping.wait(0.01):
-                    ticket.sent -= 1
+                    if ticket is not None:
+                        ticket.sent -= 1
                     raise DeliveryFailed(f"{topic}: the producer is closing with its queue full") from None
             except KafkaException as exc:
-                ticket.sent -= 1
+                if ticket is not None:
+                    ticket.sent -= 1
                 error = exc.args[0] if exc.args else None
                 if isinstance(error, ConfluentKafkaError) and error.code() == ConfluentKafkaError.MSG_SIZE_TOO_LARGE:
                     raise RecordTooLarge(f"{topic}: a record of {len(value or b'')} bytes: {exc}") from exc
+                if _fatal(exc):
+                    raise ProducerFailed(f"{topic}: the producer stopped for good: {self._fatal or exc}") from exc
                 raise DeliveryFailed(f"{topic}: {exc}") from exc
 
     def send_now(self, topic: str, key: bytes | None, value: bytes | None, partition: int) -> None:
@@ -184,6 +258,7 @@ class Sender:
 
         A ticket can be waited on more than once (records produced after a wait are waited for by the next).
         """
+        self.release(ticket)
         with self._lock:
             ticket.closed = True
             pending = ticket.delivered != ticket.sent
@@ -192,8 +267,17 @@ class Sender:
         if pending:
             await ticket.done
         if ticket.error is not None:
+            if self._fatal is not None:
+                raise ProducerFailed(f"a record of the batch was not delivered: {ticket.error} (the producer stopped "
+                                     f"for good: {self._fatal})")
             raise DeliveryFailed(f"a record of the batch was not delivered: {ticket.error}")
         return {(ticket.tables[topic], partition): offset for (topic, partition), offset in ticket.offsets.items()}
+
+
+def _fatal(exc: KafkaException) -> bool:
+    """Whether librdkafka's error stopped the producer for good (the error itself, or a call refused after it)."""
+    error = exc.args[0] if exc.args else None
+    return isinstance(error, ConfluentKafkaError) and (error.fatal() or error.code() == ConfluentKafkaError._FATAL)
 
 
 def _resolve(future: asyncio.Future) -> None:

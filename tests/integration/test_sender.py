@@ -11,14 +11,18 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from processors.sender import DeliveryFailed, Sender
+from processors.sender import DeliveryFailed, ProducerFailed, Sender
 
 
 @pytest.fixture
 def topic(stack_settings) -> str:
+    return _topic(stack_settings)
+
+
+def _topic(settings, config: dict[str, str] | None = None) -> str:
     name = f"test-sender-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient(stack_settings.kafka_client_config())
-    admin.create_topics([NewTopic(name, 3, 1)])[name].result(30)
+    admin = AdminClient(settings.kafka_client_config())
+    admin.create_topics([NewTopic(name, 3, 1, config=config or {})])[name].result(30)
     return name
 
 
@@ -42,8 +46,10 @@ def test_a_ticket_completes_once_every_record_is_acknowledged_with_the_last_offs
         stack_settings, topic):
     sender = Sender(stack_settings.kafka_client_config())
     table = object()  # the table a changelog record belongs to: only its identity matters here
+    ticket = None
 
     async def batch():
+        nonlocal ticket
         ticket = sender.ticket()
         for n in range(500):
             sender.produce(ticket, topic, f"k{n}".encode(), f"v{n}".encode(), partition=n % 2, table=table)
@@ -55,6 +61,7 @@ def test_a_ticket_completes_once_every_record_is_acknowledged_with_the_last_offs
     finally:
         sender.close()
     assert offsets == {(table, 0): 249, (table, 1): 249}
+    assert ticket.sent == ticket.delivered == 3  # a report for the last record of each partition only
     records = _read_all(stack_settings, topic, 0)
     assert [k for k, _ in records] == [f"k{n}".encode() for n in range(0, 500, 2)]  # all there, in order
 
@@ -123,4 +130,28 @@ def test_a_ticket_can_be_waited_on_again_after_more_records(stack_settings, topi
         sender.close()
     assert first == {(table, 0): 0}
     assert second == {(table, 0): 100}
-    assert ticket.delivered == ticket.sent == 101
+    assert ticket.delivered == ticket.sent == 2  # the last record of the partition, at each wait
+    assert len(_read_all(stack_settings, topic, 0)) == 101
+
+
+def test_a_record_the_broker_refuses_before_the_last_of_its_partition_fails_the_ticket(stack_settings):
+    """Only the partition's last record has a report: the refusal of an earlier one, sent in a request of its own,
+    must still fail the batch rather than leave a gap the last record's report hides."""
+    topic = _topic(stack_settings, {"max.message.bytes": str(100 * 1024)})  # the client's limit stays at 1 MB
+    sender = Sender(stack_settings.kafka_client_config())
+
+    async def batch():
+        ticket = sender.ticket()
+        sender.produce(ticket, topic, b"big", os.urandom(200 * 1024), partition=1)  # lz4 cannot shrink it
+        sender.produce(ticket, topic, b"after", b"1", partition=1)  # queues the big one, without a report
+        await asyncio.sleep(2)  # the big one is refused in a request of its own
+        sender.produce(ticket, topic, b"after", b"2", partition=1)
+        await sender.wait(ticket)
+
+    try:
+        with pytest.raises(ProducerFailed) as failed:
+            asyncio.run(batch())
+    finally:
+        sender.close()
+    assert "stopped for good" in str(failed.value)
+    assert [key for key, _ in _read_all(stack_settings, topic, 1)] == []

@@ -17,7 +17,7 @@ from processors.app import PARTITIONS, Processors
 from processors.batch import stage_partition
 from processors.faust_fixes import Taken
 from processors.records import loads
-from processors.sender import DeliveryFailed
+from processors.sender import DeliveryFailed, ProducerFailed
 from tests.unit.processors.test_route_coalesce import BY_PROJECT, JsonDecoder, change, entry
 from tests.unit.processors.worker_fakes import RecordingSender, worker
 
@@ -152,3 +152,33 @@ def test_a_stage_tells_when_it_last_settled_a_batch_and_not_before(tmp_path: Pat
     held, released = asyncio.run(go())
     assert held is None  # handled, but its outputs not acknowledged yet
     assert released <= settled_at() <= time.time()
+
+
+def test_a_producer_stopped_for_good_stops_the_worker_without_the_retries(tmp_path: Path, monkeypatch):
+    class StoppedSender(HeldSender):
+        async def wait(self, ticket) -> dict:
+            self.calls.append(("wait", f"#{ticket}"))
+            raise ProducerFailed("a record of the batch was not delivered (the producer stopped for good)")
+
+    sender = StoppedSender()
+    processors = router(tmp_path, sender)
+    crashed: list[Exception] = []
+
+    async def crash(exc: Exception) -> None:
+        crashed.append(exc)
+
+    monkeypatch.setattr(processors.app, "crash", crash)
+    acked: list[str] = []
+    first = batches(acked, first=moved_entry()["first"])
+
+    async def go():
+        try:
+            await asyncio.wait_for(processors._batches(first, "route", processors._route_batch), 10)
+        except ProducerFailed:
+            return True
+        return False
+
+    assert asyncio.run(go()) is True
+    assert len(crashed) == 1 and isinstance(crashed[0], ProducerFailed)
+    assert sender.tickets == 2  # handled once, then once again after the rebuild: no further attempt
+    assert acked == [] and processors.tables["routes"].data.get(b"entry|1") is None

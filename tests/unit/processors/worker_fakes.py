@@ -36,6 +36,9 @@ class RecordingSender:
         self.sizes.append((topic, len(value or b"")))
         self.records.append((topic, kwargs.get("partition"), value))
 
+    def release(self, ticket) -> None:
+        pass
+
     async def wait(self, ticket) -> dict:
         self.calls.append(("wait", ""))
         return {}
