@@ -577,6 +577,11 @@ class Processors:
                 await self._settle_batch(batch.ticket, batch.unrecorded)
             except (KafkaError, FaustError) as exc:
                 batch.failed = exc
+        if isinstance(batch.failed, ProducerFailed):  # no attempt can deliver: no rebuild for one either
+            logger.error("%s: giving up on a batch of %d %s: %s", stage, len(batch.taken), _origin(batch.taken),
+                         batch.failed)
+            await self.app.crash(batch.failed)
+            raise batch.failed
         if batch.failed is not None or batch.epoch != self._epochs[stage]:
             if batch.epoch == self._epochs[stage]:  # the first batch to fail
                 self._epochs[stage] += 1

@@ -17,14 +17,14 @@ delivered, as before.
 
 Only the last record of a batch on each partition asks for a delivery report
 (docs/processors.md, "One delivery report per partition of a batch"). A
-report costs about 3 µs of the worker's CPU in confluent-kafka, a record of a
-snapshot's change event about 3.5 of them. The producer keeps a partition's
-records in order, retries without a time limit (``message.timeout.ms`` 0)
-and stops for good on any error that would leave a gap before a later record
-(``enable.gapless.guarantee``): so the last record acknowledged means every
-earlier one of the partition is too, and a producer stopped that way fails
-the report of every record still queued, and every batch waiting on one
-(:class:`ProducerFailed`).
+report costs about 3 µs of the worker's CPU in confluent-kafka, a snapshot's
+change event about 3.5 of them. The producer keeps a partition's records in
+order, retries without a time limit (``message.timeout.ms`` 0) and stops for
+good on any error that would leave a gap before a later record
+(``enable.gapless.guarantee``), raising that error before it reports any
+later record of the partition. So the last record's report stands for every
+earlier one, unless the producer stopped first: then every batch waiting, or
+waited on later, fails (:class:`ProducerFailed`).
 
 Keys hash as Kafka's Java client and aiokafka hash them (``murmur2_random``),
 so a key stays on the partition it had when Faust produced it.
@@ -103,6 +103,8 @@ class Sender:
         }
         self._producer: Producer | None = None
         self._fatal: str | None = None
+        #: tickets a wait is pending on: failed at once if the producer stops for good (see _stopped)
+        self._waiting: set[Ticket] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._poller: threading.Thread | None = None
@@ -125,12 +127,30 @@ class Sender:
                 if not _fatal(exc):
                     logger.exception("handling a delivery report failed")
                     continue
-                with self._lock:
-                    if self._fatal is None:
-                        self._fatal = str(exc.args[0])
-                logger.error("the producer stopped for good: %s", exc.args[0])
+                self._stopped(str(exc.args[0]))
             except Exception:  # a delivery report that failed must not stop the reports of every later batch
                 logger.exception("handling a delivery report failed")
+
+    def _stopped(self, error: str) -> None:
+        """The producer stopped for good: fail every batch waiting now. librdkafka fails the records still in its
+        queue, but not a request in flight that comes back to be retried (a later request of the partition the
+        broker refuses as out of sequence): the producer sends nothing any more, and with no message timeout
+        that record's report would never come."""
+        with self._lock:
+            if self._fatal is not None:
+                return
+            self._fatal = error
+            waiting, self._waiting = self._waiting, set()
+            for ticket in waiting:
+                if ticket.error is None:
+                    ticket.error = f"the producer stopped for good: {error}"
+        logger.error("the producer stopped for good: %s", error)
+        for ticket in waiting:
+            if ticket.done is not None:
+                try:
+                    ticket.loop.call_soon_threadsafe(_resolve, ticket.done)
+                except RuntimeError:  # the worker's loop is closed: nobody waits any more
+                    pass
 
     def close(self, timeout: float = 10.0) -> None:
         if self._producer is None:
@@ -261,11 +281,21 @@ class Sender:
         self.release(ticket)
         with self._lock:
             ticket.closed = True
-            pending = ticket.delivered != ticket.sent
+            if self._fatal is not None:  # even with every report in: an earlier record without one may have failed
+                pending = False
+                if ticket.error is None:
+                    ticket.error = f"the producer stopped for good: {self._fatal}"
+            else:
+                pending = ticket.delivered != ticket.sent
             if pending:
                 ticket.done = ticket.loop.create_future()
+                self._waiting.add(ticket)
         if pending:
-            await ticket.done
+            try:
+                await ticket.done
+            finally:
+                with self._lock:
+                    self._waiting.discard(ticket)
         if ticket.error is not None:
             if self._fatal is not None:
                 raise ProducerFailed(f"a record of the batch was not delivered: {ticket.error} (the producer stopped "

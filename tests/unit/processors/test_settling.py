@@ -180,5 +180,5 @@ def test_a_producer_stopped_for_good_stops_the_worker_without_the_retries(tmp_pa
 
     assert asyncio.run(go()) is True
     assert len(crashed) == 1 and isinstance(crashed[0], ProducerFailed)
-    assert sender.tickets == 2  # handled once, then once again after the rebuild: no further attempt
+    assert sender.tickets == 1  # handled once: neither a rebuild nor a further attempt
     assert acked == [] and processors.tables["routes"].data.get(b"entry|1") is None
