@@ -153,14 +153,22 @@ class Sender:
                     pass
 
     def close(self, timeout: float = 10.0) -> None:
+        """Deliver what is queued, for up to ``timeout`` seconds. The poller stops first, so that the flush is the
+        only reader of librdkafka's events: a fatal error it raises still fails the batches waiting (_stopped)."""
         if self._producer is None:
             return
-        left = self._producer.flush(timeout)
-        if left:
-            logger.warning("%d records not delivered at shutdown; they are sent again after the restart", left)
         self._stopping.set()
         if self._poller is not None:
             self._poller.join(1.0)
+        try:
+            left = self._producer.flush(timeout)
+        except KafkaException as exc:
+            if not _fatal(exc):
+                raise
+            self._stopped(str(exc.args[0]))
+            left = len(self._producer)
+        if left:
+            logger.warning("%d records not delivered at shutdown; they are sent again after the restart", left)
 
     # ---- batches
     def ticket(self) -> Ticket:
@@ -264,10 +272,12 @@ class Sender:
                     if offset > offsets.get(slot, -1):
                         offsets[slot] = offset
                 ticket.delivered += 1
-                finished = ticket.closed and ticket.delivered == ticket.sent
-            if finished and ticket.done is not None:
+                # the future of the wait this report completes, read under the lock: a later wait on the ticket
+                # (after more records) makes a new one, which this report must not resolve
+                done = ticket.done if ticket.closed and ticket.delivered == ticket.sent else None
+            if done is not None:
                 try:
-                    ticket.loop.call_soon_threadsafe(_resolve, ticket.done)
+                    ticket.loop.call_soon_threadsafe(_resolve, done)
                 except RuntimeError:  # the worker's loop is closed: nobody waits any more
                     pass
 

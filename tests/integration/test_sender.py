@@ -158,9 +158,10 @@ def test_a_record_the_broker_refuses_before_the_last_of_its_partition_fails_the_
 
 
 def test_a_refusal_fails_the_batch_whose_last_record_was_sent_behind_it(stack_settings):
-    """The refused record and the partition's last one handed on together, in two requests: the later request
-    comes back out of sequence and librdkafka keeps it to retry on a producer that sends nothing more, so only the
-    sender failing the waiting batch ends it."""
+    """The refused record and the partition's last one handed on together, in two requests: the broker may write
+    the later one behind the refused one and acknowledge it, or librdkafka may keep it to retry on a producer that
+    sends nothing more. Either way only the sender failing the batch once the producer stopped keeps it from
+    reading as complete."""
     topic = _topic(stack_settings, {"max.message.bytes": str(100 * 1024)})
     # batches of at most 64 KiB: the big record in a request of its own, the last one in the next
     sender = Sender({**stack_settings.kafka_client_config(), "batch.size": 64 * 1024})
