@@ -307,9 +307,9 @@ class Sender:
                 with self._lock:
                     self._waiting.discard(ticket)
         if ticket.error is not None:
-            if self._fatal is not None:
-                raise ProducerFailed(f"a record of the batch was not delivered: {ticket.error} (the producer stopped "
-                                     f"for good: {self._fatal})")
+            if self._fatal is not None:  # its error names the refusal that stopped it
+                raise ProducerFailed(f"a record of the batch was not delivered: the producer stopped for good: "
+                                     f"{self._fatal}")
             raise DeliveryFailed(f"a record of the batch was not delivered: {ticket.error}")
         return {(ticket.tables[topic], partition): offset for (topic, partition), offset in ticket.offsets.items()}
 

@@ -26,6 +26,16 @@ def _topic(settings, config: dict[str, str] | None = None) -> str:
     return name
 
 
+def _raised(sender: Sender, batch, expected: type[Exception]) -> Exception:
+    """What running ``batch`` raised (``expected``, or the test fails); the sender is closed either way."""
+    try:
+        with pytest.raises(expected) as failed:
+            asyncio.run(batch())
+    finally:
+        sender.close()
+    return failed.value
+
+
 def _read_all(settings, topic: str, partition: int) -> list[tuple[bytes, bytes]]:
     consumer = Consumer({**settings.kafka_client_config(), "group.id": f"read-{uuid.uuid4().hex}",
                          "enable.auto.commit": False})
@@ -76,12 +86,8 @@ def test_a_record_the_broker_refuses_fails_the_ticket(stack_settings, topic):
         sender.produce(ticket, topic, b"k", os.urandom(2 * 1024 * 1024), partition=1)  # lz4 cannot shrink it
         await sender.wait(ticket)
 
-    try:
-        with pytest.raises(DeliveryFailed) as failed:
-            asyncio.run(batch())
-    finally:
-        sender.close()
-    assert topic in str(failed.value) and "not delivered" in str(failed.value)
+    failed = _raised(sender, batch, DeliveryFailed)
+    assert topic in str(failed) and "not delivered" in str(failed)
 
 
 def test_a_record_the_client_refuses_fails_at_once(stack_settings, topic):
@@ -91,12 +97,8 @@ def test_a_record_the_client_refuses_fails_at_once(stack_settings, topic):
         ticket = sender.ticket()
         sender.produce(ticket, topic, b"k", b"x" * (2 * 1024 * 1024), partition=1)
 
-    try:
-        with pytest.raises(DeliveryFailed) as failed:
-            asyncio.run(batch())
-    finally:
-        sender.close()
-    assert topic in str(failed.value)
+    failed = _raised(sender, batch, DeliveryFailed)
+    assert topic in str(failed)
 
 
 def test_an_empty_ticket_completes_at_once(stack_settings):
@@ -148,12 +150,8 @@ def test_a_record_the_broker_refuses_before_the_last_of_its_partition_fails_the_
         sender.produce(ticket, topic, b"after", b"2", partition=1)
         await sender.wait(ticket)
 
-    try:
-        with pytest.raises(ProducerFailed) as failed:
-            asyncio.run(batch())
-    finally:
-        sender.close()
-    assert "stopped for good" in str(failed.value)
+    failed = _raised(sender, batch, ProducerFailed)
+    assert "stopped for good" in str(failed)
     assert [key for key, _ in _read_all(stack_settings, topic, 1)] == []
 
 
@@ -172,11 +170,7 @@ def test_a_refusal_fails_the_batch_whose_last_record_was_sent_behind_it(stack_se
         sender.produce(ticket, topic, b"after", b"1", partition=1)  # queues the big one, without a report
         await asyncio.wait_for(sender.wait(ticket), 60)  # queues the last one, with its report
 
-    try:
-        with pytest.raises(ProducerFailed) as failed:
-            asyncio.run(batch())
-    finally:
-        sender.close()
-    assert "stopped for good" in str(failed.value)
+    failed = _raised(sender, batch, ProducerFailed)
+    assert "stopped for good" in str(failed)
     # the broker may have written the last record behind the refused one: the gap the batch's failure stands for
     assert b"big" not in [key for key, _ in _read_all(stack_settings, topic, 1)]
