@@ -16,15 +16,15 @@ offsets committed) only after that, so a crash replays whatever was not
 delivered, as before.
 
 Only the last record of a batch on each partition asks for a delivery report
-(docs/processors.md, "One delivery report per partition of a batch"). A
-report costs about 3 µs of the worker's CPU in confluent-kafka, a snapshot's
-change event about 3.5 of them. The producer keeps a partition's records in
-order, retries without a time limit (``message.timeout.ms`` 0) and stops for
-good on any error that would leave a gap before a later record
-(``enable.gapless.guarantee``), raising that error before it reports any
-later record of the partition. So the last record's report stands for every
-earlier one, unless the producer stopped first: then every batch waiting, or
-waited on later, fails (:class:`ProducerFailed`).
+(docs/processors.md, "One delivery report per partition of a batch"): a
+report costs CPU in confluent-kafka (a ``Message`` object and a Python call),
+and a snapshot's change event made about 3.5 of them. The producer keeps a
+partition's records in order, retries without a time limit
+(``message.timeout.ms`` 0) and stops for good on any error that would leave a
+gap before a later record (``enable.gapless.guarantee``), raising that error
+before it reports any later record of the partition. So the last record's
+report stands for every earlier one, unless the producer stopped first: then
+every batch waiting, or waited on later, fails (:class:`ProducerFailed`).
 
 Keys hash as Kafka's Java client and aiokafka hash them (``murmur2_random``),
 so a key stays on the partition it had when Faust produced it.
