@@ -578,10 +578,7 @@ class Processors:
             except (KafkaError, FaustError) as exc:
                 batch.failed = exc
         if isinstance(batch.failed, ProducerFailed):  # no attempt can deliver: no rebuild for one either
-            logger.error("%s: giving up on a batch of %d %s: %s", stage, len(batch.taken), _origin(batch.taken),
-                         batch.failed)
-            await self.app.crash(batch.failed)
-            raise batch.failed
+            await self._give_up(stage, batch.taken, batch.failed, 1)
         if batch.failed is not None or batch.epoch != self._epochs[stage]:
             if batch.epoch == self._epochs[stage]:  # the first batch to fail
                 self._epochs[stage] += 1
@@ -615,10 +612,7 @@ class Processors:
                 return rows
             except (KafkaError, FaustError) as exc:
                 if attempt == TRANSIENT_ATTEMPTS or isinstance(exc, ProducerFailed):  # no retry can deliver then
-                    logger.error("%s: giving up on a batch of %d %s after %d attempts: %s", stage, len(events),
-                                 _origin(events), attempt, exc)
-                    await self.app.crash(exc)
-                    raise
+                    await self._give_up(stage, events, exc, attempt)
                 logger.warning("%s: %s; retrying the batch in 1s (attempt %d)", stage, exc, attempt)
                 await asyncio.sleep(1.0)
                 await self._rebuild_after_failure(stage)
@@ -627,6 +621,13 @@ class Processors:
                 _UNRECORDED.reset(tokens[1])
                 self._count_published()
         return 0
+
+    async def _give_up(self, stage: str, events: list, exc: Exception, attempts: int) -> None:
+        """Stop the worker on a batch no attempt can settle: restarted, it replays from its last commit."""
+        logger.error("%s: giving up on a batch of %d %s after %d attempts: %s", stage, len(events), _origin(events),
+                     attempts, exc)
+        await self.app.crash(exc)
+        raise exc
 
     async def _settle_batch(self, ticket: Ticket, unrecorded: list) -> None:
         """Once a batch's outputs are on the broker, send its mirror rows (``unrecorded``) to the changelogs, and

@@ -146,11 +146,7 @@ class Sender:
                     ticket.error = f"the producer stopped for good: {error}"
         logger.error("the producer stopped for good: %s", error)
         for ticket in waiting:
-            if ticket.done is not None:
-                try:
-                    ticket.loop.call_soon_threadsafe(_resolve, ticket.done)
-                except RuntimeError:  # the worker's loop is closed: nobody waits any more
-                    pass
+            _wake(ticket.loop, ticket.done)
 
     def close(self, timeout: float = 10.0) -> None:
         """Deliver what is queued, for up to ``timeout`` seconds. The poller stops first, so that the flush is the
@@ -275,11 +271,7 @@ class Sender:
                 # the future of the wait this report completes, read under the lock: a later wait on the ticket
                 # (after more records) makes a new one, which this report must not resolve
                 done = ticket.done if ticket.closed and ticket.delivered == ticket.sent else None
-            if done is not None:
-                try:
-                    ticket.loop.call_soon_threadsafe(_resolve, done)
-                except RuntimeError:  # the worker's loop is closed: nobody waits any more
-                    pass
+            _wake(ticket.loop, done)
 
         return delivered
 
@@ -318,6 +310,16 @@ def _fatal(exc: KafkaException) -> bool:
     """Whether librdkafka's error stopped the producer for good (the error itself, or a call refused after it)."""
     error = exc.args[0] if exc.args else None
     return isinstance(error, ConfluentKafkaError) and (error.fatal() or error.code() == ConfluentKafkaError._FATAL)
+
+
+def _wake(loop: asyncio.AbstractEventLoop, future: asyncio.Future | None) -> None:
+    """From the poller's thread: resolve the future a wait is pending on, if there is one."""
+    if future is None:
+        return
+    try:
+        loop.call_soon_threadsafe(_resolve, future)
+    except RuntimeError:  # the worker's loop is closed: nobody waits any more
+        pass
 
 
 def _resolve(future: asyncio.Future) -> None:
