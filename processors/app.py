@@ -69,7 +69,7 @@ from processors.project import ProjectStage, project_code_of
 from processors.sender import ProducerFailed, RecordTooLarge, Sender, Ticket
 from processors.records import KIND_OF_TOPIC, KINDS, SOURCE_TOPICS, check_row, dumps, loads, parse, pick
 from processors.rollup import RollupStage, legacy_line_key
-from psmesh.config import SECURITY_PROTOCOLS, Settings
+from psmesh.config import SECURITY_PROTOCOLS, Settings, worker_bind
 from psmesh.latency import commit_ms_of
 from streams import position
 
@@ -326,8 +326,9 @@ class Processors:
 
     def __init__(self, settings: Settings, *, web_port: int = 6066, datadir: Path | None = None,
                  app_id: str = APP_ID, store: str = "rocksdb://", replication_factor: int = 1,
-                 url: str | None = None) -> None:
+                 url: str | None = None, host: str | None = None) -> None:
         self.settings = settings
+        canonical = url or settings.processors_url or f"http://127.0.0.1:{web_port}"
         faust_fixes.install()
         datadir = datadir or settings.home / "processors" / f"worker-{web_port}"
         datadir.mkdir(parents=True, exist_ok=True)
@@ -338,11 +339,11 @@ class Processors:
             store=store,
             datadir=str(datadir),
             web_port=web_port,
-            # /metrics is on this port: reachable from a Prometheus elsewhere (PSMESH_METRICS_HOST, docs/operating.md).
-            web_bind=settings.metrics_host,
+            # The views and /metrics: on this host only, unless the workers run on several (psmesh.config.worker_bind).
+            web_bind=worker_bind(host if host is not None else settings.processors_host, canonical),
             # Where the other workers forward a view query for a key this one owns (Faust's router): the worker's
             # own address, which only the operator knows when workers run on several hosts (PSMESH_PROCESSORS_URL).
-            canonical_url=url or settings.processors_url or f"http://127.0.0.1:{web_port}",
+            canonical_url=canonical,
             topic_partitions=PARTITIONS,
             topic_replication_factor=replication_factor,
             table_standby_replicas=0,
@@ -426,6 +427,9 @@ class Processors:
         app.agent(self.by_resource, name="resource")(self._resource_agent)
         app.agent(self.to_rollup, name="rollup")(self._rollup_agent)
         # Faust pages take (view, request, **match_info): plain functions, not bound methods.
+        async def views_index(web, request):
+            return await self._views_index(web, request)
+
         async def list_view(web, request, view):
             return await self._list_view(web, request, view)
 
@@ -441,6 +445,7 @@ class Processors:
         async def close_sender(app, **kwargs):  # records of unacknowledged batches are sent again anyway
             await asyncio.to_thread(self.sender.close)
 
+        app.page("/views/")(views_index)
         app.page("/views/{view}/")(list_view)
         app.page("/views/{view}/{key}")(get_view)
         app.page("/metrics")(metrics_page)
@@ -1252,6 +1257,13 @@ class Processors:
         return out
 
     # ---- interactive queries
+    async def _views_index(self, web, request) -> Any:
+        """The views, each with its key columns and the addresses of its rows on this worker."""
+        base = str(self.app.conf.canonical_url).rstrip("/")
+        return web.json({"views": {view: {"key": list(columns), "rows": f"{base}/views/{view}/",
+                                          "row": f"{base}/views/{view}/<{'|'.join(columns)}>"}
+                                   for view, columns in VIEW_KEYS.items()}})
+
     async def _get_view(self, web, request, view: str, key: str) -> Any:
         """One view row by key, answered by the worker that owns it (others forward the request).
 

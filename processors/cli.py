@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from psmesh.cliopts import checked
-from psmesh.config import check_worker_url, load_settings
+from psmesh.config import check_worker_url, load_settings, worker_bind
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +26,10 @@ def processors() -> None:
               show_default="PSMESH_PROCESSORS_URL, else http://127.0.0.1:<web-port>",
               help="Where the other workers reach this one's --web-port (http://host:port): they forward the view "
                    "queries for the keys it owns there. Set it when workers run on more than one host.")
+@click.option("--host", default=lambda: load_settings().processors_host,
+              show_default="PSMESH_PROCESSORS_HOST, else 127.0.0.1; all interfaces when --url names another host",
+              help="The interface this worker's --web-port listens on. Its views carry the firm's figures and no "
+                   "authentication: give 0.0.0.0 only where the network is trusted (a Prometheus elsewhere, say).")
 @click.option("--datadir", type=click.Path(path_type=Path), default=None,
               help="Where the worker keeps its RocksDB tables (default: <home>/processors/worker-<port>).")
 @click.option("--memory-store", is_flag=True, help="Keep tables in memory instead of RocksDB (tests, benchmarks).")
@@ -34,10 +38,14 @@ def processors() -> None:
               help="Replication factor of the internal topics (3 on a production cluster).")
 @click.option("--event-loop", type=click.Choice(["uvloop", "asyncio"]), default="uvloop", show_default=True,
               help="The worker's event loop: uvloop (libuv, faster) or the standard library's.")
-def run_command(web_port: int, url: str | None, datadir: Path | None, memory_store: bool, app_id: str | None,
-                replication_factor: int, event_loop: str) -> None:
+def run_command(web_port: int, url: str | None, host: str | None, datadir: Path | None, memory_store: bool,
+                app_id: str | None, replication_factor: int, event_loop: str) -> None:
     """Run one worker; start several to share the partitions (on one host each with its own --web-port, on several
     each with the --url the others reach it at)."""
+    try:
+        bind = worker_bind(host, url or f"http://127.0.0.1:{web_port}")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--host") from exc
     if event_loop == "uvloop":
         import mode.loop  # faust's own way to choose it: sets asyncio's loop policy before any loop is made
 
@@ -57,9 +65,10 @@ def run_command(web_port: int, url: str | None, datadir: Path | None, memory_sto
         logger.info("created internal topics %s", ", ".join(created))
     built = Processors(settings, web_port=web_port, datadir=datadir, app_id=app_id,
                        store="memory://" if memory_store else "rocksdb://", replication_factor=replication_factor,
-                       url=url)
+                       url=url, host=host)
     tune_gc()
-    logger.info("processor worker on %s (views under /views/, metrics at /metrics)", built.app.conf.canonical_url)
+    logger.info("processor worker on %s, listening on %s (views under /views/, metrics at /metrics)",
+                built.app.conf.canonical_url, bind)
     Worker(built.app, loglevel="INFO", quiet=True, redirect_stdouts=False).execute_from_commandline()
 
 

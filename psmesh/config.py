@@ -7,8 +7,8 @@ that suit one developer machine; secrets never live in files. The topology
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
-
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     #: forwarded to the owner's URL. Unset: http://127.0.0.1:<port>, which serves workers on one host only; set it
     #: per worker (http://worker-2.internal:6066) when they run on several.
     processors_url: str | None = None
+    #: Interface the processor worker's HTTP port listens on: its views (the firm's figures, with no authentication)
+    #: and /metrics. Unset: 127.0.0.1 while the worker's URL is a loopback address (workers on one host), every
+    #: interface when the URL names another host (workers on several hosts forward view queries to each other).
+    processors_host: str | None = None
     #: Interface the services serve /metrics on (all, so a Prometheus elsewhere can scrape them).
     metrics_host: str = "0.0.0.0"
     #: Prometheus ports of the sinks; unset, the sink's ``metrics_port`` in topology.yaml applies (psmesh/ports.py).
@@ -207,6 +211,35 @@ def unusable(settings: Settings) -> list[str]:
         except ValueError as exc:
             problems.append(f"{ENV_PREFIX}PROCESSORS_URL: {exc}")
     return problems
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` (a name or an address) is this machine's loopback: reachable from this host only."""
+    if host is None:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def worker_bind(host: str | None, url: str) -> str:
+    """The interface a processor worker listens on, given ``host`` (``--host``, ``PSMESH_PROCESSORS_HOST``; None
+    when unset) and ``url``, the address other workers reach it at.
+
+    Unset, 127.0.0.1 for a loopback ``url``: the views carry the firm's figures and no authentication, so a worker
+    on one host serves them to that host only. For a ``url`` naming another host, every interface (``0.0.0.0``),
+    since the other workers forward view queries there. A loopback ``host`` with such a ``url`` is refused: the
+    other workers could not reach it."""
+    url_host = urlsplit(url).hostname
+    if host is None:
+        return "127.0.0.1" if is_loopback(url_host) else "0.0.0.0"
+    if is_loopback(host) and not is_loopback(url_host):
+        raise ValueError(f"the worker would listen on {host} only, where the other workers cannot reach its URL "
+                         f"{url}: listen on the interface that URL names, or 0.0.0.0")
+    return host
 
 
 def check_worker_url(url: str) -> str:

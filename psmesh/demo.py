@@ -20,6 +20,8 @@ everything cleanly.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -151,21 +153,40 @@ def _run(settings, stack: LocalStack, topology_file: Path | None, size: str, wee
         click.echo(f"    {part.name:13} {part.state:9} {part.address:24} {part.log}")
     for service in services:  # stack.status() above lists them with their health
         healthy &= service.process.running()
-    click.echo(
-        f"\ndone in {time.monotonic() - began:.1f}s; everything keeps running. Next:\n"
-        f"    open http://{settings.bind_host}:{settings.page_port}/   the executive page (live figures, charts and tables)\n"
-        "    psmesh status                  the whole mesh: slot lag, consumer lag per topic, dead letters, health\n"
-        "    psmesh reconcile               every reporting table against one SQL query per formula\n"
-        f"    curl http://{settings.bind_host}:{settings.processors_port}/views/project_financials/   the views over HTTP\n"
-        f"    psql 'host={settings.bind_host} port={settings.pg_port} user={settings.pg_user} dbname=reporting' "
-        "-c 'select * from exec_portfolio'   (docs/reporting.md lists the tables and measures)\n"
-        "    psmesh cdc status              slot position and lag per source\n"
-        "    psmesh topology graph -o mesh.svg\n"
-        f"    psql 'host={settings.bind_host} port={settings.pg_port} user={settings.pg_user} dbname=crm' "
-        "-c 'select stage, count(*), sum(amount) from opportunities group by stage'\n"
-        "    psmesh dev down                stop everything"
-    )
+    cli = _cli()
+    web, pg = settings.bind_host, f"'host={settings.bind_host} port={settings.pg_port} user={settings.pg_user}"
+    steps = [
+        (f"open http://{web}:{settings.page_port}/", "the executive page (live figures, charts and tables)"),
+        (f"{cli} status", "the whole mesh: slot lag, consumer lag per topic, dead letters, health"),
+        (f"{cli} reconcile", "every reporting table against one SQL query per formula"),
+        (f"curl http://{web}:{settings.processors_port}/views/", "the views over HTTP"),
+        (f"psql {pg} dbname=reporting' -c 'select * from exec_portfolio'",
+         "(docs/reporting.md lists the tables and measures)"),
+        (f"{cli} cdc status", "slot position and lag per source"),
+        (f"{cli} topology graph -o mesh.svg", ""),
+        (f"psql {pg} dbname=crm' -c 'select stage, count(*), sum(amount) from opportunities group by stage'", ""),
+        (f"{cli} dev down", "stop everything"),
+    ]
+    click.echo(f"\ndone in {time.monotonic() - began:.1f}s; everything keeps running. Next:")
+    for command, what in steps:
+        click.echo(f"    {command:34} {what}".rstrip())
+    if cli != "psmesh":
+        click.echo(f"    (`. {Path(cli).parent}/activate` puts psmesh on your PATH)")
     return healthy
+
+
+def _cli() -> str:
+    """How to call this CLI from the current directory: ``psmesh`` when that name on the PATH is this program, else
+    its path (``./dev demo`` runs .venv/bin/psmesh, which is on no PATH until the venv is activated)."""
+    me = Path(sys.argv[0])
+    found = shutil.which("psmesh")
+    if found is not None and (me.name != "psmesh" or Path(found).resolve() == me.resolve()):
+        return "psmesh"
+    program = me if me.name == "psmesh" and me.is_file() else Path(sys.executable).parent / "psmesh"
+    try:
+        return os.path.relpath(program)
+    except ValueError:  # another drive
+        return str(program)
 
 
 def _business_summary(settings, settle: float = 3.0, timeout: float = 90.0) -> list[str]:
@@ -194,8 +215,9 @@ def _business_summary(settings, settle: float = 3.0, timeout: float = 90.0) -> l
                                     "FROM exec_bookings").fetchone()
             portfolio = conn.execute("SELECT currency, projects, backlog, wip, billed, delivered_value, margin_pct "
                                      "FROM exec_portfolio ORDER BY currency").fetchall()
-            utilization = conn.execute("SELECT round(sum(billable_hours) / nullif(sum(capacity_hours), 0), 4) "
-                                       "FROM resource_week").fetchone()[0]
+            # to date, as the executive page gives it: the weeks after the firm's current one have capacity and no
+            # time yet (docs/reporting.md, "Utilization to date")
+            utilization = conn.execute("SELECT utilization FROM exec_kpis").fetchone()[0]
             dso = conn.execute("SELECT as_of, dso_days FROM exec_dso").fetchone()
     except psycopg.Error as exc:
         return [f"the reporting store is not readable yet: {exc}".strip()]
@@ -204,7 +226,7 @@ def _business_summary(settings, settle: float = 3.0, timeout: float = 90.0) -> l
         margin_text = "n/a" if margin is None else f"{margin * 100:.1f}%"
         lines.append(f"  {currency}: {projects} projects, backlog {backlog:,}, delivered {delivered:,}, "
                      f"billed {billed:,}, WIP {wip:,}, margin {margin_text}")
-    lines.append("  billable utilization over all weeks: "
+    lines.append("  billable utilization to date: "
                  + ("n/a" if utilization is None else f"{utilization * 100:.1f}%"))
     lines.append("  DSO: " + ("n/a (no closed billing period yet)" if dso is None or dso[1] is None
                               else f"{dso[1]} days as of {dso[0]}"))

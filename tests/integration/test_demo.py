@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import urllib.request
+from pathlib import Path
 
+import psycopg
 import pytest
 
 pytestmark = pytest.mark.integration
@@ -37,7 +42,18 @@ def test_demo_runs_the_firm_through_capture_and_every_row_change_reaches_kafka(t
         assert published >= wrote
         # The summary is read from the reporting store the sinks keep.
         assert re.search(r"from the reporting store: bookings \d+ won deals worth [\d,.]+", first.stdout), first.stdout[-3000:]
-        assert "DSO:" in first.stdout and "billable utilization over all weeks:" in first.stdout
+        assert "DSO:" in first.stdout and "billable utilization to date:" in first.stdout
+        # the demo's figure is the executive page's (exec_kpis), not one of its own
+        shown = re.search(r"billable utilization to date: ([\d.]+)%", first.stdout).group(1)
+        with psycopg.connect(f"host=127.0.0.1 port={PORTS['PSMESH_PG_PORT']} user=psmesh dbname=reporting") as conn:
+            kpi = conn.execute("SELECT utilization FROM exec_kpis").fetchone()[0]
+        assert shown == f"{kpi * 100:.1f}"
+        # the next steps it prints work as printed: the views' index answers, and the CLI it names exists
+        views = re.search(r"curl (http://\S+/views/)", first.stdout).group(1)
+        with urllib.request.urlopen(views, timeout=10) as response:
+            assert {"project_financials", "resource_week", "skill_week"} <= set(json.load(response)["views"])
+        cli = re.search(r"^    (\S+) status ", first.stdout, re.MULTILINE).group(1)
+        assert cli == "psmesh" and shutil.which("psmesh") or Path(cli).is_file(), cli
 
         again = _psmesh(home, "demo", "--weeks", "3")
         assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]

@@ -246,7 +246,7 @@ class Worker:
         env = {**os.environ, "PSMESH_HOME": str(home), "PSMESH_KAFKA_BOOTSTRAP": settings.bootstrap_servers,
                "PSMESH_REGISTRY_URL": settings.schema_registry_url}
         if host is not None:
-            env |= {"PSMESH_METRICS_HOST": host, "PSMESH_PROCESSORS_URL": f"http://{host}:{self.port}"}
+            env |= {"PSMESH_PROCESSORS_HOST": host, "PSMESH_PROCESSORS_URL": f"http://{host}:{self.port}"}
         with self.log.open("w") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "psmesh", "processors", "run", "--web-port", str(self.port),

@@ -274,6 +274,8 @@ def test_psmesh_services_bind_all_interfaces_restart_and_wait_for_init():
         assert all(key.startswith("PSMESH_") for key in env), f"{name}: configured only through PSMESH_* variables"
         assert env.get("PSMESH_KAFKA_BOOTSTRAP") == "kafka:29092" and env.get("PSMESH_PG_HOST") == "postgres"
         assert env.get("PSMESH_METRICS_HOST") == "0.0.0.0", f"{name}: /metrics must be reachable from Prometheus"
+        if name == "processors":  # the worker's views and /metrics listen on PSMESH_PROCESSORS_HOST
+            assert env.get("PSMESH_PROCESSORS_HOST") == "0.0.0.0", "processors: /metrics must be reachable"
         (argv,) = commands(svc)
         if "--host" in argv:
             assert option_value(argv, "--host") == "0.0.0.0", name

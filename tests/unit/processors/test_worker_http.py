@@ -1,0 +1,80 @@
+"""Where the worker's HTTP port listens (its views carry the firm's figures), and the index of its views."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from processors.app import VIEW_KEYS, Processors
+from psmesh.cli import main
+from psmesh.config import Settings, is_loopback, worker_bind
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "LocalHost", "::1", "[::1]"])
+def test_loopback_names_and_addresses(host):
+    assert is_loopback(host)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.0.0.5", "worker-2.internal", "::", None])
+def test_other_hosts_are_not_loopback(host):
+    assert not is_loopback(host)
+
+
+def test_a_worker_on_one_host_listens_on_loopback_only():
+    assert worker_bind(None, "http://127.0.0.1:6066") == "127.0.0.1"
+    assert worker_bind(None, "http://localhost:6066") == "127.0.0.1"
+
+
+def test_a_worker_the_others_reach_on_another_host_listens_on_every_interface():
+    assert worker_bind(None, "http://worker-2.internal:6066") == "0.0.0.0"
+    assert worker_bind(None, "http://10.0.0.5:6066") == "0.0.0.0"
+
+
+def test_an_interface_given_is_kept():
+    assert worker_bind("0.0.0.0", "http://127.0.0.1:6066") == "0.0.0.0"
+    assert worker_bind("127.0.0.2", "http://127.0.0.2:6066") == "127.0.0.2"
+    assert worker_bind("10.0.0.5", "http://worker-2.internal:6066") == "10.0.0.5"
+
+
+def test_a_loopback_interface_with_a_url_on_another_host_is_refused():
+    with pytest.raises(ValueError, match="cannot reach its URL http://worker-2.internal:6066"):
+        worker_bind("127.0.0.1", "http://worker-2.internal:6066")
+
+
+def test_the_worker_listens_where_worker_bind_says(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("PSMESH_PROCESSORS_HOST", raising=False)
+    settings = Settings(home=tmp_path)
+    local = Processors(settings, web_port=6998, datadir=tmp_path / "a", store="memory://")
+    assert local.app.conf.web_bind == "127.0.0.1"
+    remote = Processors(settings, web_port=6997, datadir=tmp_path / "b", store="memory://",
+                        url="http://worker-2.internal:6997")
+    assert remote.app.conf.web_bind == "0.0.0.0"
+    configured = Processors(Settings(home=tmp_path, processors_host="0.0.0.0"), web_port=6996,
+                            datadir=tmp_path / "c", store="memory://")
+    assert configured.app.conf.web_bind == "0.0.0.0"
+
+
+def test_run_refuses_a_loopback_host_for_a_url_on_another_host(monkeypatch):
+    monkeypatch.delenv("PSMESH_PROCESSORS_HOST", raising=False)
+    result = CliRunner().invoke(main, ["processors", "run", "--host", "127.0.0.1", "--url",
+                                       "http://worker-2.internal:6066"])
+    assert result.exit_code == 2
+    assert "--host" in result.output and "http://worker-2.internal:6066" in result.output
+
+
+class Web:
+    def json(self, value, status: int = 200):
+        return status, value
+
+
+def test_the_index_lists_every_view_with_its_key_and_addresses(tmp_path: Path):
+    processors = Processors(Settings(home=tmp_path), web_port=6995, datadir=tmp_path / "d", store="memory://")
+    status, body = asyncio.run(processors._views_index(Web(), None))
+    assert status == 200
+    assert set(body["views"]) == set(VIEW_KEYS)
+    risks = body["views"]["project_risks"]
+    assert risks == {"key": ["project_code", "rule"], "rows": "http://127.0.0.1:6995/views/project_risks/",
+                     "row": "http://127.0.0.1:6995/views/project_risks/<project_code|rule>"}
