@@ -173,11 +173,17 @@ def status(topology_file: Path | None, as_json: bool) -> None:
         rows.append(row)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
+    elif len({r["state"] for r in rows}) == 1 and rows[0]["state"].startswith("database unreachable: "):
+        # every source's database on a server that cannot be reached: one line, as the other commands say it
+        where = f"{settings.pg_host or settings.bind_host}:{settings.pg_port}"
+        click.echo(f"PostgreSQL at {where} unreachable: {rows[0]['state'].split(': ', 1)[1]}", err=True)
     else:
-        click.echo(f"{'source':9} {'slot':16} {'state':10} {'confirmed':14} {'lag bytes':>10}  last event")
+        # the state last: an error's text is long, and the columns before it stay aligned
+        click.echo(f"{'source':9} {'slot':16} {'confirmed':14} {'lag bytes':>10}  {'last event':32}  state")
         for r in rows:
             lag = "" if r["lag_bytes"] is None else str(r["lag_bytes"])
-            click.echo(f"{r['source']:9} {r['slot']:16} {r['state']:10} {r['confirmed_lsn'] or '-':14} {lag:>10}  {r['last_event_at'] or '-'}")
+            click.echo(f"{r['source']:9} {r['slot']:16} {r['confirmed_lsn'] or '-':14} {lag:>10}  "
+                       f"{r['last_event_at'] or '-':32}  {r['state']}")
     sys.exit(0 if ok else 1)
 
 
