@@ -340,7 +340,7 @@ class Processors:
             datadir=str(datadir),
             web_port=web_port,
             # The views and /metrics: on this host only, unless the workers run on several (psmesh.config.worker_bind).
-            web_bind=worker_bind(host if host is not None else settings.processors_host, canonical),
+            web_bind=worker_bind(host or settings.worker_host(), canonical),
             # Where the other workers forward a view query for a key this one owns (Faust's router): the worker's
             # own address, which only the operator knows when workers run on several hosts (PSMESH_PROCESSORS_URL).
             canonical_url=canonical,
@@ -921,7 +921,8 @@ class Processors:
             return  # the tombstone after a delete: the delete itself is routed
         op = envelope.get("op")
         if op == "t":
-            raise BadChangeEvent("truncate cannot be folded into views; re-snapshot the table")
+            raise BadChangeEvent("truncate cannot be folded into views: the views keep the table's rows; delete "
+                                 "rows with DELETE instead (docs/operating.md, \"Known limitations\")")
         image = envelope.get("after") if op != "d" else envelope.get("before")
         if image is None:
             raise BadChangeEvent(f"op {op!r} without a row image")

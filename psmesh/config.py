@@ -8,6 +8,7 @@ that suit one developer machine; secrets never live in files. The topology
 from __future__ import annotations
 
 import ipaddress
+import socket
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -96,6 +97,14 @@ class Settings(BaseSettings):
     cdc_metrics_port_base: int | None = None
     #: HTTP port of the executive page (``psmesh page serve``).
     page_port: int = 8090
+
+    def worker_host(self) -> str | None:
+        """The interface the processor worker is asked to listen on: PSMESH_PROCESSORS_HOST; else
+        PSMESH_METRICS_HOST when it is set, where versions before PSMESH_PROCESSORS_HOST had the worker listen;
+        else None, for :func:`worker_bind`'s default."""
+        if self.processors_host:
+            return self.processors_host
+        return self.metrics_host if "metrics_host" in self.model_fields_set else None
 
     @property
     def bootstrap_servers(self) -> str:
@@ -213,33 +222,63 @@ def unusable(settings: Settings) -> list[str]:
     return problems
 
 
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``host`` as an IP address, or None for a name: brackets and a trailing dot left out, an IPv4-mapped IPv6
+    address read as its IPv4 one, and a short form such as ``127.1`` read as the C library reads it."""
+    text = host.strip("[]").rstrip(".")
+    try:
+        found: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(text)
+    except ValueError:
+        try:
+            found = ipaddress.IPv4Address(socket.inet_aton(text))
+        except OSError:
+            return None
+    if isinstance(found, ipaddress.IPv6Address) and found.ipv4_mapped is not None:
+        return found.ipv4_mapped
+    return found
+
+
 def is_loopback(host: str | None) -> bool:
     """Whether ``host`` (a name or an address) is this machine's loopback: reachable from this host only."""
-    if host is None:
+    if not host:
         return False
-    if host.lower() == "localhost":
+    if host.rstrip(".").lower() == "localhost":
         return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
+    address = _address(host)
+    return address is not None and address.is_loopback
+
+
+def _reaches(bind: str, url_host: str) -> bool:
+    """Whether a server listening on ``bind`` answers at ``url_host``, as far as can be told without DNS."""
+    url_address = _address(url_host)
+    if bind in ("0.0.0.0", "::"):  # every interface of one family
+        return url_address is None or url_address.version == (4 if bind == "0.0.0.0" else 6)
+    if is_loopback(bind) != is_loopback(url_host):  # one reachable from this host only, the other not
         return False
+    bind_address = _address(bind)
+    return bind_address is None or url_address is None or bind_address == url_address
 
 
 def worker_bind(host: str | None, url: str) -> str:
     """The interface a processor worker listens on, given ``host`` (``--host``, ``PSMESH_PROCESSORS_HOST``; None
-    when unset) and ``url``, the address other workers reach it at.
+    or empty when unset) and ``url``, the address other workers reach it at.
 
-    Unset, 127.0.0.1 for a loopback ``url``: the views carry the firm's figures and no authentication, so a worker
-    on one host serves them to that host only. For a ``url`` naming another host, every interface (``0.0.0.0``),
-    since the other workers forward view queries there. A loopback ``host`` with such a ``url`` is refused: the
-    other workers could not reach it."""
-    url_host = urlsplit(url).hostname
-    if host is None:
-        return "127.0.0.1" if is_loopback(url_host) else "0.0.0.0"
-    if is_loopback(host) and not is_loopback(url_host):
-        raise ValueError(f"the worker would listen on {host} only, where the other workers cannot reach its URL "
-                         f"{url}: listen on the interface that URL names, or 0.0.0.0")
-    return host
+    Unset, the loopback for a loopback ``url`` (127.0.0.1, or ::1 for an IPv6 one): the views carry the firm's
+    figures and no authentication, so a worker on one host serves them to that host only. For a ``url`` naming
+    another host, every interface (0.0.0.0, or :: for an IPv6 address), since the other workers forward view
+    queries there. A ``host`` at which the ``url`` cannot be reached (a loopback one for a URL naming another
+    host, another address than the URL's) is refused: the other workers could not reach the worker."""
+    url_host = urlsplit(url).hostname or ""
+    ipv6 = isinstance(_address(url_host), ipaddress.IPv6Address)
+    if not host:
+        if is_loopback(url_host):
+            return "::1" if ipv6 else "127.0.0.1"
+        return "::" if ipv6 else "0.0.0.0"
+    bind = host.strip("[]")
+    if not _reaches(bind, url_host):
+        raise ValueError(f"the worker would listen on {bind}, where the other workers cannot reach its URL {url}: "
+                         "listen on the address that URL names, or on every interface (0.0.0.0, or :: for IPv6)")
+    return bind
 
 
 def check_worker_url(url: str) -> str:

@@ -20,7 +20,6 @@ everything cleanly.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import sys
 import time
@@ -170,23 +169,23 @@ def _run(settings, stack: LocalStack, topology_file: Path | None, size: str, wee
     click.echo(f"\ndone in {time.monotonic() - began:.1f}s; everything keeps running. Next:")
     for command, what in steps:
         click.echo(f"    {command:34} {what}".rstrip())
-    if cli != "psmesh":
+    if cli != "psmesh" and (Path(cli).parent / "activate").is_file():
         click.echo(f"    (`. {Path(cli).parent}/activate` puts psmesh on your PATH)")
     return healthy
 
 
 def _cli() -> str:
-    """How to call this CLI from the current directory: ``psmesh`` when that name on the PATH is this program, else
-    its path (``./dev demo`` runs .venv/bin/psmesh, which is on no PATH until the venv is activated)."""
+    """How to call this CLI from the user's shell: ``psmesh`` when that name on the PATH is this program, else its
+    absolute path (``./dev demo`` runs .venv/bin/psmesh, which is on no PATH until the venv is activated, and from
+    the repository, which need not be the shell's directory)."""
     me = Path(sys.argv[0])
-    found = shutil.which("psmesh")
-    if found is not None and (me.name != "psmesh" or Path(found).resolve() == me.resolve()):
-        return "psmesh"
     program = me if me.name == "psmesh" and me.is_file() else Path(sys.executable).parent / "psmesh"
-    try:
-        return os.path.relpath(program)
-    except ValueError:  # another drive
-        return str(program)
+    found = shutil.which("psmesh")
+    if found is not None and (not program.is_file() or Path(found).resolve() == program.resolve()):
+        return "psmesh"
+    if program.is_file():
+        return str(program.resolve())
+    return f"{sys.executable} -m psmesh"
 
 
 def _business_summary(settings, settle: float = 3.0, timeout: float = 90.0) -> list[str]:

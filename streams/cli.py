@@ -173,10 +173,12 @@ def status(topology_file: Path | None, as_json: bool) -> None:
         rows.append(row)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
-    elif len({r["state"] for r in rows}) == 1 and rows[0]["state"].startswith("database unreachable: "):
-        # every source's database on a server that cannot be reached: one line, as the other commands say it
+    elif (len({r["state"] for r in rows}) == 1 and rows[0]["state"].startswith("database unreachable: ")
+          and not any(r["last_event_at"] for r in rows)):
+        # every source's database on one server that refuses them all the same way, and nothing else to show: one
+        # line, as the other commands say it
         where = f"{settings.pg_host or settings.bind_host}:{settings.pg_port}"
-        click.echo(f"PostgreSQL at {where} unreachable: {rows[0]['state'].split(': ', 1)[1]}", err=True)
+        click.echo(f"PostgreSQL at {where}: cannot connect: {rows[0]['state'].split(': ', 1)[1]}", err=True)
     else:
         # the state last: an error's text is long, and the columns before it stay aligned
         click.echo(f"{'source':9} {'slot':16} {'confirmed':14} {'lag bytes':>10}  {'last event':32}  state")

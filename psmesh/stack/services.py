@@ -116,8 +116,15 @@ class HttpService:
 
 
 def processor_service(settings: Settings) -> HttpService:
+    """``psmesh processors run``, listening where the stack's other parts and its health check reach it: on
+    PSMESH_BIND_HOST, as the page, with that address as its URL unless PSMESH_PROCESSORS_URL gives one."""
     port = settings.processors_port
-    return HttpService(settings, "processors", ["processors", "run", "--web-port", str(port)], port)
+    argv = ["processors", "run", "--web-port", str(port), "--host", settings.worker_host() or settings.bind_host]
+    if settings.processors_url is None:
+        host = settings.bind_host
+        host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else f"[{host}]" if ":" in host else host
+        argv += ["--url", f"http://{host}:{port}"]
+    return HttpService(settings, "processors", argv, port)
 
 
 def sink_service(settings: Settings, sink: str, topology: Topology | None = None,

@@ -11,41 +11,78 @@ from click.testing import CliRunner
 from processors.app import VIEW_KEYS, Processors
 from psmesh.cli import main
 from psmesh.config import Settings, is_loopback, worker_bind
+from psmesh.stack.services import processor_service
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "LocalHost", "::1", "[::1]"])
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "127.1", "localhost", "LocalHost", "localhost.", "::1",
+                                  "[::1]", "::ffff:127.0.0.1"])
 def test_loopback_names_and_addresses(host):
     assert is_loopback(host)
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "10.0.0.5", "worker-2.internal", "::", None])
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.0.0.5", "worker-2.internal", "::", "", None])
 def test_other_hosts_are_not_loopback(host):
     assert not is_loopback(host)
 
 
-def test_a_worker_on_one_host_listens_on_loopback_only():
-    assert worker_bind(None, "http://127.0.0.1:6066") == "127.0.0.1"
-    assert worker_bind(None, "http://localhost:6066") == "127.0.0.1"
+@pytest.mark.parametrize("unset", [None, ""])
+def test_a_worker_on_one_host_listens_on_loopback_only(unset):
+    assert worker_bind(unset, "http://127.0.0.1:6066") == "127.0.0.1"
+    assert worker_bind(unset, "http://localhost:6066") == "127.0.0.1"
+    assert worker_bind(unset, "http://[::1]:6066") == "::1"
 
 
 def test_a_worker_the_others_reach_on_another_host_listens_on_every_interface():
     assert worker_bind(None, "http://worker-2.internal:6066") == "0.0.0.0"
     assert worker_bind(None, "http://10.0.0.5:6066") == "0.0.0.0"
+    assert worker_bind(None, "http://[2001:db8::5]:6066") == "::"
 
 
 def test_an_interface_given_is_kept():
     assert worker_bind("0.0.0.0", "http://127.0.0.1:6066") == "0.0.0.0"
     assert worker_bind("127.0.0.2", "http://127.0.0.2:6066") == "127.0.0.2"
     assert worker_bind("10.0.0.5", "http://worker-2.internal:6066") == "10.0.0.5"
+    assert worker_bind("10.0.0.5", "http://10.0.0.5:6066") == "10.0.0.5"
+    assert worker_bind("[::1]", "http://[::1]:6066") == "::1"
+    assert worker_bind("::", "http://[2001:db8::5]:6066") == "::"
 
 
-def test_a_loopback_interface_with_a_url_on_another_host_is_refused():
-    with pytest.raises(ValueError, match="cannot reach its URL http://worker-2.internal:6066"):
-        worker_bind("127.0.0.1", "http://worker-2.internal:6066")
+@pytest.mark.parametrize("host, url", [
+    ("127.0.0.1", "http://worker-2.internal:6066"),  # the others cannot reach a loopback
+    ("10.0.0.5", "http://127.0.0.1:6066"),  # nor the URL's loopback a worker on another interface
+    ("10.0.0.5", "http://10.0.0.6:6066"),
+    ("::1", "http://127.0.0.1:6066"),
+    ("0.0.0.0", "http://[2001:db8::5]:6066"),  # every IPv4 interface, an IPv6 URL
+])
+def test_an_interface_where_the_url_cannot_reach_the_worker_is_refused(host, url):
+    with pytest.raises(ValueError, match=f"cannot reach its URL {url.replace('[', '.').replace(']', '.')}"):
+        worker_bind(host, url)
+
+
+def test_the_metrics_host_of_earlier_versions_still_applies_when_set(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("PSMESH_PROCESSORS_HOST", raising=False)
+    monkeypatch.delenv("PSMESH_METRICS_HOST", raising=False)
+    assert Settings(home=tmp_path).worker_host() is None
+    monkeypatch.setenv("PSMESH_METRICS_HOST", "10.0.0.5")
+    assert Settings(home=tmp_path).worker_host() == "10.0.0.5"
+    monkeypatch.setenv("PSMESH_PROCESSORS_HOST", "127.0.0.1")
+    assert Settings(home=tmp_path).worker_host() == "127.0.0.1"
+
+
+def test_the_stack_starts_the_worker_where_its_health_check_looks(tmp_path: Path, monkeypatch):
+    for var in ("PSMESH_PROCESSORS_HOST", "PSMESH_METRICS_HOST", "PSMESH_PROCESSORS_URL"):
+        monkeypatch.delenv(var, raising=False)
+    local = processor_service(Settings(home=tmp_path))
+    assert local.argv[-4:] == ["--host", "127.0.0.1", "--url", f"http://127.0.0.1:{local.port}"]
+    shared = processor_service(Settings(home=tmp_path, bind_host="10.0.0.5"))
+    assert shared.argv[-4:] == ["--host", "10.0.0.5", "--url", f"http://10.0.0.5:{shared.port}"]
+    assert shared.address == f"http://10.0.0.5:{shared.port}/metrics"
+    worker_bind("10.0.0.5", f"http://10.0.0.5:{shared.port}")  # what the worker then checks: accepted
 
 
 def test_the_worker_listens_where_worker_bind_says(tmp_path: Path, monkeypatch):
     monkeypatch.delenv("PSMESH_PROCESSORS_HOST", raising=False)
+    monkeypatch.delenv("PSMESH_METRICS_HOST", raising=False)
     settings = Settings(home=tmp_path)
     local = Processors(settings, web_port=6998, datadir=tmp_path / "a", store="memory://")
     assert local.app.conf.web_bind == "127.0.0.1"
@@ -59,6 +96,7 @@ def test_the_worker_listens_where_worker_bind_says(tmp_path: Path, monkeypatch):
 
 def test_run_refuses_a_loopback_host_for_a_url_on_another_host(monkeypatch):
     monkeypatch.delenv("PSMESH_PROCESSORS_HOST", raising=False)
+    monkeypatch.delenv("PSMESH_METRICS_HOST", raising=False)
     result = CliRunner().invoke(main, ["processors", "run", "--host", "127.0.0.1", "--url",
                                        "http://worker-2.internal:6066"])
     assert result.exit_code == 2

@@ -35,7 +35,21 @@ def test_a_server_that_cannot_be_reached_is_one_line(tmp_path, monkeypatch):
     assert result.exit_code == 1
     assert result.stdout == ""
     (line,) = result.stderr.splitlines()
-    assert line.startswith("PostgreSQL at 127.0.0.1:1 unreachable: connection failed: ") and "port 1 failed" in line
+    assert line.startswith("PostgreSQL at 127.0.0.1:1: cannot connect: connection failed: ") and "port 1 failed" in line
+
+
+def test_what_the_status_files_say_is_shown_when_the_server_cannot_be_reached(tmp_path, monkeypatch):
+    for var in ("PSMESH_PG_HOST", "PSMESH_KAFKA_BOOTSTRAP", "PSMESH_REGISTRY_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PSMESH_HOME", str(tmp_path))
+    monkeypatch.setenv("PSMESH_PG_PORT", "1")
+    (tmp_path / "cdc").mkdir()
+    (tmp_path / "cdc" / "psa.status.json").write_text('{"last_event_at": "2026-11-28T06:51:02+00:00"}')
+
+    result = CliRunner().invoke(main, ["cdc", "status"])
+    assert result.exit_code == 1
+    psa = next(line for line in result.stdout.splitlines() if line.startswith("psa "))
+    assert "2026-11-28T06:51:02+00:00" in psa and "database unreachable" in psa
 
 
 def test_the_table_keeps_its_columns_aligned_before_a_long_state(tmp_path, monkeypatch):
