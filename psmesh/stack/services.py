@@ -122,7 +122,7 @@ def processor_service(settings: Settings) -> HttpService:
     argv = ["processors", "run", "--web-port", str(port), "--host", settings.worker_host() or settings.bind_host]
     if settings.processors_url is None:
         host = settings.bind_host
-        host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else f"[{host}]" if ":" in host else host
+        host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(host) or (f"[{host}]" if ":" in host else host)
         argv += ["--url", f"http://{host}:{port}"]
     return HttpService(settings, "processors", argv, port)
 

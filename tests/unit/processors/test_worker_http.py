@@ -78,6 +78,9 @@ def test_the_stack_starts_the_worker_where_its_health_check_looks(tmp_path: Path
     assert shared.argv[-4:] == ["--host", "10.0.0.5", "--url", f"http://10.0.0.5:{shared.port}"]
     assert shared.address == f"http://10.0.0.5:{shared.port}/metrics"
     worker_bind("10.0.0.5", f"http://10.0.0.5:{shared.port}")  # what the worker then checks: accepted
+    for bind_host in ("0.0.0.0", "::", "::1"):  # every interface, or IPv6: a URL the worker answers at
+        argv = processor_service(Settings(home=tmp_path, bind_host=bind_host)).argv
+        worker_bind(argv[argv.index("--host") + 1], argv[argv.index("--url") + 1])
 
 
 def test_the_worker_listens_where_worker_bind_says(tmp_path: Path, monkeypatch):
