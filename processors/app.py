@@ -340,7 +340,7 @@ class Processors:
             datadir=str(datadir),
             web_port=web_port,
             # The views and /metrics: on this host only, unless the workers run on several (psmesh.config.worker_bind).
-            web_bind=worker_bind(host or settings.worker_host(), canonical),
+            web_bind=worker_bind(host or settings.processors_host, canonical),
             # Where the other workers forward a view query for a key this one owns (Faust's router): the worker's
             # own address, which only the operator knows when workers run on several hosts (PSMESH_PROCESSORS_URL).
             canonical_url=canonical,

@@ -27,8 +27,7 @@ def processors() -> None:
               help="Where the other workers reach this one's --web-port (http://host:port): they forward the view "
                    "queries for the keys it owns there. Set it when workers run on more than one host.")
 @click.option("--host", default=None,
-              show_default="PSMESH_PROCESSORS_HOST, else PSMESH_METRICS_HOST when set, else the loopback; every "
-                           "interface when --url names another host",
+              show_default="PSMESH_PROCESSORS_HOST, else the loopback; every interface when --url names another host",
               help="The interface this worker's --web-port listens on. Its views carry the firm's figures and no "
                    "authentication: give 0.0.0.0 only where the network is trusted (a Prometheus elsewhere, say).")
 @click.option("--datadir", type=click.Path(path_type=Path), default=None,
@@ -43,7 +42,7 @@ def run_command(web_port: int, url: str | None, host: str | None, datadir: Path 
                 app_id: str | None, replication_factor: int, event_loop: str) -> None:
     """Run one worker; start several to share the partitions (on one host each with its own --web-port, on several
     each with the --url the others reach it at)."""
-    host = host or load_settings().worker_host()
+    host = host or load_settings().processors_host
     try:
         bind = worker_bind(host, url or f"http://127.0.0.1:{web_port}")
     except ValueError as exc:

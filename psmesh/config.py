@@ -84,8 +84,9 @@ class Settings(BaseSettings):
     #: per worker (http://worker-2.internal:6066) when they run on several.
     processors_url: str | None = None
     #: Interface the processor worker's HTTP port listens on: its views (the firm's figures, with no authentication)
-    #: and /metrics. Unset: 127.0.0.1 while the worker's URL is a loopback address (workers on one host), every
-    #: interface when the URL names another host (workers on several hosts forward view queries to each other).
+    #: and /metrics. Unset: the loopback while the worker's URL is a loopback address (workers on one host), every
+    #: interface when the URL names another host (workers on several hosts forward view queries to each other); see
+    #: :func:`worker_bind`. PSMESH_METRICS_HOST does not apply to the worker.
     processors_host: str | None = None
     #: Interface the services serve /metrics on (all, so a Prometheus elsewhere can scrape them).
     metrics_host: str = "0.0.0.0"
@@ -97,14 +98,6 @@ class Settings(BaseSettings):
     cdc_metrics_port_base: int | None = None
     #: HTTP port of the executive page (``psmesh page serve``).
     page_port: int = 8090
-
-    def worker_host(self) -> str | None:
-        """The interface the processor worker is asked to listen on: PSMESH_PROCESSORS_HOST; else
-        PSMESH_METRICS_HOST when it is set, where versions before PSMESH_PROCESSORS_HOST had the worker listen;
-        else None, for :func:`worker_bind`'s default."""
-        if self.processors_host:
-            return self.processors_host
-        return self.metrics_host if "metrics_host" in self.model_fields_set else None
 
     @property
     def bootstrap_servers(self) -> str:
@@ -224,7 +217,7 @@ def unusable(settings: Settings) -> list[str]:
 
 def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """``host`` as an IP address, or None for a name: brackets and a trailing dot left out, an IPv4-mapped IPv6
-    address read as its IPv4 one, and a short form such as ``127.1`` read as the C library reads it."""
+    address read as its IPv4 one, and a short form such as ``127.1`` or ``0`` read as the C library reads it."""
     text = host.strip("[]").rstrip(".")
     try:
         found: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(text)
@@ -238,6 +231,19 @@ def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return found
 
 
+def _addresses(host: str) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address] | None:
+    """The addresses ``host`` stands for here: itself for an address, what the resolver gives for a name (None
+    when it gives nothing)."""
+    address = _address(host)
+    if address is not None:
+        return {address}
+    try:
+        found = socket.getaddrinfo(host.rstrip("."), None, type=socket.SOCK_STREAM)
+    except OSError:
+        return None
+    return {a for a in (_address(str(info[4][0]).split("%")[0]) for info in found) if a is not None} or None
+
+
 def is_loopback(host: str | None) -> bool:
     """Whether ``host`` (a name or an address) is this machine's loopback: reachable from this host only."""
     if not host:
@@ -249,14 +255,20 @@ def is_loopback(host: str | None) -> bool:
 
 
 def _reaches(bind: str, url_host: str) -> bool:
-    """Whether a server listening on ``bind`` answers at ``url_host``, as far as can be told without DNS."""
-    url_address = _address(url_host)
-    if bind in ("0.0.0.0", "::"):  # every interface of one family
-        return url_address is None or url_address.version == (4 if bind == "0.0.0.0" else 6)
-    if is_loopback(bind) != is_loopback(url_host):  # one reachable from this host only, the other not
+    """Whether a server listening on ``bind`` can answer at ``url_host``. Refused only where that is certain: a
+    loopback on one side and not on the other, two loopbacks with no address in common (only then is a name,
+    ``localhost``, looked up), or every interface of the other IP family. Another host's address is taken as given
+    (NAT or DNS may bring it here)."""
+    bound = _address(bind)
+    if bound is not None and bound.is_unspecified:  # every interface of one family; a name is not looked up
+        target = _address(url_host)
+        return target is None or target.version == bound.version
+    if is_loopback(bind) != is_loopback(url_host):
         return False
-    bind_address = _address(bind)
-    return bind_address is None or url_address is None or bind_address == url_address
+    if is_loopback(bind):
+        ours, targets = _addresses(bind), _addresses(url_host)
+        return ours is None or targets is None or bool(ours & targets)
+    return True
 
 
 def worker_bind(host: str | None, url: str) -> str:
@@ -266,19 +278,19 @@ def worker_bind(host: str | None, url: str) -> str:
     Unset, the loopback for a loopback ``url`` (127.0.0.1, or ::1 for an IPv6 one): the views carry the firm's
     figures and no authentication, so a worker on one host serves them to that host only. For a ``url`` naming
     another host, every interface (0.0.0.0, or :: for an IPv6 address), since the other workers forward view
-    queries there. A ``host`` at which the ``url`` cannot be reached (a loopback one for a URL naming another
-    host, another address than the URL's) is refused: the other workers could not reach the worker."""
+    queries there. A ``host`` at which the ``url`` certainly cannot reach the worker (:func:`_reaches`) is
+    refused. The host is returned as a server can bind it (``[::1]`` as ``::1``, ``127.1`` as ``127.0.0.1``)."""
     url_host = urlsplit(url).hostname or ""
     ipv6 = isinstance(_address(url_host), ipaddress.IPv6Address)
     if not host:
         if is_loopback(url_host):
             return "::1" if ipv6 else "127.0.0.1"
         return "::" if ipv6 else "0.0.0.0"
-    bind = host.strip("[]")
-    if not _reaches(bind, url_host):
-        raise ValueError(f"the worker would listen on {bind}, where the other workers cannot reach its URL {url}: "
+    if not _reaches(host, url_host):
+        raise ValueError(f"the worker would listen on {host}, where the other workers cannot reach its URL {url}: "
                          "listen on the address that URL names, or on every interface (0.0.0.0, or :: for IPv6)")
-    return bind
+    address = _address(host)
+    return str(address) if address is not None else host.strip("[]").rstrip(".")
 
 
 def check_worker_url(url: str) -> str:

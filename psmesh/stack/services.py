@@ -117,9 +117,10 @@ class HttpService:
 
 def processor_service(settings: Settings) -> HttpService:
     """``psmesh processors run``, listening where the stack's other parts and its health check reach it: on
-    PSMESH_BIND_HOST, as the page, with that address as its URL unless PSMESH_PROCESSORS_URL gives one."""
+    PSMESH_BIND_HOST (unless PSMESH_PROCESSORS_HOST says otherwise), as the page, with that address as its URL
+    unless PSMESH_PROCESSORS_URL gives one."""
     port = settings.processors_port
-    argv = ["processors", "run", "--web-port", str(port), "--host", settings.worker_host() or settings.bind_host]
+    argv = ["processors", "run", "--web-port", str(port), "--host", settings.processors_host or settings.bind_host]
     if settings.processors_url is None:
         host = settings.bind_host
         host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(host) or (f"[{host}]" if ":" in host else host)

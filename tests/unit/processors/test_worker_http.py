@@ -45,28 +45,39 @@ def test_an_interface_given_is_kept():
     assert worker_bind("10.0.0.5", "http://10.0.0.5:6066") == "10.0.0.5"
     assert worker_bind("[::1]", "http://[::1]:6066") == "::1"
     assert worker_bind("::", "http://[2001:db8::5]:6066") == "::"
+    assert worker_bind("10.0.0.5", "http://203.0.113.7:6066") == "10.0.0.5"  # NAT may bring the URL here
+
+
+@pytest.mark.parametrize("host, bound", [("[::1]", "::1"), ("127.1", "127.0.0.1"), ("::ffff:127.0.0.1", "127.0.0.1"),
+                                         ("localhost.", "localhost"), ("0", "0.0.0.0"), ("::0", "::")])
+def test_the_interface_is_given_as_a_server_binds_it(host, bound):
+    url = "http://[::1]:6066" if bound == "::1" else "http://127.0.0.1:6066"
+    if bound == "::":
+        url = "http://[2001:db8::5]:6066"
+    assert worker_bind(host, url) == bound
 
 
 @pytest.mark.parametrize("host, url", [
     ("127.0.0.1", "http://worker-2.internal:6066"),  # the others cannot reach a loopback
     ("10.0.0.5", "http://127.0.0.1:6066"),  # nor the URL's loopback a worker on another interface
-    ("10.0.0.5", "http://10.0.0.6:6066"),
     ("::1", "http://127.0.0.1:6066"),
+    ("127.0.0.2", "http://localhost:6066"),  # localhost is 127.0.0.1 (and perhaps ::1), not 127.0.0.2
+    ("localhost", "http://127.0.0.2:6066"),
     ("0.0.0.0", "http://[2001:db8::5]:6066"),  # every IPv4 interface, an IPv6 URL
+    ("::", "http://10.0.0.5:6066"),  # every IPv6 interface (IPV6_V6ONLY), an IPv4 URL
 ])
 def test_an_interface_where_the_url_cannot_reach_the_worker_is_refused(host, url):
     with pytest.raises(ValueError, match=f"cannot reach its URL {url.replace('[', '.').replace(']', '.')}"):
         worker_bind(host, url)
 
 
-def test_the_metrics_host_of_earlier_versions_still_applies_when_set(tmp_path: Path, monkeypatch):
+def test_the_metrics_host_does_not_move_the_worker(tmp_path: Path, monkeypatch):
+    """PSMESH_METRICS_HOST is every interface by default, and the stack exports it to every child: were it the
+    worker's fallback, the views would listen everywhere again."""
     monkeypatch.delenv("PSMESH_PROCESSORS_HOST", raising=False)
-    monkeypatch.delenv("PSMESH_METRICS_HOST", raising=False)
-    assert Settings(home=tmp_path).worker_host() is None
-    monkeypatch.setenv("PSMESH_METRICS_HOST", "10.0.0.5")
-    assert Settings(home=tmp_path).worker_host() == "10.0.0.5"
-    monkeypatch.setenv("PSMESH_PROCESSORS_HOST", "127.0.0.1")
-    assert Settings(home=tmp_path).worker_host() == "127.0.0.1"
+    monkeypatch.setenv("PSMESH_METRICS_HOST", "0.0.0.0")
+    worker = Processors(Settings(home=tmp_path), web_port=6994, datadir=tmp_path / "m", store="memory://")
+    assert worker.app.conf.web_bind == "127.0.0.1"
 
 
 def test_the_stack_starts_the_worker_where_its_health_check_looks(tmp_path: Path, monkeypatch):
