@@ -69,7 +69,7 @@ from processors.project import ProjectStage, project_code_of
 from processors.sender import ProducerFailed, RecordTooLarge, Sender, Ticket
 from processors.records import KIND_OF_TOPIC, KINDS, SOURCE_TOPICS, check_row, dumps, loads, parse, pick
 from processors.rollup import RollupStage, legacy_line_key
-from psmesh.config import SECURITY_PROTOCOLS, Settings, worker_bind
+from psmesh.config import SECURITY_PROTOCOLS, Settings, worker_bind, worker_url
 from psmesh.latency import commit_ms_of
 from streams import position
 
@@ -328,7 +328,7 @@ class Processors:
                  app_id: str = APP_ID, store: str = "rocksdb://", replication_factor: int = 1,
                  url: str | None = None, host: str | None = None) -> None:
         self.settings = settings
-        canonical = url or settings.processors_url or f"http://127.0.0.1:{web_port}"
+        canonical = worker_url(url or settings.processors_url, web_port)
         faust_fixes.install()
         datadir = datadir or settings.home / "processors" / f"worker-{web_port}"
         datadir.mkdir(parents=True, exist_ok=True)

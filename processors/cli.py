@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from psmesh.cliopts import checked
-from psmesh.config import check_worker_url, load_settings, worker_bind
+from psmesh.config import check_worker_url, load_settings, worker_bind, worker_url
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def run_command(web_port: int, url: str | None, host: str | None, datadir: Path 
     each with the --url the others reach it at)."""
     host = host or load_settings().processors_host
     try:
-        bind = worker_bind(host, url or f"http://127.0.0.1:{web_port}")
+        bind = worker_bind(host, worker_url(url, web_port))
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--host") from exc
     if event_loop == "uvloop":

@@ -293,6 +293,12 @@ def worker_bind(host: str | None, url: str) -> str:
     return str(address) if address is not None else host.strip("[]").rstrip(".")
 
 
+def worker_url(url: str | None, port: int) -> str:
+    """A processor worker's URL: ``url`` (``--url``, PSMESH_PROCESSORS_URL), else its loopback address, which
+    serves workers on one host only."""
+    return url or f"http://127.0.0.1:{port}"
+
+
 def check_worker_url(url: str) -> str:
     """A processor worker's URL as Faust routes view queries to it: http(s)://host:port, nothing after."""
     parts = urlsplit(url)
