@@ -84,6 +84,8 @@ APP_ID = "psmesh-processors"
 PARTITIONS = 6  # as the change topics (topology.yaml defaults), so route is co-partitioned with them
 #: A partition behind its end offset whose committed offset has not moved for this long is re-fetched.
 STALL_SECONDS = 30.0
+#: A changelog partition that table recovery has received nothing of for this long since it started is re-fetched.
+RECOVERY_STALL_SECONDS = 10.0
 
 VIEW_STAGE = {
     "project_financials": "project", "project_risks": "project", "resource_week": "resource",
@@ -1210,6 +1212,8 @@ class Processors:
         long batches, is read all along: seeking it back would only replay it.)
         """
         app = self.app
+        if app.consumer is not None:
+            await self._kick_recovery(app.tables.recovery, app.consumer, time.monotonic())
         if app.rebalancing or app.consumer is None:
             self._progress.clear()
             return
@@ -1241,6 +1245,30 @@ class Processors:
                 app.consumer.resume_partitions({tp})
                 await app.consumer.seek(tp, position)
                 self._progress[tp] = (position, now)
+
+    @staticmethod
+    async def _kick_recovery(recovery: Any, consumer: Any, now: float) -> list:
+        """Fetch again the changelog partitions that table recovery waits on and has received nothing of since it
+        started, RECOVERY_STALL_SECONDS ago or more; returns them.
+
+        The stall of :meth:`_watch_stalls`, in recovery (faust-streaming/faust#21): after a rebalance a worker's
+        recovery can wait for ever on changelog partitions it never fetches (seen in a CI run of the two-worker
+        test: "No event received for active tp ... since recovery start", the worker never ready). Such a partition
+        is resumed and sought to where recovery started it (Recovery._seek_offsets): nothing of it was read, so
+        nothing is read twice."""
+        started = recovery._recovery_started_at
+        if not recovery.in_recovery or started is None or now - started < RECOVERY_STALL_SECONDS:
+            return []
+        received = recovery._active_events_received_at
+        stalled = sorted(tp for tp, remaining in recovery.active_remaining().items()
+                         if remaining > 0 and tp not in received)
+        for tp in stalled:
+            offset = max(recovery.active_offsets.get(tp, -1), 0)
+            logger.warning("table recovery has read nothing of %s[%d] in %.0fs although it waits on it: fetching it "
+                           "again from offset %d", tp.topic, tp.partition, now - started, offset)
+            consumer.resume_partitions({tp})
+            await consumer.seek(tp, offset)
+        return stalled
 
     def _watermarks(self, tps) -> dict:
         from confluent_kafka import Consumer, TopicPartition
